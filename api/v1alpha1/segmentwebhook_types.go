@@ -1,0 +1,476 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SegmentWebhookSpec describes a Segment webhook receiver and where it forwards events.
+//
+// +kubebuilder:validation:XValidation:rule="self.authentication.mode != 'HMAC' || (has(self.secretRefs) && size(self.secretRefs) > 0)",message="authentication mode HMAC needs at least one entry in secretRefs"
+// +kubebuilder:validation:XValidation:rule="self.authentication.mode == 'HMAC' || !has(self.secretRefs) || size(self.secretRefs) == 0",message="secretRefs are only used by authentication mode HMAC"
+// +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either replicas or autoscaling, not both"
+type SegmentWebhookSpec struct {
+	// SecretRefs name the Secret keys holding the HMAC shared secret that Segment uses to sign
+	// requests (X-Signature). A request signed with any of them is accepted: list the old and the
+	// new secret while rotating, since Segment sends no key id.
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	SecretRefs []SecretKeyRef `json:"secretRefs,omitempty"`
+
+	// Authentication selects how requests are authenticated.
+	// +kubebuilder:default={}
+	// +optional
+	Authentication Authentication `json:"authentication,omitempty"`
+
+	// Targets receive the events. A request is acknowledged to Segment only when every target
+	// that is not optional has accepted every event routed to it.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Targets []Target `json:"targets"`
+
+	// Delivery tunes retries and deduplication towards the targets.
+	// +kubebuilder:default={}
+	// +optional
+	Delivery Delivery `json:"delivery,omitempty"`
+
+	// Validation is Strict (enforce the Segment Spec's required fields per event type) or Lenient
+	// (forward any JSON object with a type; use it when the Actions payload is remapped).
+	// +kubebuilder:validation:Enum=Strict;Lenient
+	// +kubebuilder:default=Strict
+	// +optional
+	Validation ValidationMode `json:"validation,omitempty"`
+
+	// Limits bound the size of one request.
+	// +kubebuilder:default={}
+	// +optional
+	Limits Limits `json:"limits,omitempty"`
+
+	// Replicas of the receiver when autoscaling is not set. Defaults to 2; with more than one
+	// replica a PodDisruptionBudget keeps at least one serving.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=50
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling creates a HorizontalPodAutoscaler for the receiver.
+	// +optional
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+
+	// Service exposes the receiver inside the cluster.
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitempty"`
+
+	// Ingress exposes the receiver to Segment. Removing it deletes the Ingress.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Image overrides the receiver image the operator was started with.
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Resources of the receiver container. Defaults to requests of 50m CPU and 64Mi memory and a
+	// 256Mi memory limit.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Pod holds scheduling and metadata overrides for the receiver pods.
+	// +optional
+	Pod PodOverrides `json:"pod,omitempty"`
+}
+
+// SecretKeyRef selects one key of a Secret in the SegmentWebhook's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Key within the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// AuthenticationMode says how the receiver authenticates Segment.
+// +kubebuilder:validation:Enum=HMAC;Bearer;None
+type AuthenticationMode string
+
+const (
+	// AuthenticationHMAC verifies Segment's X-Signature with the secrets of secretRefs.
+	AuthenticationHMAC AuthenticationMode = "HMAC"
+	// AuthenticationBearer expects "Authorization: Bearer <token>" (Extensible Webhook destination).
+	AuthenticationBearer AuthenticationMode = "Bearer"
+	// AuthenticationNone accepts unauthenticated requests; it must be chosen explicitly.
+	AuthenticationNone AuthenticationMode = "None"
+)
+
+// Authentication selects how requests are authenticated.
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode == 'Bearer') == has(self.bearerTokenSecretRef)",message="bearerTokenSecretRef is required with mode Bearer and not allowed otherwise"
+type Authentication struct {
+	// Mode is HMAC (Segment's X-Signature, the default), Bearer (Authorization header) or None.
+	// +kubebuilder:default=HMAC
+	// +optional
+	Mode AuthenticationMode `json:"mode,omitempty"`
+	// BearerTokenSecretRef holds the expected bearer token for mode Bearer.
+	// +optional
+	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
+}
+
+// ValidationMode says how strictly events are checked.
+type ValidationMode string
+
+const (
+	// ValidationStrict enforces the Segment Spec's required fields per event type.
+	ValidationStrict ValidationMode = "Strict"
+	// ValidationLenient forwards any JSON object that has a type.
+	ValidationLenient ValidationMode = "Lenient"
+)
+
+// Target is one destination for events. Exactly one kind (http) is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.http)].filter(k, k).size() == 1",message="exactly one target kind (http) must be set"
+type Target struct {
+	// Name identifies the target in metrics, logs and status; unique within the SegmentWebhook.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// Optional targets are best effort: their failures never make Segment retry.
+	// +optional
+	Optional bool `json:"optional,omitempty"`
+	// Filter selects which events this target receives; empty means all.
+	// +optional
+	Filter *TargetFilter `json:"filter,omitempty"`
+	// DropFields are dotted paths removed from each event before sending, such as "context.ip".
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[^.]+(\.[^.]+)*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	DropFields []string `json:"dropFields,omitempty"`
+	// HTTP sends each event to an HTTP endpoint.
+	// +optional
+	HTTP *HTTPTarget `json:"http,omitempty"`
+}
+
+// EventType is a Segment event type; "delete" is Classic's user-deletion notification.
+// +kubebuilder:validation:Enum=identify;track;page;screen;group;alias;delete
+type EventType string
+
+// TargetFilter selects events.
+type TargetFilter struct {
+	// EventTypes this target receives; empty means every type.
+	// +kubebuilder:validation:MaxItems=7
+	// +listType=set
+	// +optional
+	EventTypes []EventType `json:"eventTypes,omitempty"`
+	// TrackEvents limits track events to these event names; other types are not affected.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	TrackEvents []string `json:"trackEvents,omitempty"`
+}
+
+// HTTPFormat is the body format sent to an HTTP target.
+// +kubebuilder:validation:Enum=segment;cloudevents
+type HTTPFormat string
+
+const (
+	// HTTPFormatSegment sends the event JSON as Segment sent it.
+	HTTPFormatSegment HTTPFormat = "segment"
+	// HTTPFormatCloudEvents sends a CloudEvent in binary content mode.
+	HTTPFormatCloudEvents HTTPFormat = "cloudevents"
+)
+
+// HTTPTarget sends each event to an HTTP endpoint with an Idempotency-Key header.
+type HTTPTarget struct {
+	// URL of the endpoint, http or https.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL"
+	URL string `json:"url"`
+	// Method is POST, PUT or PATCH.
+	// +kubebuilder:validation:Enum=POST;PUT;PATCH
+	// +kubebuilder:default=POST
+	// +optional
+	Method string `json:"method,omitempty"`
+	// Headers are sent with every request as they are. Put credentials in headersFrom.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+	// HeadersFrom take header values from Secret keys, such as an Authorization header.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	HeadersFrom []HeaderFromSecret `json:"headersFrom,omitempty"`
+	// Format of the body: segment (the event as received) or cloudevents (binary mode).
+	// +kubebuilder:default=segment
+	// +optional
+	Format HTTPFormat `json:"format,omitempty"`
+}
+
+// HeaderFromSecret is a header whose value is read from a Secret key.
+type HeaderFromSecret struct {
+	// Name of the header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	Name string `json:"name"`
+	// SecretKeyRef holds the header value.
+	SecretKeyRef SecretKeyRef `json:"secretKeyRef"`
+}
+
+// Delivery tunes retries and deduplication towards the targets.
+// +kubebuilder:validation:XValidation:rule="!has(self.initialBackoff) || !has(self.maxBackoff) || duration(self.initialBackoff) <= duration(self.maxBackoff)",message="initialBackoff must not exceed maxBackoff"
+type Delivery struct {
+	// Budget is how long one request may take, retries included. Segment times out after 5s, so
+	// it must stay below that.
+	// +kubebuilder:default="3s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) < duration('5s')",message="budget must be above 0s and below 5s (Segment's timeout)"
+	// +optional
+	Budget *metav1.Duration `json:"budget,omitempty"`
+	// MaxAttempts per target and event within the budget.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=20
+	// +kubebuilder:default=5
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+	// InitialBackoff before the first retry; it doubles, with jitter, up to maxBackoff.
+	// +kubebuilder:default="100ms"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="initialBackoff must be above 0s"
+	// +optional
+	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
+	// MaxBackoff caps the wait between retries.
+	// +kubebuilder:default="1s"
+	// +optional
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+	// DedupeWindow is how long each target remembers the messageIds it accepted, so that a
+	// Segment retry is not sent again to targets that already have it. Segment retries for four
+	// hours.
+	// +kubebuilder:default="4h15m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('48h')",message="dedupeWindow must be between 0s and 48h"
+	// +optional
+	DedupeWindow *metav1.Duration `json:"dedupeWindow,omitempty"`
+}
+
+// Limits bound the size of one request.
+type Limits struct {
+	// MaxEvents in one request (an Actions batch). Segment sends at most 4000.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4000
+	// +kubebuilder:default=1000
+	// +optional
+	MaxEvents int32 `json:"maxEvents,omitempty"`
+	// MaxBodyBytes of one request; larger requests are refused with 413.
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=134217728
+	// +kubebuilder:default=4194304
+	// +optional
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+}
+
+// Autoscaling creates a HorizontalPodAutoscaler on CPU utilisation.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must not exceed maxReplicas"
+type Autoscaling struct {
+	// MinReplicas of the receiver.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=2
+	// +optional
+	MinReplicas int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas of the receiver.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage of the CPU request.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=75
+	// +optional
+	TargetCPUUtilizationPercentage int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// ServiceSpec shapes the receiver's Service.
+type ServiceSpec struct {
+	// Type of the Service.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +kubebuilder:default=ClusterIP
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// Port the Service listens on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:default=80
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// Annotations added to the Service, for cloud load balancers for example.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// IngressSpec exposes the receiver through an Ingress.
+type IngressSpec struct {
+	// ClassName of the IngressClass; the cluster default when empty.
+	// +optional
+	ClassName *string `json:"className,omitempty"`
+	// Host Segment sends to, such as segment.example.com.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Host string `json:"host"`
+	// Path of the webhook; the receiver serves it too.
+	// +kubebuilder:default="/webhook"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/[-A-Za-z0-9._~/]*$`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// TLSSecretName holds the certificate for host; the URL is https when set.
+	// +optional
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+	// Annotations added to the Ingress, for cert-manager or the controller for example.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodOverrides shape the receiver pods.
+type PodOverrides struct {
+	// NodeSelector of the receiver pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations of the receiver pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// Affinity of the receiver pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// PriorityClassName of the receiver pods.
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+	// Labels added to the receiver pods; they cannot replace the operator's own labels.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations added to the receiver pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// SegmentWebhookStatus is the observed state of a SegmentWebhook.
+type SegmentWebhookStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, SecretsResolved, ChildrenReconciled, Available.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// URL to configure in the Segment destination.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Replicas of the receiver Deployment.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// ReadyReplicas of the receiver Deployment.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+}
+
+// Condition types and reasons.
+const (
+	ConditionReady              = "Ready"
+	ConditionSecretsResolved    = "SecretsResolved"
+	ConditionChildrenReconciled = "ChildrenReconciled"
+	ConditionAvailable          = "Available"
+
+	ReasonSecretNotFound        = "SecretNotFound"
+	ReasonSecretKeyNotFound     = "SecretKeyNotFound"
+	ReasonSecretsResolved       = "SecretsResolved"
+	ReasonReconciled            = "Reconciled"
+	ReasonReconcileFailed       = "ReconcileFailed"
+	ReasonDeploymentAvailable   = "DeploymentAvailable"
+	ReasonDeploymentUnavailable = "DeploymentUnavailable"
+	ReasonDeploymentProgressing = "DeploymentProgressing"
+	ReasonReady                 = "Ready"
+)
+
+// SegmentWebhook runs a Segment webhook receiver that verifies, validates and forwards events.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=swh,categories=segment
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SegmentWebhook struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SegmentWebhookSpec   `json:"spec,omitempty"`
+	Status SegmentWebhookStatus `json:"status,omitempty"`
+}
+
+// SegmentWebhookList contains a list of SegmentWebhook.
+// +kubebuilder:object:root=true
+type SegmentWebhookList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SegmentWebhook `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SegmentWebhook{}, &SegmentWebhookList{})
+}
+
+// SecretNames lists every Secret the spec references, for the Secret watch's field index.
+func (s *SegmentWebhookSpec) SecretNames() []string {
+	refs := s.SecretKeyRefs()
+	names := make([]string, 0, len(refs))
+	seen := map[string]bool{}
+	for _, r := range refs {
+		if !seen[r.Name] {
+			seen[r.Name] = true
+			names = append(names, r.Name)
+		}
+	}
+	return names
+}
+
+// SecretKeyRefs lists every Secret key the spec references, in spec order.
+func (s *SegmentWebhookSpec) SecretKeyRefs() []SecretKeyRef {
+	refs := append([]SecretKeyRef(nil), s.SecretRefs...)
+	if s.Authentication.BearerTokenSecretRef != nil {
+		refs = append(refs, *s.Authentication.BearerTokenSecretRef)
+	}
+	for _, t := range s.Targets {
+		if t.HTTP != nil {
+			for _, h := range t.HTTP.HeadersFrom {
+				refs = append(refs, h.SecretKeyRef)
+			}
+		}
+	}
+	return refs
+}

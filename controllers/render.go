@@ -1,0 +1,453 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// Everything in this file is a pure function of the SegmentWebhook and the operator's settings,
+// so children can be checked without an API server.
+
+const (
+	// ConfigHashAnnotation on the pod template rolls the pods when the receiver config or the data
+	// of a referenced Secret key changes.
+	ConfigHashAnnotation = "segment.webhook-operator.io/config-hash"
+
+	receiverContainer = "receiver"
+	configVolume      = "config"
+	configMountPath   = config.DefaultConfigDirectory
+	secretsMountPath  = "/etc/segment-webhook/secrets"
+	httpPortName      = "http"
+	metricsPortName   = "metrics"
+	defaultReplicas   = int32(2)
+	receiverUID       = int64(65532) // distroless nonroot
+)
+
+// RenderOptions are the operator-wide inputs of rendering.
+type RenderOptions struct {
+	// ReceiverImage is used unless the SegmentWebhook overrides it.
+	ReceiverImage string
+}
+
+// ChildName is the name shared by all children of a SegmentWebhook.
+func ChildName(swh *segmentv1alpha1.SegmentWebhook) string { return swh.Name + "-receiver" }
+
+// selectorLabels select the receiver pods of one SegmentWebhook; they never change, because a
+// Deployment's selector is immutable.
+func selectorLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":     "segment-webhook-receiver",
+		"app.kubernetes.io/instance": swh.Name,
+	}
+}
+
+// childLabels label every child.
+func childLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
+	l := selectorLabels(swh)
+	l["app.kubernetes.io/component"] = "receiver"
+	l["app.kubernetes.io/part-of"] = "segment-webhook-operator"
+	l["app.kubernetes.io/managed-by"] = "segment-webhook-operator"
+	return l
+}
+
+func childMeta(swh *segmentv1alpha1.SegmentWebhook) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: ChildName(swh), Namespace: swh.Namespace, Labels: childLabels(swh)}
+}
+
+// webhookPath is the path Segment posts to; it follows the Ingress so the two always agree.
+func webhookPath(swh *segmentv1alpha1.SegmentWebhook) string {
+	if swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "" {
+		return swh.Spec.Ingress.Path
+	}
+	return config.DefaultPath
+}
+
+// secretFile is where a referenced Secret key is mounted in the receiver pod.
+func secretFile(ref segmentv1alpha1.SecretKeyRef) string {
+	return path.Join(secretsMountPath, ref.Name, ref.Key)
+}
+
+// ReceiverConfig renders the receiver's configuration: the contract in receiver/config.
+func ReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
+	spec := &swh.Spec
+	c := &config.Config{
+		Source:      "segment-webhook-operator/" + swh.Namespace + "/" + swh.Name,
+		Path:        webhookPath(swh),
+		Port:        config.DefaultPort,
+		MetricsPort: config.DefaultMetricsPort,
+		Authentication: config.Authentication{
+			Mode: string(spec.Authentication.Mode),
+		},
+		Validation: string(spec.Validation),
+		Limits: config.Limits{
+			MaxBodyBytes: spec.Limits.MaxBodyBytes,
+			MaxEvents:    int(spec.Limits.MaxEvents),
+		},
+		Delivery: config.Delivery{
+			Budget:         duration(spec.Delivery.Budget),
+			MaxAttempts:    int(spec.Delivery.MaxAttempts),
+			InitialBackoff: duration(spec.Delivery.InitialBackoff),
+			MaxBackoff:     duration(spec.Delivery.MaxBackoff),
+			DedupeWindow:   duration(spec.Delivery.DedupeWindow),
+		},
+	}
+	for _, ref := range spec.SecretRefs {
+		c.Authentication.SecretFiles = append(c.Authentication.SecretFiles, secretFile(ref))
+	}
+	if ref := spec.Authentication.BearerTokenSecretRef; ref != nil {
+		c.Authentication.SecretFiles = append(c.Authentication.SecretFiles, secretFile(*ref))
+	}
+	for _, t := range spec.Targets {
+		c.Targets = append(c.Targets, receiverTarget(t))
+	}
+	c.Default()
+	return c
+}
+
+// duration converts an optional API duration; an unset one gets the receiver's default.
+func duration(d *metav1.Duration) config.Duration {
+	if d == nil {
+		return config.Duration{}
+	}
+	return config.D(d.Duration)
+}
+
+func receiverTarget(t segmentv1alpha1.Target) config.Target {
+	out := config.Target{Name: t.Name, Optional: t.Optional, DropFields: t.DropFields}
+	if t.Filter != nil {
+		for _, et := range t.Filter.EventTypes {
+			out.Filter.EventTypes = append(out.Filter.EventTypes, string(et))
+		}
+		out.Filter.TrackEvents = t.Filter.TrackEvents
+	}
+	if h := t.HTTP; h != nil {
+		out.HTTP = &config.HTTPTarget{URL: h.URL, Method: h.Method, Headers: h.Headers, Format: string(h.Format)}
+		for _, hf := range h.HeadersFrom {
+			if out.HTTP.HeaderFiles == nil {
+				out.HTTP.HeaderFiles = map[string]string{}
+			}
+			out.HTTP.HeaderFiles[hf.Name] = secretFile(hf.SecretKeyRef)
+		}
+	}
+	return out
+}
+
+// ConfigMap renders the receiver's ConfigMap from its config JSON.
+func ConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: childMeta(swh),
+		Data:       map[string]string{config.FileName: string(configJSON)},
+	}
+}
+
+// ConfigHash digests everything the running receiver reads: its config and the referenced
+// Secret keys' data (never the values themselves, only their hash, reach the pod template).
+func ConfigHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][]byte) string {
+	h := sha256.New()
+	h.Write(configJSON)
+	refs := slices.Collect(maps.Keys(secretData))
+	sort.Slice(refs, func(i, j int) bool {
+		if refs[i].Name != refs[j].Name {
+			return refs[i].Name < refs[j].Name
+		}
+		return refs[i].Key < refs[j].Key
+	})
+	for _, ref := range refs {
+		fmt.Fprintf(h, "\x00%s\x00%s\x00%d\x00", ref.Name, ref.Key, len(secretData[ref]))
+		h.Write(secretData[ref])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Deployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
+func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configHash string) *appsv1.Deployment {
+	spec := &swh.Spec
+	image := opts.ReceiverImage
+	if spec.Image != "" {
+		image = spec.Image
+	}
+	podLabels := maps.Clone(spec.Pod.Labels)
+	if podLabels == nil {
+		podLabels = map[string]string{}
+	}
+	maps.Copy(podLabels, childLabels(swh))
+	podAnnotations := maps.Clone(spec.Pod.Annotations)
+	if podAnnotations == nil {
+		podAnnotations = map[string]string{}
+	}
+	podAnnotations[ConfigHashAnnotation] = configHash
+
+	var replicas *int32
+	if spec.Autoscaling == nil { // the HPA owns replicas otherwise
+		replicas = ptr.To(ptr.Deref(spec.Replicas, defaultReplicas))
+	}
+
+	dep := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: childMeta(swh),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(swh)},
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				// Never drop below the desired capacity while rolling: Segment is sending.
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To(int64(30)),
+					NodeSelector:                  spec.Pod.NodeSelector,
+					Tolerations:                   spec.Pod.Tolerations,
+					Affinity:                      spec.Pod.Affinity,
+					PriorityClassName:             spec.Pod.PriorityClassName,
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						RunAsUser:      ptr.To(receiverUID),
+						RunAsGroup:     ptr.To(receiverUID),
+						FSGroup:        ptr.To(receiverUID),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{receiverContainerSpec(swh, image)},
+					Volumes:    volumes(swh),
+				},
+			},
+		},
+	}
+	return dep
+}
+
+func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) corev1.Container {
+	resources := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("50m"),
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+	if swh.Spec.Resources != nil {
+		resources = *swh.Spec.Resources.DeepCopy()
+	}
+	probe := func(path string, period int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(httpPortName)},
+			},
+			PeriodSeconds: period,
+		}
+	}
+	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
+	for i, name := range swh.Spec.SecretNames() {
+		mounts = append(mounts, corev1.VolumeMount{
+			Name: secretVolumeName(i), MountPath: path.Join(secretsMountPath, name), ReadOnly: true,
+		})
+	}
+	return corev1.Container{
+		Name:  receiverContainer,
+		Image: image,
+		Args:  []string{"--config=" + path.Join(configMountPath, config.FileName)},
+		Ports: []corev1.ContainerPort{
+			{Name: httpPortName, ContainerPort: config.DefaultPort, Protocol: corev1.ProtocolTCP},
+			{Name: metricsPortName, ContainerPort: config.DefaultMetricsPort, Protocol: corev1.ProtocolTCP},
+		},
+		ReadinessProbe: probe("/readyz", 5),
+		LivenessProbe:  probe("/healthz", 10),
+		Resources:      resources,
+		VolumeMounts:   mounts,
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			RunAsNonRoot:             ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }
+
+// volumes mount the config and, per referenced Secret, only the referenced keys.
+func volumes(swh *segmentv1alpha1.SegmentWebhook) []corev1.Volume {
+	vols := []corev1.Volume{{
+		Name: configVolume,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ChildName(swh)},
+			DefaultMode:          ptr.To(int32(0o444)),
+		}},
+	}}
+	keys := map[string][]string{}
+	for _, ref := range swh.Spec.SecretKeyRefs() {
+		if !slices.Contains(keys[ref.Name], ref.Key) {
+			keys[ref.Name] = append(keys[ref.Name], ref.Key)
+		}
+	}
+	for i, name := range swh.Spec.SecretNames() {
+		var items []corev1.KeyToPath
+		for _, key := range keys[name] {
+			items = append(items, corev1.KeyToPath{Key: key, Path: key})
+		}
+		vols = append(vols, corev1.Volume{
+			Name: secretVolumeName(i),
+			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: name, Items: items, DefaultMode: ptr.To(int32(0o440)),
+			}},
+		})
+	}
+	return vols
+}
+
+// Service renders the receiver Service.
+func Service(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: childMeta(swh),
+		Spec: corev1.ServiceSpec{
+			Type:     swh.Spec.Service.Type,
+			Selector: selectorLabels(swh),
+			Ports: []corev1.ServicePort{{
+				Name: httpPortName, Port: swh.Spec.Service.Port, Protocol: corev1.ProtocolTCP,
+				TargetPort: intstr.FromString(httpPortName),
+			}},
+		},
+	}
+	svc.Annotations = swh.Spec.Service.Annotations
+	return svc
+}
+
+// Ingress renders the receiver Ingress, or nil when spec.ingress is not set.
+func Ingress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
+	in := swh.Spec.Ingress
+	if in == nil {
+		return nil
+	}
+	ing := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: childMeta(swh),
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: in.ClassName,
+			Rules: []networkingv1.IngressRule{{
+				Host: in.Host,
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+					Paths: []networkingv1.HTTPIngressPath{{
+						Path:     webhookPath(swh),
+						PathType: ptr.To(networkingv1.PathTypeExact),
+						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+							Name: ChildName(swh),
+							Port: networkingv1.ServiceBackendPort{Name: httpPortName},
+						}},
+					}},
+				}},
+			}},
+		},
+	}
+	ing.Annotations = in.Annotations
+	if in.TLSSecretName != "" {
+		ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{in.Host}, SecretName: in.TLSSecretName}}
+	}
+	return ing
+}
+
+// HorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.
+func HorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2.HorizontalPodAutoscaler {
+	as := swh.Spec.Autoscaling
+	if as == nil {
+		return nil
+	}
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
+		ObjectMeta: childMeta(swh),
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{
+				APIVersion: "apps/v1", Kind: "Deployment", Name: ChildName(swh),
+			},
+			MinReplicas: ptr.To(as.MinReplicas),
+			MaxReplicas: as.MaxReplicas,
+			Metrics: []autoscalingv2.MetricSpec{{
+				Type: autoscalingv2.ResourceMetricSourceType,
+				Resource: &autoscalingv2.ResourceMetricSource{
+					Name: corev1.ResourceCPU,
+					Target: autoscalingv2.MetricTarget{
+						Type:               autoscalingv2.UtilizationMetricType,
+						AverageUtilization: ptr.To(as.TargetCPUUtilizationPercentage),
+					},
+				},
+			}},
+		},
+	}
+}
+
+// PodDisruptionBudget keeps one receiver serving during voluntary disruptions; nil when the
+// receiver may run a single replica, where a PDB would block node drains.
+func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisruptionBudget {
+	minReplicas := ptr.Deref(swh.Spec.Replicas, defaultReplicas)
+	if as := swh.Spec.Autoscaling; as != nil {
+		minReplicas = as.MinReplicas
+	}
+	if minReplicas <= 1 {
+		return nil
+	}
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+		ObjectMeta: childMeta(swh),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+			Selector:       &metav1.LabelSelector{MatchLabels: selectorLabels(swh)},
+		},
+	}
+}
+
+// URL is where Segment should send events: the Ingress when there is one, else the Service.
+func URL(swh *segmentv1alpha1.SegmentWebhook) string {
+	if in := swh.Spec.Ingress; in != nil {
+		scheme := "http"
+		if in.TLSSecretName != "" {
+			scheme = "https"
+		}
+		return scheme + "://" + in.Host + webhookPath(swh)
+	}
+	port := ""
+	if swh.Spec.Service.Port != 80 {
+		port = fmt.Sprintf(":%d", swh.Spec.Service.Port)
+	}
+	return fmt.Sprintf("http://%s.%s.svc%s%s", ChildName(swh), swh.Namespace, port, webhookPath(swh))
+}

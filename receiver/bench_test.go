@@ -1,0 +1,127 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+func benchEvent(i int) string {
+	return fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"user-%d","anonymousId":"anon-%d",`+
+		`"messageId":"msg-%d","timestamp":"2024-05-01T12:00:00.000Z","sentAt":"2024-05-01T12:00:00.100Z",`+
+		`"properties":{"orderId":"o-%d","total":42.5,"currency":"EUR","products":[{"sku":"a","qty":1}]},`+
+		`"context":{"ip":"203.0.113.9","locale":"fr-FR","library":{"name":"analytics.js","version":"4.1.0"}}}`, i, i, i, i)
+}
+
+func benchBatch(n int) string {
+	events := make([]string, n)
+	for i := range events {
+		events[i] = benchEvent(i)
+	}
+	return batch(events...)
+}
+
+func BenchmarkVerifySingle(b *testing.B) {
+	body := []byte(benchEvent(1))
+	secrets := [][]byte{[]byte("secret")}
+	sig := Sign(secrets[0], body)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !VerifySignature(body, sig, secrets) {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkVerifyBatchFirstElement(b *testing.B) {
+	body := []byte(benchBatch(100))
+	first, _ := FirstElement(body)
+	secrets := [][]byte{[]byte("secret")}
+	sig := Sign(secrets[0], first)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !VerifySignature(body, sig, secrets) {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkDecodeValidateSingle(b *testing.B) {
+	body := []byte(benchEvent(1))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeEvents(body, config.ValidationStrict, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeValidateBatch100(b *testing.B) {
+	body := []byte(benchBatch(100))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeEvents(body, config.ValidationStrict, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHandler drives the whole handler in-process (auth, decode, validate, route, deliver
+// over loopback HTTP to a sink that answers 200 at once).
+func BenchmarkHandler(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			sinkServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			defer sinkServer.Close()
+			secrets := newVolume(b, map[string]string{"hmac": testSecret})
+			cfg := testConfig(secrets, config.Target{Name: "sink", HTTP: &config.HTTPTarget{URL: sinkServer.URL}})
+			configVol := newVolume(b, map[string]string{config.FileName: configJSON(b, cfg)})
+			server, err := NewServer(configVol.path(config.FileName), Options{
+				Logger:       slog.New(slog.DiscardHandler),
+				Registry:     prometheus.NewRegistry(),
+				Addr:         "127.0.0.1:0",
+				MetricsAddr:  "127.0.0.1:0",
+				PollInterval: -1,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- server.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			handler := server.Handler()
+			body := benchBatch(n)
+			if n == 1 {
+				body = benchEvent(0)
+			}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				// A fresh messageId each time, so dedupe does not skip the delivery.
+				i++
+				reqBody := strings.ReplaceAll(body, `"msg-`, fmt.Sprintf(`"r%d-msg-`, i))
+				req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(reqBody))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(SignatureHeader, hmacHex(testSecret, reqBody))
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("got %d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}

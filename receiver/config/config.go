@@ -1,0 +1,400 @@
+// Package config is the one contract between the operator and the receiver: the operator renders
+// a Config as JSON into the receiver's ConfigMap, the receiver loads and validates the same struct.
+//
+// Secret values never appear here. Wherever a secret is needed the config names a file path; the
+// operator mounts the referenced Secret keys read-only at those paths.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults shared by the operator (CRD defaults) and the receiver (missing fields).
+const (
+	DefaultPath            = "/webhook"
+	DefaultPort            = 8080
+	DefaultMetricsPort     = 9090
+	DefaultMaxBodyBytes    = 4 << 20 // a 1000-event Actions batch of typical events fits
+	DefaultMaxEvents       = 1000
+	DefaultMaxInFlight     = 256
+	DefaultMaxHeaderBytes  = 64 << 10
+	DefaultReadHeaderTime  = 5 * time.Second
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 15 * time.Second // body read + delivery budget + response
+	DefaultIdleTimeout     = 90 * time.Second
+	DefaultBudget          = 3 * time.Second
+	MaxBudget              = 5 * time.Second // Segment gives up after 5 s
+	DefaultMaxAttempts     = 5
+	DefaultInitialBackoff  = 100 * time.Millisecond
+	DefaultMaxBackoff      = 1 * time.Second
+	DefaultDedupeWindow    = 4*time.Hour + 15*time.Minute // Segment retries for four hours
+	DefaultDedupeSize      = 100000
+	DefaultHTTPMethod      = "POST"
+	MaxEventsLimit         = 4000 // Segment's largest batch
+	MaxTargets             = 16
+	FileName               = "config.json"
+	DefaultConfigDirectory = "/etc/segment-webhook/config"
+)
+
+// Authentication modes.
+const (
+	AuthHMAC   = "HMAC"
+	AuthBearer = "Bearer"
+	AuthNone   = "None"
+)
+
+// Validation modes.
+const (
+	ValidationStrict  = "Strict"
+	ValidationLenient = "Lenient"
+)
+
+// HTTP body formats.
+const (
+	FormatSegment     = "segment"
+	FormatCloudEvents = "cloudevents"
+)
+
+// EventTypes are the Segment event types the receiver knows. "delete" is Classic's user-deletion
+// notification.
+var EventTypes = []string{"identify", "track", "page", "screen", "group", "alias", "delete"}
+
+// Config is the whole receiver configuration.
+type Config struct {
+	// Source identifies this receiver, "<namespace>/<name>" of its SegmentWebhook. It becomes the
+	// CloudEvents source and a log attribute.
+	Source string `json:"source"`
+	// Path is the webhook path served for POST, PUT and PATCH.
+	Path string `json:"path,omitempty"`
+	// Port serves the webhook and the health endpoints.
+	Port int `json:"port,omitempty"`
+	// MetricsPort serves Prometheus metrics.
+	MetricsPort    int            `json:"metricsPort,omitempty"`
+	Authentication Authentication `json:"authentication"`
+	// Validation is Strict (Segment Spec required fields) or Lenient (any object with a type).
+	Validation string   `json:"validation,omitempty"`
+	Limits     Limits   `json:"limits"`
+	Delivery   Delivery `json:"delivery"`
+	Targets    []Target `json:"targets"`
+}
+
+// Authentication says how a request proves it comes from Segment.
+type Authentication struct {
+	// Mode is HMAC (X-Signature), Bearer (Authorization header) or None.
+	Mode string `json:"mode"`
+	// SecretFiles hold the shared secrets (HMAC) or tokens (Bearer). Any one of them is accepted,
+	// which is how rotation works: Segment sends no key id.
+	SecretFiles []string `json:"secretFiles,omitempty"`
+}
+
+// Limits bound what one request may cost.
+type Limits struct {
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	MaxEvents    int   `json:"maxEvents,omitempty"`
+	// MaxInFlight requests at once; more are answered 429 so Segment backs off.
+	MaxInFlight int `json:"maxInFlight,omitempty"`
+	// MaxHeaderBytes bounds the request header size.
+	MaxHeaderBytes int `json:"maxHeaderBytes,omitempty"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the HTTP server timeouts.
+	// They take effect when the receiver starts; a reload does not change them.
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout,omitempty"`
+	ReadTimeout       Duration `json:"readTimeout,omitempty"`
+	// WriteTimeout counts from the end of the request headers, so it must cover reading the body
+	// and the delivery budget.
+	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+	IdleTimeout  Duration `json:"idleTimeout,omitempty"`
+}
+
+// Delivery governs how events reach targets.
+type Delivery struct {
+	// Budget is the time a request may take, retries included. It stays under Segment's 5 s.
+	Budget         Duration `json:"budget,omitempty"`
+	MaxAttempts    int      `json:"maxAttempts,omitempty"`
+	InitialBackoff Duration `json:"initialBackoff,omitempty"`
+	MaxBackoff     Duration `json:"maxBackoff,omitempty"`
+	// DedupeWindow is how long a target's accepted messageIds are remembered.
+	DedupeWindow Duration `json:"dedupeWindow,omitempty"`
+	// DedupeSize bounds the remembered messageIds per target.
+	DedupeSize int `json:"dedupeSize,omitempty"`
+}
+
+// Target is one downstream destination; exactly one of HTTP, Kafka or NATS is set.
+type Target struct {
+	Name string `json:"name"`
+	// Optional targets are best effort: their failure never fails a request.
+	Optional bool   `json:"optional,omitempty"`
+	Filter   Filter `json:"filter,omitempty"`
+	// DropFields are dotted paths (such as "context.ip") removed before sending.
+	DropFields []string    `json:"dropFields,omitempty"`
+	HTTP       *HTTPTarget `json:"http,omitempty"`
+}
+
+// Filter selects the events a target receives. Empty lists select everything.
+type Filter struct {
+	EventTypes []string `json:"eventTypes,omitempty"`
+	// TrackEvents limits track events to these event names; other types pass.
+	TrackEvents []string `json:"trackEvents,omitempty"`
+}
+
+// HTTPTarget forwards events to an HTTP endpoint, one request per event.
+type HTTPTarget struct {
+	URL    string `json:"url"`
+	Method string `json:"method,omitempty"`
+	// Headers are sent as they are.
+	Headers map[string]string `json:"headers,omitempty"`
+	// HeaderFiles maps a header name to a file holding its value (a mounted Secret key).
+	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
+	// Format is "segment" (the event as received) or "cloudevents" (binary mode).
+	Format string `json:"format,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("3s") in JSON.
+type Duration struct{ time.Duration }
+
+// D is a shorthand for building a Duration.
+func D(d time.Duration) Duration { return Duration{d} }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"3s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Parse decodes JSON strictly (unknown fields are errors, so a typo is not silently ignored),
+// fills defaults and validates.
+func Parse(data []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decoding receiver config: %w", err)
+	}
+	c.Default()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads and parses a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Marshal renders the config as indented JSON, the form stored in the ConfigMap.
+func (c *Config) Marshal() ([]byte, error) { return json.MarshalIndent(c, "", "  ") }
+
+// Default fills every unset field with its default.
+func (c *Config) Default() {
+	setDefault(&c.Path, DefaultPath)
+	setDefault(&c.Port, DefaultPort)
+	setDefault(&c.MetricsPort, DefaultMetricsPort)
+	setDefault(&c.Authentication.Mode, AuthHMAC)
+	setDefault(&c.Validation, ValidationStrict)
+	setDefault(&c.Limits.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&c.Limits.MaxEvents, DefaultMaxEvents)
+	setDefault(&c.Limits.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&c.Limits.ReadHeaderTimeout, D(DefaultReadHeaderTime))
+	setDefault(&c.Limits.ReadTimeout, D(DefaultReadTimeout))
+	setDefault(&c.Limits.WriteTimeout, D(DefaultWriteTimeout))
+	setDefault(&c.Limits.IdleTimeout, D(DefaultIdleTimeout))
+	setDefault(&c.Delivery.Budget, D(DefaultBudget))
+	setDefault(&c.Delivery.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&c.Delivery.InitialBackoff, D(DefaultInitialBackoff))
+	setDefault(&c.Delivery.MaxBackoff, D(DefaultMaxBackoff))
+	setDefault(&c.Delivery.DedupeWindow, D(DefaultDedupeWindow))
+	setDefault(&c.Delivery.DedupeSize, DefaultDedupeSize)
+	for i := range c.Targets {
+		if h := c.Targets[i].HTTP; h != nil {
+			setDefault(&h.Method, DefaultHTTPMethod)
+			setDefault(&h.Format, FormatSegment)
+		}
+	}
+}
+
+func setDefault[T comparable](field *T, value T) {
+	var zero T
+	if *field == zero {
+		*field = value
+	}
+}
+
+var targetName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// Validate reports every problem at once, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		bad("path", "must start with /, got %q", c.Path)
+	}
+	if c.Path == "/healthz" || c.Path == "/readyz" {
+		bad("path", "%s is the receiver's health endpoint", c.Path)
+	}
+	for field, port := range map[string]int{"port": c.Port, "metricsPort": c.MetricsPort} {
+		if port < 1 || port > 65535 {
+			bad(field, "must be 1-65535, got %d", port)
+		}
+	}
+	if c.Port == c.MetricsPort {
+		bad("metricsPort", "must differ from port %d", c.Port)
+	}
+	switch c.Authentication.Mode {
+	case AuthHMAC, AuthBearer:
+		if len(c.Authentication.SecretFiles) == 0 {
+			bad("authentication.secretFiles", "mode %s needs at least one secret file", c.Authentication.Mode)
+		}
+	case AuthNone:
+		if len(c.Authentication.SecretFiles) > 0 {
+			bad("authentication.secretFiles", "must be empty when mode is None")
+		}
+	default:
+		bad("authentication.mode", "must be HMAC, Bearer or None, got %q", c.Authentication.Mode)
+	}
+	if c.Validation != ValidationStrict && c.Validation != ValidationLenient {
+		bad("validation", "must be Strict or Lenient, got %q", c.Validation)
+	}
+	if c.Limits.MaxBodyBytes < 1024 {
+		bad("limits.maxBodyBytes", "must be at least 1024, got %d", c.Limits.MaxBodyBytes)
+	}
+	if c.Limits.MaxEvents < 1 || c.Limits.MaxEvents > MaxEventsLimit {
+		bad("limits.maxEvents", "must be 1-%d, got %d", MaxEventsLimit, c.Limits.MaxEvents)
+	}
+	if c.Limits.MaxInFlight < 1 {
+		bad("limits.maxInFlight", "must be at least 1, got %d", c.Limits.MaxInFlight)
+	}
+	if c.Limits.MaxHeaderBytes < 4096 {
+		bad("limits.maxHeaderBytes", "must be at least 4096, got %d", c.Limits.MaxHeaderBytes)
+	}
+	for field, v := range map[string]Duration{
+		"limits.readHeaderTimeout": c.Limits.ReadHeaderTimeout,
+		"limits.readTimeout":       c.Limits.ReadTimeout,
+		"limits.idleTimeout":       c.Limits.IdleTimeout,
+	} {
+		if v.Duration <= 0 {
+			bad(field, "must be above 0, got %s", v)
+		}
+	}
+	if c.Limits.WriteTimeout.Duration <= c.Delivery.Budget.Duration {
+		bad("limits.writeTimeout", "must be above delivery.budget (%s), got %s", c.Delivery.Budget, c.Limits.WriteTimeout)
+	}
+	d := c.Delivery
+	if d.Budget.Duration <= 0 || d.Budget.Duration >= MaxBudget {
+		bad("delivery.budget", "must be above 0 and below %s, got %s", MaxBudget, d.Budget)
+	}
+	if d.MaxAttempts < 1 {
+		bad("delivery.maxAttempts", "must be at least 1, got %d", d.MaxAttempts)
+	}
+	if d.InitialBackoff.Duration <= 0 || d.MaxBackoff.Duration < d.InitialBackoff.Duration {
+		bad("delivery.initialBackoff", "must be above 0 and at most maxBackoff (%s), got %s", d.MaxBackoff, d.InitialBackoff)
+	}
+	if d.DedupeWindow.Duration < 0 {
+		bad("delivery.dedupeWindow", "must not be negative, got %s", d.DedupeWindow)
+	}
+	if d.DedupeSize < 1 {
+		bad("delivery.dedupeSize", "must be at least 1, got %d", d.DedupeSize)
+	}
+	if len(c.Targets) < 1 || len(c.Targets) > MaxTargets {
+		bad("targets", "must hold 1-%d targets, got %d", MaxTargets, len(c.Targets))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Targets {
+		errs = append(errs, t.validate(fmt.Sprintf("targets[%d]", i))...)
+		if seen[t.Name] {
+			bad(fmt.Sprintf("targets[%d].name", i), "duplicate target name %q", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Target) validate(at string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", at, field, fmt.Sprintf(format, args...)))
+	}
+	if !targetName.MatchString(t.Name) {
+		bad("name", "must be a DNS label, got %q", t.Name)
+	}
+	for _, typ := range t.Filter.EventTypes {
+		if !slices.Contains(EventTypes, typ) {
+			bad("filter.eventTypes", "unknown event type %q", typ)
+		}
+	}
+	for _, f := range t.DropFields {
+		if f == "" || strings.HasPrefix(f, ".") || strings.HasSuffix(f, ".") || strings.Contains(f, "..") {
+			bad("dropFields", "%q is not a dotted field path", f)
+		}
+	}
+	kinds := 0
+	if t.HTTP != nil {
+		kinds++
+		errs = append(errs, t.HTTP.validate(at+".http")...)
+	}
+	if kinds != 1 {
+		bad("", "exactly one target kind (http) must be set, got %d", kinds)
+	}
+	return errs
+}
+
+func (h *HTTPTarget) validate(at string) []error {
+	var errs []error
+	u, err := url.Parse(h.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s.url: must be an absolute http(s) URL, got %q", at, h.URL))
+	}
+	switch h.Method {
+	case "POST", "PUT", "PATCH":
+	default:
+		errs = append(errs, fmt.Errorf("%s.method: must be POST, PUT or PATCH, got %q", at, h.Method))
+	}
+	if h.Format != FormatSegment && h.Format != FormatCloudEvents {
+		errs = append(errs, fmt.Errorf("%s.format: must be segment or cloudevents, got %q", at, h.Format))
+	}
+	for name := range h.HeaderFiles {
+		if _, static := h.Headers[name]; static {
+			errs = append(errs, fmt.Errorf("%s.headerFiles: header %q is also a static header", at, name))
+		}
+	}
+	return errs
+}
+
+// Files lists every file the config refers to: the receiver watches them for reloads.
+func (c *Config) Files() []string {
+	files := append([]string(nil), c.Authentication.SecretFiles...)
+	for _, t := range c.Targets {
+		if t.HTTP != nil {
+			for _, f := range t.HTTP.HeaderFiles {
+				files = append(files, f)
+			}
+		}
+	}
+	return files
+}

@@ -1,0 +1,55 @@
+package receiver
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+)
+
+type countingTarget struct{ closed atomic.Int32 }
+
+func (c *countingTarget) Deliver(context.Context, Event) error { return nil }
+func (c *countingTarget) Close() error                         { c.closed.Add(1); return nil }
+
+// A retired pipeline closes its targets only once the last request using it has finished.
+func TestRetiredPipelineClosesAfterLastUser(t *testing.T) {
+	oldTarget, newTarget := &countingTarget{}, &countingTarget{}
+	var current atomic.Pointer[pipeline]
+	old := &pipeline{routes: []*route{{target: oldTarget}}}
+	current.Store(old)
+
+	inFlight := acquire(&current)
+	current.Store(&pipeline{routes: []*route{{target: newTarget}}})
+	old.retire()
+	if oldTarget.closed.Load() != 0 {
+		t.Fatal("targets closed under an in-flight request")
+	}
+	if acquire(&current) == old {
+		t.Fatal("a new request got the retired pipeline")
+	}
+	inFlight.release()
+	if oldTarget.closed.Load() != 1 {
+		t.Fatalf("closed %d times after the last user left, want 1", oldTarget.closed.Load())
+	}
+	old.retire()
+	if oldTarget.closed.Load() != 1 || newTarget.closed.Load() != 0 {
+		t.Fatal("closed more than once, or the wrong pipeline")
+	}
+}
+
+func TestClassifyStatus(t *testing.T) {
+	for code, want := range map[int]string{200: "ok", 204: "ok", 301: "permanent", 400: "permanent", 401: "permanent",
+		404: "permanent", 408: "retry", 422: "permanent", 429: "retry", 500: "retry", 501: "retry", 503: "retry"} {
+		err := classifyStatus(code)
+		got := "retry"
+		switch {
+		case err == nil:
+			got = "ok"
+		case IsPermanent(err):
+			got = "permanent"
+		}
+		if got != want {
+			t.Errorf("%d: %s, want %s", code, got, want)
+		}
+	}
+}

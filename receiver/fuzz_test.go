@@ -1,0 +1,137 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// Seeds beside those checked in under testdata/fuzz/.
+var fuzzBodies = []string{
+	`{"type":"track","event":"Order Completed","userId":"u","messageId":"m","timestamp":"2024-05-01T12:00:00Z"}`,
+	`[{"type":"identify","anonymousId":"a","traits":{"é":"\u00e9\"\\"}} , {"type":"group","groupId":"g","userId":"u"}]`,
+	" \n[\n{\"type\":\"alias\",\"previousId\":\"p\",\"userId\":\"u\"}\n]\n",
+	`{"type":"delete","userId":"u","context":{"ip":"1.2.3.4"}}`,
+	`[]`, `{}`, `[1]`, `{"type":7}`, `[{"type":"a"},`, `"x"`,
+}
+
+func FuzzDecodeEvents(f *testing.F) {
+	for _, b := range fuzzBodies {
+		f.Add([]byte(b), true)
+		f.Add([]byte(b), false)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, strict bool) {
+		mode := config.ValidationLenient
+		if strict {
+			mode = config.ValidationStrict
+		}
+		const maxEvents = 50
+		events, err := DecodeEvents(body, mode, maxEvents)
+		if err != nil {
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("error is not a ValidationError: %v", err)
+			}
+			if verr.Status != http.StatusBadRequest && verr.Status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d", verr.Status)
+			}
+			return
+		}
+		if len(events) == 0 || len(events) > maxEvents {
+			t.Fatalf("%d events accepted", len(events))
+		}
+		var whole []json.RawMessage
+		if bytes.HasPrefix(bytes.TrimLeft(body, jsonSpace), []byte("[")) {
+			if err := json.Unmarshal(body, &whole); err != nil {
+				t.Fatalf("accepted a body encoding/json refuses: %v", err)
+			}
+		} else {
+			whole = []json.RawMessage{bytes.Trim(body, jsonSpace)}
+		}
+		if len(whole) != len(events) {
+			t.Fatalf("%d events, encoding/json sees %d", len(events), len(whole))
+		}
+		for i, ev := range events {
+			// Raw is exactly the received bytes of the element, never re-encoded.
+			if !bytes.Equal(ev.Raw, whole[i]) {
+				t.Fatalf("event %d raw %q, want %q", i, ev.Raw, whole[i])
+			}
+			var obj map[string]any
+			if err := json.Unmarshal(ev.Raw, &obj); err != nil {
+				t.Fatalf("event %d is not an object: %v", i, err)
+			}
+			if ev.Type == "" || ev.MessageID == "" {
+				t.Fatalf("event %d lacks type or messageId: %+v", i, ev)
+			}
+			if strict && ev.UserID == "" && ev.AnonymousID == "" {
+				t.Fatalf("strict accepted event %d without identity", i)
+			}
+		}
+	})
+}
+
+func FuzzVerifySignature(f *testing.F) {
+	for _, b := range fuzzBodies {
+		f.Add([]byte(b), []byte("secret"), "")
+	}
+	f.Add([]byte(`[{"a":1}]`), []byte("k"), strings.Repeat("0", 40))
+	f.Fuzz(func(t *testing.T, body, secret []byte, signature string) {
+		secrets := [][]byte{[]byte("other"), secret}
+		if !VerifySignature(body, Sign(secret, body), secrets) {
+			t.Fatal("a signature over the whole body was refused")
+		}
+		first, ok := FirstElement(body)
+		if ok {
+			if !bytes.Contains(body, first) {
+				t.Fatal("first element is not a span of the body")
+			}
+			var elems []json.RawMessage
+			if json.Unmarshal(body, &elems) == nil && !bytes.Equal(first, elems[0]) {
+				t.Fatalf("first element %q, encoding/json sees %q", first, elems[0])
+			}
+			if !VerifySignature(body, Sign(secret, first), secrets) {
+				t.Fatal("a signature over the first element was refused")
+			}
+		}
+		// An arbitrary signature is accepted only if it is one of the two valid MACs.
+		if VerifySignature(body, signature, secrets) {
+			want := []string{Sign(secret, body), Sign([]byte("other"), body)}
+			if ok {
+				want = append(want, Sign(secret, first), Sign([]byte("other"), first))
+			}
+			got := strings.ToLower(strings.TrimSpace(signature))
+			found := false
+			for _, w := range want {
+				found = found || got == w
+			}
+			if !found {
+				t.Fatalf("accepted signature %q", signature)
+			}
+		}
+	})
+}
+
+func FuzzDropField(f *testing.F) {
+	f.Add([]byte(`{"context":{"ip":"1.2.3.4","x":1},"a":[1]}`), "context.ip")
+	f.Add([]byte(`{"\u0069p":1,"ip":2}`), "ip")
+	f.Fuzz(func(t *testing.T, obj []byte, path string) {
+		if !json.Valid(obj) || path == "" {
+			return
+		}
+		out, changed, err := DropField(obj, strings.Split(path, "."))
+		if err != nil {
+			return // not an object
+		}
+		if !json.Valid(out) {
+			t.Fatalf("output %q is not valid JSON", out)
+		}
+		if !changed && !bytes.Equal(out, obj) {
+			t.Fatal("unchanged output differs from the input")
+		}
+	})
+}

@@ -1,0 +1,160 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// filter selects the events a target receives.
+type filter struct {
+	types       []string // empty: every type
+	trackEvents []string // empty: every track event
+}
+
+func newFilter(f config.Filter) filter {
+	return filter{types: f.EventTypes, trackEvents: f.TrackEvents}
+}
+
+func (f filter) matches(ev *Event) bool {
+	if len(f.types) > 0 && !slices.Contains(f.types, ev.Type) {
+		return false
+	}
+	if ev.Type == "track" && len(f.trackEvents) > 0 && !slices.Contains(f.trackEvents, ev.Name) {
+		return false
+	}
+	return true
+}
+
+// fieldDropper removes dotted paths from events. It edits the raw bytes in place of decoding and
+// re-encoding, so everything it does not drop reaches the target byte for byte (key order,
+// number formatting and escapes included).
+type fieldDropper struct{ paths [][]string }
+
+func newFieldDropper(paths []string) fieldDropper {
+	d := fieldDropper{}
+	for _, p := range paths {
+		d.paths = append(d.paths, strings.Split(p, "."))
+	}
+	return d
+}
+
+// apply returns the event with the fields removed. The input is not modified.
+func (d fieldDropper) apply(ev Event) (Event, error) {
+	raw := []byte(ev.Raw)
+	for _, path := range d.paths {
+		out, changed, err := DropField(raw, path)
+		if err != nil {
+			return ev, err
+		}
+		if changed {
+			raw = out
+		}
+	}
+	ev.Raw = raw
+	return ev, nil
+}
+
+var errNotObject = errors.New("not a JSON object")
+
+// DropField removes the member at path (keys from the outside in) from a JSON object. Paths that
+// do not exist, or cross a value that is not an object, leave it unchanged. Every occurrence of a
+// duplicated key is removed, since consumers disagree on which one wins.
+func DropField(obj []byte, path []string) ([]byte, bool, error) {
+	members, err := objectMembers(obj)
+	if err != nil {
+		return obj, false, err
+	}
+	changed := false
+	for i := range members {
+		m := &members[i]
+		if m.key != path[0] {
+			continue
+		}
+		if len(path) == 1 {
+			m.drop = true
+			changed = true
+			continue
+		}
+		value := obj[m.valueStart:m.end]
+		if value[0] != '{' {
+			continue
+		}
+		out, ch, err := DropField(value, path[1:])
+		if err != nil {
+			return obj, false, err
+		}
+		if ch {
+			m.replacement = out
+			changed = true
+		}
+	}
+	if !changed {
+		return obj, false, nil
+	}
+	var b bytes.Buffer
+	b.Grow(len(obj))
+	b.WriteByte('{')
+	first := true
+	for _, m := range members {
+		if m.drop {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		if m.replacement != nil {
+			b.Write(obj[m.start:m.valueStart])
+			b.Write(m.replacement)
+		} else {
+			b.Write(obj[m.start:m.end])
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes(), true, nil
+}
+
+type member struct {
+	key                    string
+	start, valueStart, end int // the key's opening quote, the value, the end of the value
+	drop                   bool
+	replacement            []byte
+}
+
+// objectMembers locates each member of a JSON object by decoder offsets.
+func objectMembers(obj []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errNotObject
+	}
+	var members []member
+	prevEnd := int(dec.InputOffset())
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, errNotObject
+		}
+		// Between the previous value and this key there is only whitespace and a comma.
+		start := prevEnd + bytes.IndexByte(obj[prevEnd:], '"')
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, err
+		}
+		end := int(dec.InputOffset())
+		members = append(members, member{key: key, start: start, valueStart: end - len(value), end: end})
+		prevEnd = end
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return members, nil
+}

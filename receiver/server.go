@@ -1,0 +1,426 @@
+// Package receiver is the Segment webhook receiver: it authenticates Segment's requests, decodes
+// and validates the events, routes them to the configured targets and answers 2xx only once every
+// required target has accepted every event (see DESIGN.md, "Delivery guarantee").
+//
+// A request passes through small stages: authenticate (auth.go), decode and validate (event.go),
+// route (route.go), deliver (deliver.go, target_*.go). server.go holds the HTTP surface and
+// reload.go swaps in new config and secrets while requests keep flowing.
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// Retry-After values, in seconds. Segment applies its own backoff; these are hints for others.
+const (
+	retryAfterUnavailable = 5
+	retryAfterOverloaded  = 2
+)
+
+// Defaults for Options.
+const (
+	DefaultShutdownTimeout = 20 * time.Second
+	DefaultPollInterval    = 10 * time.Second
+)
+
+// Options tune a Server beyond its config file.
+type Options struct {
+	// Logger receives JSON logs; nil logs to stderr at Info.
+	Logger *slog.Logger
+	// Registry receives the metrics; nil makes a private one with Go and process collectors.
+	Registry *prometheus.Registry
+	// Addr and MetricsAddr override the config's ports (tests use "127.0.0.1:0").
+	Addr, MetricsAddr string
+	// DrainDelay is how long Run keeps serving while unready after ctx ends, so that load
+	// balancers stop sending first.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds waiting for in-flight requests once draining is over.
+	ShutdownTimeout time.Duration
+	// PollInterval re-checks the config and secret files in case a file event is missed;
+	// 0 means DefaultPollInterval, a negative value turns polling off.
+	PollInterval time.Duration
+}
+
+// Server is a receiver: the webhook and health endpoints on one listener, metrics on another.
+type Server struct {
+	configPath string
+	opts       Options
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	metrics    *metrics
+
+	current    atomic.Pointer[pipeline]
+	draining   atomic.Bool
+	inFlight   atomic.Int64
+	background sync.WaitGroup // optional-target deliveries still running
+	dedupe     *dedupeStore
+
+	reloadMu    sync.Mutex
+	loadedKey   string // fingerprint of the config and secrets in use
+	failedKey   string // fingerprint of the last bad files, so a poll does not re-report them
+	startConfig *config.Config
+
+	httpServer, metricsServer *http.Server
+	listener, metricsListener net.Listener
+}
+
+// NewServer loads the config at configPath and binds the listeners. A config that cannot be
+// loaded is not fatal: the server starts unready (webhook answers 503, so Segment retries) and
+// keeps watching the files until a valid config appears.
+func NewServer(configPath string, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Server{
+		configPath: configPath,
+		opts:       opts,
+		log:        opts.Logger,
+		registry:   reg,
+		metrics:    newMetrics(reg),
+		dedupe:     newDedupeStore(),
+	}
+	if err := s.Reload(); err != nil {
+		s.log.Error("no valid config yet; serving unready until one appears", "path", configPath, "error", err)
+	}
+	start := s.startupConfig()
+	s.startConfig = start
+	addr := opts.Addr
+	if addr == "" {
+		addr = fmt.Sprintf(":%d", start.Port)
+	}
+	metricsAddr := opts.MetricsAddr
+	if metricsAddr == "" {
+		metricsAddr = fmt.Sprintf(":%d", start.MetricsPort)
+	}
+	var err error
+	if s.listener, err = net.Listen("tcp", addr); err != nil {
+		return nil, err
+	}
+	if s.metricsListener, err = net.Listen("tcp", metricsAddr); err != nil {
+		_ = s.listener.Close()
+		return nil, err
+	}
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.httpServer = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,
+		ReadTimeout:       start.Limits.ReadTimeout.Duration,
+		WriteTimeout:      start.Limits.WriteTimeout.Duration,
+		IdleTimeout:       start.Limits.IdleTimeout.Duration,
+		MaxHeaderBytes:    start.Limits.MaxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.metricsServer = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog}
+	s.updateReadyGauge()
+	return s, nil
+}
+
+// startupConfig is the config whose ports and server timeouts the listeners use. Those take
+// effect at start only. Without a valid config, the ports are read leniently from the file.
+func (s *Server) startupConfig() *config.Config {
+	if p := s.current.Load(); p != nil {
+		return p.cfg
+	}
+	c := &config.Config{}
+	if data, err := os.ReadFile(s.configPath); err == nil {
+		_ = json.Unmarshal(data, c)
+	}
+	fallback := &config.Config{}
+	fallback.Default()
+	if c.Port < 1 || c.Port > 65535 || c.MetricsPort < 1 || c.MetricsPort > 65535 || c.Port == c.MetricsPort {
+		c.Port, c.MetricsPort = fallback.Port, fallback.MetricsPort
+	}
+	fallback.Port, fallback.MetricsPort = c.Port, c.MetricsPort
+	return fallback
+}
+
+// Addr is the webhook listener's address.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// MetricsAddr is the metrics listener's address.
+func (s *Server) MetricsAddr() string { return s.metricsListener.Addr().String() }
+
+// Registry holds the server's metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Ready reports whether a valid config is loaded and the server is not draining.
+func (s *Server) Ready() bool { return s.current.Load() != nil && !s.draining.Load() }
+
+func (s *Server) updateReadyGauge() {
+	if s.Ready() {
+		s.metrics.ready.Set(1)
+	} else {
+		s.metrics.ready.Set(0)
+	}
+}
+
+// Run serves until ctx ends, then shuts down gracefully: unready at once, still serving for
+// DrainDelay, then no new connections while in-flight requests (and optional-target deliveries)
+// finish within ShutdownTimeout. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- s.httpServer.Serve(s.listener) }()
+	go func() { serveErr <- s.metricsServer.Serve(s.metricsListener) }()
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	watching := make(chan struct{})
+	go func() { defer close(watching); s.watch(watchCtx) }()
+
+	var failure error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		failure = fmt.Errorf("serving: %w", err)
+	}
+
+	s.draining.Store(true)
+	s.updateReadyGauge()
+	if failure == nil && s.opts.DrainDelay > 0 {
+		s.log.Info("draining: unready, still serving", "delay", s.opts.DrainDelay.String())
+		timer := time.NewTimer(s.opts.DrainDelay)
+		select {
+		case <-timer.C:
+		case err := <-serveErr:
+			timer.Stop()
+			failure = fmt.Errorf("serving: %w", err)
+		}
+	}
+	s.log.Info("shutting down: finishing in-flight requests", "timeout", s.opts.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := s.httpServer.Shutdown(shutdownCtx)
+	if err == nil {
+		// No handler runs any more, so no optional delivery can start: wait for those running.
+		backgroundDone := make(chan struct{})
+		go func() { s.background.Wait(); close(backgroundDone) }()
+		select {
+		case <-backgroundDone:
+		case <-shutdownCtx.Done():
+			err = errors.New("optional-target deliveries still running at shutdown")
+		}
+	}
+	err = errors.Join(failure, err, s.metricsServer.Shutdown(shutdownCtx))
+	// Stop reloading before closing the targets, so no new pipeline appears after that.
+	stopWatching()
+	<-watching
+	if p := s.current.Load(); p != nil {
+		p.retire()
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("shut down cleanly")
+	return nil
+}
+
+// Handler is the webhook and health handler (the server itself), for in-process use.
+func (s *Server) Handler() http.Handler { return s }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		s.serveHealth(w, r, true)
+		return
+	case "/readyz":
+		s.serveHealth(w, r, s.Ready())
+		return
+	}
+	p := acquire(&s.current)
+	if p == nil {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not ready"})
+		s.metrics.requests.WithLabelValues("503").Inc()
+		return
+	}
+	defer p.release()
+	if r.URL.Path != p.cfg.Path {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
+		return
+	}
+	start := time.Now()
+	code, events, reason := s.serveWebhook(w, r, p, start)
+	s.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	level := slog.LevelDebug
+	switch {
+	case code >= 500, code == http.StatusTooManyRequests:
+		level = slog.LevelWarn
+	case code >= 400:
+		level = slog.LevelInfo
+	}
+	// Never log bodies or headers: they carry user data and credentials.
+	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
+		"events", events, "reason", reason, "duration", time.Since(start).String(), "remote", r.RemoteAddr)
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, ok bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
+		return
+	}
+	if !ok {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Index  *int   `json:"index,omitempty"`
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Limit  int64  `json:"limit,omitempty"`
+}
+
+// serveWebhook runs the stages in order, cheapest refusal first, and returns the status code,
+// the number of events and, for refusals, a reason for the log.
+func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipeline, start time.Time) (int, int, string) {
+	cfg := p.cfg
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		w.Header().Set("Allow", "POST, PUT, PATCH")
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
+		return http.StatusMethodNotAllowed, 0, "method"
+	}
+
+	n := s.inFlight.Add(1)
+	s.metrics.inFlight.Inc()
+	defer func() {
+		s.inFlight.Add(-1)
+		s.metrics.inFlight.Dec()
+	}()
+	if n > int64(cfg.Limits.MaxInFlight) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
+		return http.StatusTooManyRequests, 0, "in-flight limit"
+	}
+
+	if !p.auth.precheck(r.Header) {
+		s.metrics.signatureFailures.Inc()
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
+		return http.StatusUnauthorized, 0, "credentials missing or wrong"
+	}
+
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "content type must be application/json"})
+		return http.StatusUnsupportedMediaType, 0, "content type"
+	}
+
+	limit := cfg.Limits.MaxBodyBytes
+	if r.ContentLength > limit {
+		return s.tooLarge(w, limit), 0, "content length"
+	}
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return s.tooLarge(w, limit), 0, "body size"
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "could not read body"})
+		return http.StatusBadRequest, 0, "reading body"
+	}
+
+	if !p.auth.verifyBody(r.Header, body) {
+		s.metrics.signatureFailures.Inc()
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
+		return http.StatusUnauthorized, 0, "signature"
+	}
+
+	events, err := DecodeEvents(body, cfg.Validation, cfg.Limits.MaxEvents)
+	if err != nil {
+		var verr *ValidationError
+		if !errors.As(err, &verr) {
+			verr = invalid(-1, "", "invalid body")
+		}
+		resp := errorBody{Error: "invalid event", Field: verr.Field, Reason: verr.Reason}
+		if verr.Index >= 0 {
+			resp.Index = &verr.Index
+		}
+		if verr.Status == http.StatusRequestEntityTooLarge {
+			resp.Error, resp.Limit = "too many events", int64(cfg.Limits.MaxEvents)
+		}
+		writeJSON(w, verr.Status, resp)
+		return verr.Status, 0, verr.Error()
+	}
+	for i := range events {
+		s.metrics.events.WithLabelValues(eventTypeLabel(events[i].Type)).Inc()
+	}
+
+	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
+	// what is accepted before the deadline is remembered and spares targets on the retry.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
+	defer cancel()
+	if !p.deliver(ctx, events, &s.background) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
+		return http.StatusServiceUnavailable, len(events), "delivery"
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(events)})
+	return http.StatusOK, len(events), ""
+}
+
+// deliveryTimeout leaves a safety margin of the budget for writing the answer.
+func deliveryTimeout(budget time.Duration) time.Duration {
+	return budget - min(budget/10, 250*time.Millisecond)
+}
+
+func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
+	// The rest of the body is not read, so the connection cannot be reused.
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "body too large", Limit: limit})
+	return http.StatusRequestEntityTooLarge
+}
+
+// readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
+// Content-Length headers.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // +MinRead so reading EOF does not grow it
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
