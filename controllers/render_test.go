@@ -1,0 +1,255 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// Rendering is pure: these tests need no API server. The spec below is what the API server
+// returns after defaulting, so it is what the reconciler really renders from.
+func defaultedWebhook() *segmentv1alpha1.SegmentWebhook {
+	swh := sampleWebhook("team-a")
+	swh.Spec.Authentication.Mode = segmentv1alpha1.AuthenticationHMAC
+	swh.Spec.Validation = segmentv1alpha1.ValidationStrict
+	swh.Spec.Delivery = segmentv1alpha1.Delivery{
+		Budget:         &metav1.Duration{Duration: 3 * time.Second},
+		MaxAttempts:    5,
+		InitialBackoff: &metav1.Duration{Duration: 100 * time.Millisecond},
+		MaxBackoff:     &metav1.Duration{Duration: time.Second},
+		DedupeWindow:   &metav1.Duration{Duration: 4*time.Hour + 15*time.Minute},
+	}
+	swh.Spec.Limits = segmentv1alpha1.Limits{MaxEvents: 1000, MaxBodyBytes: 4 << 20}
+	swh.Spec.Service = segmentv1alpha1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Port: 80}
+	swh.Spec.Ingress.Path = "/webhook"
+	for i := range swh.Spec.Targets {
+		h := swh.Spec.Targets[i].HTTP
+		h.Method = "POST"
+		if h.Format == "" {
+			h.Format = segmentv1alpha1.HTTPFormatSegment
+		}
+	}
+	return swh
+}
+
+func TestReceiverConfigIsValidAndNamesOnlyFiles(t *testing.T) {
+	swh := defaultedWebhook()
+	swh.Spec.Authentication = segmentv1alpha1.Authentication{Mode: segmentv1alpha1.AuthenticationHMAC}
+	swh.Spec.SecretRefs = append(swh.Spec.SecretRefs, segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "next"})
+	cfg := ReceiverConfig(swh)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("rendered config is invalid: %v", err)
+	}
+	want := []string{
+		"/etc/segment-webhook/secrets/segment/shared-secret",
+		"/etc/segment-webhook/secrets/segment/next",
+	}
+	if !reflect.DeepEqual(cfg.Authentication.SecretFiles, want) {
+		t.Errorf("secret files = %v, want %v", cfg.Authentication.SecretFiles, want)
+	}
+	if cfg.Source != "segment-webhook-operator/team-a/events" {
+		t.Errorf("source = %q", cfg.Source)
+	}
+	if got := cfg.Targets[1].Filter.EventTypes; !reflect.DeepEqual(got, []string{"track"}) {
+		t.Errorf("filter = %v", got)
+	}
+}
+
+func TestReceiverConfigDefaultsWhatTheSpecLeavesOut(t *testing.T) {
+	swh := sampleWebhook("team-a") // not defaulted by an API server
+	cfg := ReceiverConfig(swh)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config from an undefaulted spec is invalid: %v", err)
+	}
+	if cfg.Delivery.Budget.Duration != config.DefaultBudget {
+		t.Errorf("budget = %s, want %s", cfg.Delivery.Budget, config.DefaultBudget)
+	}
+}
+
+func TestConfigHashFollowsConfigAndReferencedSecretData(t *testing.T) {
+	ref := segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "shared-secret"}
+	base := ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
+	for name, other := range map[string]string{
+		"config changed": ConfigHash([]byte(`{"a":2}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")}),
+		"secret rotated": ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("two")}),
+		"key renamed": ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{
+			{Name: "segment", Key: "other"}: []byte("one")}),
+	} {
+		if other == base {
+			t.Errorf("%s: hash did not change", name)
+		}
+	}
+	again := ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
+	if again != base {
+		t.Error("hash is not deterministic")
+	}
+	if strings.Contains(base, "one") {
+		t.Error("hash leaks the secret")
+	}
+}
+
+func TestDeploymentMountsOnlyReferencedKeys(t *testing.T) {
+	swh := defaultedWebhook()
+	dep := Deployment(swh, RenderOptions{ReceiverImage: "img"}, "hash")
+	var secretVolumes []corev1.Volume
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secretVolumes = append(secretVolumes, v)
+		}
+	}
+	if len(secretVolumes) != 2 {
+		t.Fatalf("secret volumes = %d, want 2 (segment, collector)", len(secretVolumes))
+	}
+	for _, v := range secretVolumes {
+		if len(v.Secret.Items) != 1 {
+			t.Errorf("volume %s mounts %d keys, want only the referenced one", v.Name, len(v.Secret.Items))
+		}
+	}
+	mounts := dep.Spec.Template.Spec.Containers[0].VolumeMounts
+	for _, m := range mounts {
+		if !m.ReadOnly {
+			t.Errorf("mount %s is writable", m.Name)
+		}
+	}
+	if got := dep.Spec.Template.Annotations[ConfigHashAnnotation]; got != "hash" {
+		t.Errorf("config hash annotation = %q", got)
+	}
+}
+
+func TestDeploymentOverrides(t *testing.T) {
+	swh := defaultedWebhook()
+	swh.Spec.Image = "mirror.example.com/receiver:v1"
+	swh.Spec.Resources = &corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")},
+	}
+	swh.Spec.Pod = segmentv1alpha1.PodOverrides{
+		NodeSelector:      map[string]string{"pool": "edge"},
+		Tolerations:       []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists}},
+		PriorityClassName: "high",
+		Labels:            map[string]string{"team": "growth", "app.kubernetes.io/instance": "hijack"},
+		Annotations:       map[string]string{"example.com/x": "y"},
+	}
+	dep := Deployment(swh, RenderOptions{ReceiverImage: "default"}, "h")
+	pod := dep.Spec.Template
+	if img := pod.Spec.Containers[0].Image; img != "mirror.example.com/receiver:v1" {
+		t.Errorf("image = %q", img)
+	}
+	if cpu := pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; cpu.String() != "200m" {
+		t.Errorf("cpu request = %s", cpu.String())
+	}
+	if pod.Spec.NodeSelector["pool"] != "edge" || pod.Spec.PriorityClassName != "high" || len(pod.Spec.Tolerations) != 1 {
+		t.Errorf("scheduling overrides not applied: %+v", pod.Spec)
+	}
+	if pod.Labels["team"] != "growth" || pod.Labels["app.kubernetes.io/instance"] != "events" {
+		t.Errorf("pod labels = %v: extra labels must not replace the selector labels", pod.Labels)
+	}
+	if pod.Annotations["example.com/x"] != "y" || pod.Annotations[ConfigHashAnnotation] != "h" {
+		t.Errorf("pod annotations = %v", pod.Annotations)
+	}
+}
+
+func TestOptionalChildren(t *testing.T) {
+	swh := defaultedWebhook()
+	if Ingress(swh) == nil || PodDisruptionBudget(swh) == nil {
+		t.Fatal("ingress and PDB expected for the sample (ingress set, 2 replicas by default)")
+	}
+	if HorizontalPodAutoscaler(swh) != nil {
+		t.Error("no HPA without autoscaling")
+	}
+	if d := Deployment(swh, RenderOptions{}, ""); ptr.Deref(d.Spec.Replicas, 0) != 2 {
+		t.Errorf("replicas = %v, want the default 2", d.Spec.Replicas)
+	}
+
+	swh.Spec.Ingress = nil
+	swh.Spec.Replicas = ptr.To(int32(1))
+	if Ingress(swh) != nil || PodDisruptionBudget(swh) != nil {
+		t.Error("no ingress without spec.ingress, no PDB with a single replica")
+	}
+
+	swh.Spec.Replicas = nil
+	swh.Spec.Autoscaling = &segmentv1alpha1.Autoscaling{MinReplicas: 3, MaxReplicas: 9, TargetCPUUtilizationPercentage: 60}
+	hpa := HorizontalPodAutoscaler(swh)
+	if hpa == nil || hpa.Spec.MaxReplicas != 9 || *hpa.Spec.MinReplicas != 3 {
+		t.Fatalf("hpa = %+v", hpa)
+	}
+	if d := Deployment(swh, RenderOptions{}, ""); d.Spec.Replicas != nil {
+		t.Error("the Deployment must leave replicas to the HPA")
+	}
+	if PodDisruptionBudget(swh) == nil {
+		t.Error("PDB expected when autoscaling keeps at least 3 replicas")
+	}
+}
+
+func TestURL(t *testing.T) {
+	swh := defaultedWebhook()
+	if got := URL(swh); got != "https://segment.example.com/webhook" {
+		t.Errorf("ingress with TLS: %s", got)
+	}
+	swh.Spec.Ingress.TLSSecretName = ""
+	swh.Spec.Ingress.Path = "/segment"
+	if got := URL(swh); got != "http://segment.example.com/segment" {
+		t.Errorf("ingress without TLS: %s", got)
+	}
+	if ReceiverConfig(swh).Path != "/segment" {
+		t.Error("the receiver must serve the Ingress path")
+	}
+	swh.Spec.Ingress = nil
+	swh.Spec.Service.Port = 8080
+	if got := URL(swh); got != "http://events-receiver.team-a.svc:8080/webhook" {
+		t.Errorf("service: %s", got)
+	}
+}
+
+func TestContains(t *testing.T) {
+	live := map[string]any{
+		"spec": map[string]any{
+			"replicas": int64(2),
+			"template": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "r", "image": "a", "terminationMessagePath": "/dev/x"}},
+			}},
+		},
+	}
+	cases := []struct {
+		name string
+		want any
+		ok   bool
+	}{
+		{"subset with server defaults ignored", map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "r", "image": "a"}}}}}}, true},
+		{"changed scalar", map[string]any{"spec": map[string]any{"replicas": int64(3)}}, false},
+		{"missing field", map[string]any{"spec": map[string]any{"paused": true}}, false},
+		{"extra list element in live", map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{}}}}}, false},
+		{"empty map matches absent", map[string]any{"status": map[string]any{}}, true},
+	}
+	for _, c := range cases {
+		if got := contains(live, c.want); got != c.ok {
+			t.Errorf("%s: contains = %v, want %v", c.name, got, c.ok)
+		}
+	}
+}
