@@ -163,7 +163,54 @@ func receiverTarget(t segmentv1alpha1.Target) config.Target {
 			out.HTTP.HeaderFiles[hf.Name] = secretFile(hf.SecretKeyRef)
 		}
 	}
+	if k := t.Kafka; k != nil {
+		out.Kafka = &config.KafkaTarget{
+			Brokers:     k.Brokers,
+			Topic:       k.Topic,
+			Key:         string(k.Key),
+			Compression: string(k.Compression),
+			TLS:         receiverTLS(k.TLS),
+		}
+		if s := k.SASL; s != nil {
+			out.Kafka.SASL = &config.KafkaSASL{
+				Mechanism:    string(s.Mechanism),
+				UsernameFile: optionalSecretFile(s.UsernameSecretRef),
+				PasswordFile: optionalSecretFile(s.PasswordSecretRef),
+			}
+		}
+	}
+	if n := t.NATS; n != nil {
+		out.NATS = &config.NATSTarget{
+			URLs:            n.URLs,
+			Subject:         n.Subject,
+			Stream:          n.Stream,
+			CredentialsFile: optionalSecretFile(n.CredentialsSecretRef),
+			TokenFile:       optionalSecretFile(n.TokenSecretRef),
+			UsernameFile:    optionalSecretFile(n.UsernameSecretRef),
+			PasswordFile:    optionalSecretFile(n.PasswordSecretRef),
+			TLS:             receiverTLS(n.TLS),
+		}
+	}
 	return out
+}
+
+// optionalSecretFile is secretFile for an optional reference; "" when it is not set.
+func optionalSecretFile(ref *segmentv1alpha1.SecretKeyRef) string {
+	if ref == nil {
+		return ""
+	}
+	return secretFile(*ref)
+}
+
+func receiverTLS(t *segmentv1alpha1.TargetTLS) *config.TLS {
+	if t == nil {
+		return nil
+	}
+	return &config.TLS{
+		CAFile:   optionalSecretFile(t.CASecretRef),
+		CertFile: optionalSecretFile(t.CertSecretRef),
+		KeyFile:  optionalSecretFile(t.KeySecretRef),
+	}
 }
 
 // ConfigMap renders the receiver's ConfigMap from its config JSON.

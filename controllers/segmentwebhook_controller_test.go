@@ -488,7 +488,7 @@ var _ = Describe("SegmentWebhook validation", func() {
 		}, "Duplicate value"),
 		Entry("a target without a kind", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[1].HTTP = nil
-		}, "exactly one target kind (http) must be set"),
+		}, "exactly one target kind (http, kafka or nats) must be set"),
 		Entry("no targets", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets = nil
 		}, "spec.targets: Required value"),

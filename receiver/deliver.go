@@ -52,7 +52,7 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 		return nil, err
 	}
 	p := &pipeline{cfg: cfg, auth: auth}
-	env := targetEnv{source: cfg.Source, files: files}
+	env := targetEnv{source: cfg.Source, files: files, log: log}
 	for _, tc := range cfg.Targets {
 		target, err := newTarget(tc, env)
 		if err != nil {

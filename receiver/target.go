@@ -2,8 +2,11 @@ package receiver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -46,6 +49,15 @@ func IsPermanent(err error) bool {
 type targetEnv struct {
 	source string            // CloudEvents source
 	files  map[string][]byte // secret file contents by path, already read and trimmed
+	log    *slog.Logger      // for clients that work in the background (reconnects); may be nil
+}
+
+// logger is env.log for one target, never nil.
+func (e targetEnv) logger(target string) *slog.Logger {
+	if e.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.log.With("target", target)
 }
 
 // newTarget is the single switch on the target kind.
@@ -53,7 +65,57 @@ func newTarget(t config.Target, env targetEnv) (Target, error) {
 	switch {
 	case t.HTTP != nil:
 		return newHTTPTarget(*t.HTTP, env)
+	case t.Kafka != nil:
+		return newKafkaTarget(*t.Kafka, env, env.logger(t.Name))
+	case t.NATS != nil:
+		return newNATSTarget(*t.NATS, env, env.logger(t.Name))
 	default:
 		return nil, fmt.Errorf("target %q: no supported target kind is set", t.Name)
 	}
+}
+
+// file returns a secret file's content; the reload has read every file of config.Files().
+func (e targetEnv) file(path string) ([]byte, error) {
+	value, ok := e.files[path]
+	if !ok {
+		return nil, fmt.Errorf("secret file %s was not read", path)
+	}
+	return value, nil
+}
+
+// tlsConfig builds a client TLS config for a broker, or nil when TLS is not configured. The
+// server is always verified: by the CA file, or else by the system roots. Errors name files,
+// never their content.
+func (e targetEnv) tlsConfig(c *config.TLS) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := e.file(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		certPEM, err := e.file(c.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := e.file(c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

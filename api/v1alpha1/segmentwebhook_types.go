@@ -150,8 +150,8 @@ const (
 	ValidationLenient ValidationMode = "Lenient"
 )
 
-// Target is one destination for events. Exactly one kind (http) is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.http)].filter(k, k).size() == 1",message="exactly one target kind (http) must be set"
+// Target is one destination for events. Exactly one kind (http, kafka or nats) is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.kafka), has(self.nats)].filter(k, k).size() == 1",message="exactly one target kind (http, kafka or nats) must be set"
 type Target struct {
 	// Name identifies the target in metrics, logs and status; unique within the SegmentWebhook.
 	// +kubebuilder:validation:MinLength=1
@@ -174,6 +174,12 @@ type Target struct {
 	// HTTP sends each event to an HTTP endpoint.
 	// +optional
 	HTTP *HTTPTarget `json:"http,omitempty"`
+	// Kafka produces each event as a record to a Kafka topic.
+	// +optional
+	Kafka *KafkaTarget `json:"kafka,omitempty"`
+	// NATS publishes each event to a NATS JetStream stream.
+	// +optional
+	NATS *NATSTarget `json:"nats,omitempty"`
 }
 
 // EventType is a Segment event type; "delete" is Classic's user-deletion notification.
@@ -242,6 +248,128 @@ type HeaderFromSecret struct {
 	Name string `json:"name"`
 	// SecretKeyRef holds the header value.
 	SecretKeyRef SecretKeyRef `json:"secretKeyRef"`
+}
+
+// KafkaKey selects the record key.
+// +kubebuilder:validation:Enum=messageId;userId
+type KafkaKey string
+
+const (
+	// KafkaKeyMessageID keys records by the event's messageId.
+	KafkaKeyMessageID KafkaKey = "messageId"
+	// KafkaKeyUserID keys records by userId (per-user ordering); events without a userId fall
+	// back to anonymousId, then to messageId.
+	KafkaKeyUserID KafkaKey = "userId"
+)
+
+// KafkaCompression is the codec of produced record batches.
+// +kubebuilder:validation:Enum=none;gzip;snappy;lz4;zstd
+type KafkaCompression string
+
+// KafkaSASLMechanism is a SASL mechanism for Kafka.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type KafkaSASLMechanism string
+
+// KafkaTarget produces each event as one record (value: the event JSON) with an idempotent
+// producer and acks=all. Records carry the headers segment-type, segment-message-id and
+// content-type.
+type KafkaTarget struct {
+	// Brokers to bootstrap from, host:port.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:XValidation:rule="self.all(b, b.matches('^([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|[[][0-9A-Fa-f:.]+[]]):[0-9]{1,5}$'))",message="each broker must be host:port"
+	// +listType=atomic
+	Brokers []string `json:"brokers"`
+	// Topic the records are produced to. It must exist unless the brokers create topics
+	// automatically.
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9._-]+$') && self != '.' && self != '..'",message="topic must be 1-249 characters of [a-zA-Z0-9._-] and not . or .."
+	Topic string `json:"topic"`
+	// Key of each record: messageId, or userId for per-user ordering (events without a userId
+	// use their anonymousId, then their messageId).
+	// +kubebuilder:default=messageId
+	// +optional
+	Key KafkaKey `json:"key,omitempty"`
+	// Compression of record batches: none, gzip, snappy, lz4 or zstd.
+	// +kubebuilder:default=snappy
+	// +optional
+	Compression KafkaCompression `json:"compression,omitempty"`
+	// TLS, when set (even empty), connects over TLS; the system roots verify the brokers unless a
+	// CA is given.
+	// +optional
+	TLS *TargetTLS `json:"tls,omitempty"`
+	// SASL authenticates to the brokers.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+}
+
+// KafkaSASL authenticates to Kafka with a username and password from Secret keys.
+// +kubebuilder:validation:XValidation:rule="has(self.usernameSecretRef) && has(self.passwordSecretRef)",message="sasl needs both usernameSecretRef and passwordSecretRef"
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism KafkaSASLMechanism `json:"mechanism"`
+	// UsernameSecretRef holds the username.
+	// +optional
+	UsernameSecretRef *SecretKeyRef `json:"usernameSecretRef,omitempty"`
+	// PasswordSecretRef holds the password.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+}
+
+// TargetTLS configures TLS towards a broker. Certificate verification cannot be turned off.
+// +kubebuilder:validation:XValidation:rule="has(self.certSecretRef) == has(self.keySecretRef)",message="certSecretRef and keySecretRef must be set together"
+type TargetTLS struct {
+	// CASecretRef holds PEM CA certificates that verify the server; the system roots otherwise.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+	// CertSecretRef holds a PEM client certificate, for mutual TLS.
+	// +optional
+	CertSecretRef *SecretKeyRef `json:"certSecretRef,omitempty"`
+	// KeySecretRef holds the PEM private key of the client certificate.
+	// +optional
+	KeySecretRef *SecretKeyRef `json:"keySecretRef,omitempty"`
+}
+
+// NATSTarget publishes each event to NATS JetStream with the Nats-Msg-Id header set to the
+// event's messageId, so the stream's duplicate window drops Segment's retries. An event counts
+// as delivered only when the stream acknowledges it.
+// +kubebuilder:validation:XValidation:rule="[has(self.credentialsSecretRef), has(self.tokenSecretRef), has(self.usernameSecretRef) || has(self.passwordSecretRef)].filter(k, k).size() <= 1",message="set at most one of credentialsSecretRef, tokenSecretRef, or usernameSecretRef with passwordSecretRef"
+// +kubebuilder:validation:XValidation:rule="has(self.usernameSecretRef) == has(self.passwordSecretRef)",message="usernameSecretRef and passwordSecretRef must be set together"
+type NATSTarget struct {
+	// URLs of the NATS servers, nats:// or tls://, without credentials.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.all(u, isURL(u) && url(u).getScheme() in ['nats', 'tls'] && url(u).getHostname() != '' && !u.contains('@'))",message="urls must be nats:// or tls:// URLs with a host and without credentials"
+	// +listType=atomic
+	URLs []string `json:"urls"`
+	// Subject to publish to, such as "segment.events" or "segment.{type}": {type} is replaced by
+	// the event type (characters other than letters, digits, _ and - become _).
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([A-Za-z0-9_-]|[{]type[}])+([.]([A-Za-z0-9_-]|[{]type[}])+)*$')",message="subject must be dot-separated tokens of [A-Za-z0-9_-], with {type} the only placeholder"
+	Subject string `json:"subject"`
+	// Stream, when set, must be the stream that stores the subject; publishing fails otherwise.
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="stream must be characters of [A-Za-z0-9_-]"
+	// +optional
+	Stream string `json:"stream,omitempty"`
+	// CredentialsSecretRef holds a NATS credentials file (user JWT and NKey seed).
+	// +optional
+	CredentialsSecretRef *SecretKeyRef `json:"credentialsSecretRef,omitempty"`
+	// TokenSecretRef holds an authentication token.
+	// +optional
+	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
+	// UsernameSecretRef holds the username, with passwordSecretRef.
+	// +optional
+	UsernameSecretRef *SecretKeyRef `json:"usernameSecretRef,omitempty"`
+	// PasswordSecretRef holds the password, with usernameSecretRef.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+	// TLS, when set (even empty), connects over TLS; the system roots verify the servers unless
+	// a CA is given.
+	// +optional
+	TLS *TargetTLS `json:"tls,omitempty"`
 }
 
 // Delivery tunes retries and deduplication towards the targets.
@@ -465,11 +593,33 @@ func (s *SegmentWebhookSpec) SecretKeyRefs() []SecretKeyRef {
 	if s.Authentication.BearerTokenSecretRef != nil {
 		refs = append(refs, *s.Authentication.BearerTokenSecretRef)
 	}
+	add := func(rs ...*SecretKeyRef) {
+		for _, r := range rs {
+			if r != nil {
+				refs = append(refs, *r)
+			}
+		}
+	}
+	addTLS := func(t *TargetTLS) {
+		if t != nil {
+			add(t.CASecretRef, t.CertSecretRef, t.KeySecretRef)
+		}
+	}
 	for _, t := range s.Targets {
 		if t.HTTP != nil {
 			for _, h := range t.HTTP.HeadersFrom {
 				refs = append(refs, h.SecretKeyRef)
 			}
+		}
+		if k := t.Kafka; k != nil {
+			addTLS(k.TLS)
+			if k.SASL != nil {
+				add(k.SASL.UsernameSecretRef, k.SASL.PasswordSecretRef)
+			}
+		}
+		if n := t.NATS; n != nil {
+			add(n.CredentialsSecretRef, n.TokenSecretRef, n.UsernameSecretRef, n.PasswordSecretRef)
+			addTLS(n.TLS)
 		}
 	}
 	return refs

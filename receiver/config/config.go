@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -63,6 +65,41 @@ const (
 	FormatSegment     = "segment"
 	FormatCloudEvents = "cloudevents"
 )
+
+// Kafka record keys.
+const (
+	// KafkaKeyMessageID keys records by messageId: spread over partitions, the key is the
+	// idempotency key.
+	KafkaKeyMessageID = "messageId"
+	// KafkaKeyUserID keys records by userId for per-user ordering; events without one fall back
+	// to anonymousId, then to messageId.
+	KafkaKeyUserID = "userId"
+)
+
+// Kafka batch compression codecs.
+const (
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+	// DefaultCompression is franz-go's own default: cheap on CPU, supported by every broker,
+	// and it shrinks JSON well.
+	DefaultCompression = CompressionSnappy
+)
+
+// KafkaCompressions are the accepted compression codecs.
+var KafkaCompressions = []string{CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd}
+
+// SASL mechanisms for Kafka.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// NATSTypePlaceholder in a NATS subject is replaced by the event type.
+const NATSTypePlaceholder = "{type}"
 
 // EventTypes are the Segment event types the receiver knows. "delete" is Classic's user-deletion
 // notification.
@@ -134,8 +171,10 @@ type Target struct {
 	Optional bool   `json:"optional,omitempty"`
 	Filter   Filter `json:"filter,omitempty"`
 	// DropFields are dotted paths (such as "context.ip") removed before sending.
-	DropFields []string    `json:"dropFields,omitempty"`
-	HTTP       *HTTPTarget `json:"http,omitempty"`
+	DropFields []string     `json:"dropFields,omitempty"`
+	HTTP       *HTTPTarget  `json:"http,omitempty"`
+	Kafka      *KafkaTarget `json:"kafka,omitempty"`
+	NATS       *NATSTarget  `json:"nats,omitempty"`
 }
 
 // Filter selects the events a target receives. Empty lists select everything.
@@ -155,6 +194,56 @@ type HTTPTarget struct {
 	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
 	// Format is "segment" (the event as received) or "cloudevents" (binary mode).
 	Format string `json:"format,omitempty"`
+}
+
+// TLS configures TLS towards a broker. Its presence enables TLS; without CAFile the system roots
+// verify the server. Certificate verification cannot be turned off.
+type TLS struct {
+	// CAFile holds PEM certificates that verify the server.
+	CAFile string `json:"caFile,omitempty"`
+	// CertFile and KeyFile hold a PEM client certificate and its key; set both or neither.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// KafkaTarget produces each event as one record with an idempotent, acks=all producer.
+type KafkaTarget struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `json:"brokers"`
+	Topic   string   `json:"topic"`
+	// Key is messageId (the default) or userId (falls back to anonymousId, then messageId).
+	Key string `json:"key,omitempty"`
+	// Compression is none, gzip, snappy (the default), lz4 or zstd.
+	Compression string     `json:"compression,omitempty"`
+	TLS         *TLS       `json:"tls,omitempty"`
+	SASL        *KafkaSASL `json:"sasl,omitempty"`
+}
+
+// KafkaSASL authenticates to the brokers.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism    string `json:"mechanism"`
+	UsernameFile string `json:"usernameFile"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// NATSTarget publishes each event to JetStream with Nats-Msg-Id set to its messageId, so the
+// stream's duplicate window drops Segment's retries, and waits for the stream's ack.
+type NATSTarget struct {
+	// URLs of the servers, nats:// or tls://.
+	URLs []string `json:"urls"`
+	// Subject to publish to; "{type}" is replaced by the event type, such as "segment.{type}".
+	Subject string `json:"subject"`
+	// Stream, when set, is the stream the subject must be stored in (the publish is refused
+	// otherwise).
+	Stream string `json:"stream,omitempty"`
+	// At most one way to authenticate: a credentials file (JWT and NKey seed), a token, or a
+	// username and password.
+	CredentialsFile string `json:"credentialsFile,omitempty"`
+	TokenFile       string `json:"tokenFile,omitempty"`
+	UsernameFile    string `json:"usernameFile,omitempty"`
+	PasswordFile    string `json:"passwordFile,omitempty"`
+	TLS             *TLS   `json:"tls,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("3s") in JSON.
@@ -233,6 +322,10 @@ func (c *Config) Default() {
 		if h := c.Targets[i].HTTP; h != nil {
 			setDefault(&h.Method, DefaultHTTPMethod)
 			setDefault(&h.Format, FormatSegment)
+		}
+		if k := c.Targets[i].Kafka; k != nil {
+			setDefault(&k.Key, KafkaKeyMessageID)
+			setDefault(&k.Compression, DefaultCompression)
 		}
 	}
 }
@@ -358,8 +451,16 @@ func (t *Target) validate(at string) []error {
 		kinds++
 		errs = append(errs, t.HTTP.validate(at+".http")...)
 	}
+	if t.Kafka != nil {
+		kinds++
+		errs = append(errs, t.Kafka.validate(at+".kafka")...)
+	}
+	if t.NATS != nil {
+		kinds++
+		errs = append(errs, t.NATS.validate(at+".nats")...)
+	}
 	if kinds != 1 {
-		bad("", "exactly one target kind (http) must be set, got %d", kinds)
+		bad("", "exactly one target kind (http, kafka or nats) must be set, got %d", kinds)
 	}
 	return errs
 }
@@ -386,14 +487,161 @@ func (h *HTTPTarget) validate(at string) []error {
 	return errs
 }
 
+var (
+	// kafkaTopic is Kafka's own rule: 1-249 of these characters, and not "." or "..".
+	kafkaTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	// natsSubjectToken is one token of a subject template: no wildcards or spaces.
+	natsSubjectToken = regexp.MustCompile(`^([A-Za-z0-9_-]|\{type\})+$`)
+	// natsStream names a JetStream stream.
+	natsStream = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+)
+
+// MaxNATSSubject bounds a subject template.
+const MaxNATSSubject = 255
+
+func (k *KafkaTarget) validate(at string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", at, field, fmt.Sprintf(format, args...)))
+	}
+	if len(k.Brokers) == 0 {
+		bad("brokers", "at least one broker is needed")
+	}
+	for _, b := range k.Brokers {
+		if err := validHostPort(b); err != nil {
+			bad("brokers", "%q: %v", b, err)
+		}
+	}
+	if !kafkaTopic.MatchString(k.Topic) || k.Topic == "." || k.Topic == ".." {
+		bad("topic", "must be 1-249 characters of [a-zA-Z0-9._-] and not . or .., got %q", k.Topic)
+	}
+	if k.Key != KafkaKeyMessageID && k.Key != KafkaKeyUserID {
+		bad("key", "must be messageId or userId, got %q", k.Key)
+	}
+	if !slices.Contains(KafkaCompressions, k.Compression) {
+		bad("compression", "must be one of %s, got %q", strings.Join(KafkaCompressions, ", "), k.Compression)
+	}
+	errs = append(errs, k.TLS.validate(at+".tls")...)
+	if s := k.SASL; s != nil {
+		switch s.Mechanism {
+		case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		default:
+			bad("sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", s.Mechanism)
+		}
+		if s.UsernameFile == "" || s.PasswordFile == "" {
+			bad("sasl", "usernameFile and passwordFile are both required")
+		}
+	}
+	return errs
+}
+
+func validHostPort(hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return errors.New("must be host:port")
+	}
+	if host == "" {
+		return errors.New("the host is empty")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("the port must be 1-65535")
+	}
+	return nil
+}
+
+func (t *TLS) validate(at string) []error {
+	if t == nil {
+		return nil
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return []error{fmt.Errorf("%s: certFile and keyFile must be set together", at)}
+	}
+	return nil
+}
+
+func (n *NATSTarget) validate(at string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", at, field, fmt.Sprintf(format, args...)))
+	}
+	if len(n.URLs) == 0 {
+		bad("urls", "at least one server URL is needed")
+	}
+	for _, raw := range n.URLs {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "":
+			bad("urls", "must be nats:// or tls:// URLs with a host, got %q", raw)
+		case u.User != nil:
+			bad("urls", "must not carry credentials; use the credentials, token or username and password files")
+		}
+	}
+	if err := ValidateNATSSubject(n.Subject); err != nil {
+		bad("subject", "%v", err)
+	}
+	if n.Stream != "" && !natsStream.MatchString(n.Stream) {
+		bad("stream", "must be 1-255 characters of [A-Za-z0-9_-], got %q", n.Stream)
+	}
+	methods := 0
+	for _, f := range []string{n.CredentialsFile, n.TokenFile, n.UsernameFile + n.PasswordFile} {
+		if f != "" {
+			methods++
+		}
+	}
+	if methods > 1 {
+		bad("", "set at most one of credentialsFile, tokenFile, or usernameFile with passwordFile")
+	}
+	if (n.UsernameFile == "") != (n.PasswordFile == "") {
+		bad("usernameFile", "usernameFile and passwordFile must be set together")
+	}
+	errs = append(errs, n.TLS.validate(at+".tls")...)
+	return errs
+}
+
+// ValidateNATSSubject checks a subject template: dot-separated tokens of [A-Za-z0-9_-], where
+// "{type}" may appear anywhere in a token. Wildcards are not publishable and are refused.
+func ValidateNATSSubject(subject string) error {
+	if subject == "" || len(subject) > MaxNATSSubject {
+		return fmt.Errorf("must be 1-%d characters, got %d", MaxNATSSubject, len(subject))
+	}
+	for _, token := range strings.Split(subject, ".") {
+		if !natsSubjectToken.MatchString(token) {
+			return fmt.Errorf("must be dot-separated tokens of [A-Za-z0-9_-], with {type} the only placeholder, got %q", subject)
+		}
+	}
+	return nil
+}
+
 // Files lists every file the config refers to: the receiver watches them for reloads.
 func (c *Config) Files() []string {
 	files := append([]string(nil), c.Authentication.SecretFiles...)
+	add := func(paths ...string) {
+		for _, p := range paths {
+			if p != "" {
+				files = append(files, p)
+			}
+		}
+	}
+	addTLS := func(t *TLS) {
+		if t != nil {
+			add(t.CAFile, t.CertFile, t.KeyFile)
+		}
+	}
 	for _, t := range c.Targets {
 		if t.HTTP != nil {
 			for _, f := range t.HTTP.HeaderFiles {
 				files = append(files, f)
 			}
+		}
+		if k := t.Kafka; k != nil {
+			addTLS(k.TLS)
+			if k.SASL != nil {
+				add(k.SASL.UsernameFile, k.SASL.PasswordFile)
+			}
+		}
+		if n := t.NATS; n != nil {
+			add(n.CredentialsFile, n.TokenFile, n.UsernameFile, n.PasswordFile)
+			addTLS(n.TLS)
 		}
 	}
 	return files

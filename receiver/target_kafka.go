@@ -1,0 +1,215 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// Kafka record headers set on every record.
+const (
+	KafkaHeaderType      = "segment-type"
+	KafkaHeaderMessageID = "segment-message-id"
+	KafkaHeaderContent   = "content-type"
+)
+
+// kafkaTarget produces one record per event with a long-lived franz-go client: idempotent
+// producer, acks=all. The client connects lazily, so a broker that is down when the config loads
+// does not hold up the load; it fails the requests (503) until the broker is back.
+type kafkaTarget struct {
+	client *kgo.Client
+	topic  string
+	key    string
+}
+
+func newKafkaTarget(c config.KafkaTarget, env targetEnv, log *slog.Logger) (*kafkaTarget, error) {
+	codec, err := kafkaCodec(c.Compression)
+	if err != nil {
+		return nil, err
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID("segment-webhook-receiver"),
+		kgo.DefaultProduceTopic(c.Topic),
+		// Idempotent writes are franz-go's default; they need acks from every in-sync replica.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(codec),
+		// Each request waits for its records: do not linger, batch what is buffered meanwhile.
+		kgo.ProducerLinger(0),
+		// A broker that does not answer is noticed within about the delivery budget, so the
+		// client moves on (other broker, reconnect) while Segment retries.
+		kgo.DialTimeout(2 * time.Second),
+		kgo.ProduceRequestTimeout(config.MaxBudget),
+		kgo.RequestTimeoutOverhead(2 * time.Second),
+		// The topic must exist: do not ask the brokers to create it, and give up on an unknown
+		// topic quickly (a permanent failure until someone creates it).
+		kgo.UnknownTopicRetries(2),
+		// Connection and authentication trouble shows in the receiver's log, not only as 503s.
+		kgo.WithLogger(kafkaLogger{log}),
+	}
+	tc, err := env.tlsConfig(c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if s := c.SASL; s != nil {
+		mechanism, err := kafkaSASL(*s, env)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(mechanism))
+	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &kafkaTarget{client: client, topic: c.Topic, key: c.Key}, nil
+}
+
+func kafkaCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case config.CompressionNone:
+		return kgo.NoCompression(), nil
+	case config.CompressionGzip:
+		return kgo.GzipCompression(), nil
+	case config.CompressionSnappy, "":
+		return kgo.SnappyCompression(), nil
+	case config.CompressionLZ4:
+		return kgo.Lz4Compression(), nil
+	case config.CompressionZstd:
+		return kgo.ZstdCompression(), nil
+	default:
+		return kgo.CompressionCodec{}, fmt.Errorf("unknown compression %q", name)
+	}
+}
+
+func kafkaSASL(s config.KafkaSASL, env targetEnv) (sasl.Mechanism, error) {
+	user, err := env.file(s.UsernameFile)
+	if err != nil {
+		return nil, err
+	}
+	pass, err := env.file(s.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	switch s.Mechanism {
+	case config.SASLPlain:
+		return plain.Auth{User: string(user), Pass: string(pass)}.AsMechanism(), nil
+	case config.SASLScramSHA256:
+		return scram.Auth{User: string(user), Pass: string(pass)}.AsSha256Mechanism(), nil
+	case config.SASLScramSHA512:
+		return scram.Auth{User: string(user), Pass: string(pass)}.AsSha512Mechanism(), nil
+	default:
+		return nil, fmt.Errorf("unknown SASL mechanism %q", s.Mechanism)
+	}
+}
+
+// kafkaKey is the record key: the messageId, or for key "userId" the userId, else the
+// anonymousId, else the messageId, so that every record has a key and a user's events share a
+// partition.
+func kafkaKey(mode string, ev Event) string {
+	if mode == config.KafkaKeyUserID {
+		switch {
+		case ev.UserID != "":
+			return ev.UserID
+		case ev.AnonymousID != "":
+			return ev.AnonymousID
+		}
+	}
+	return ev.MessageID
+}
+
+// Deliver produces the event and waits for the brokers' acknowledgement, or for ctx. The wait
+// is bounded by ctx even when a request is in flight: an idempotent producer cannot fail a record
+// it has sent before the broker answers, so ProduceSync could outlive the delivery budget. A
+// record still in flight when ctx ends may be written later; Segment's retry then produces it
+// again under the same key and segment-message-id header, which consumers can dedupe on.
+func (t *kafkaTarget) Deliver(ctx context.Context, ev Event) error {
+	record := &kgo.Record{
+		Topic: t.topic,
+		Key:   []byte(kafkaKey(t.key, ev)),
+		Value: ev.Raw,
+		Headers: []kgo.RecordHeader{
+			{Key: KafkaHeaderType, Value: []byte(ev.Type)},
+			{Key: KafkaHeaderMessageID, Value: []byte(ev.MessageID)},
+			{Key: KafkaHeaderContent, Value: []byte("application/json")},
+		},
+	}
+	done := make(chan error, 1)
+	t.client.Produce(ctx, record, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		return classifyKafkaError(err)
+	case <-ctx.Done():
+		return fmt.Errorf("kafka did not acknowledge in time: %w", context.Cause(ctx))
+	}
+}
+
+// permanentKafkaErrors are failures that retrying within the request cannot fix: the record or
+// the configuration is wrong. The request still fails (503) unless the target is optional, so
+// Segment retries for hours while someone fixes the topic or the ACLs.
+var permanentKafkaErrors = []error{
+	kerr.MessageTooLarge,
+	kerr.RecordListTooLarge,
+	kerr.InvalidRecord,
+	kerr.CorruptMessage,
+	kerr.InvalidTopicException,
+	kerr.UnknownTopicOrPartition, // the client does not ask for auto-creation
+	kerr.TopicAuthorizationFailed,
+	kerr.ClusterAuthorizationFailed,
+	kerr.TransactionalIDAuthorizationFailed,
+	kerr.SaslAuthenticationFailed,
+	kerr.UnsupportedSaslMechanism,
+	kerr.IllegalSaslState,
+	kerr.UnsupportedCompressionType,
+	kerr.UnsupportedForMessageFormat,
+	kerr.InvalidRequiredAcks,
+	kerr.PolicyViolation,
+}
+
+// classifyKafkaError marks the clearly permanent errors; everything else (broker down, leader
+// moving, timeouts) is transient and retried while the budget lasts.
+func classifyKafkaError(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, p := range permanentKafkaErrors {
+		if errors.Is(err, p) {
+			return Permanent(err)
+		}
+	}
+	return err
+}
+
+// Close fails any record still buffered (their requests have already been answered) and closes
+// the connections.
+func (t *kafkaTarget) Close() error {
+	t.client.Close()
+	return nil
+}
+
+// kafkaLogger passes franz-go's warnings and errors (broker unreachable, SASL refused...) to the
+// receiver's log.
+type kafkaLogger struct{ log *slog.Logger }
+
+func (kafkaLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l kafkaLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	slogLevel := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		slogLevel = slog.LevelError
+	}
+	l.log.Log(context.Background(), slogLevel, "kafka client: "+msg, keyvals...)
+}
