@@ -203,7 +203,8 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 				return err
 			}
 			log.Info("child "+strings.ToLower(string(result)), "kind", gvk.Kind, "name", c.live.GetName())
-			r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, "Child"+string(result), "Reconcile",
+			// The child as related object keeps events about different children apart.
+			r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "Child"+string(result), "Reconcile",
 				"%s %s %s", gvk.Kind, c.live.GetName(), strings.ToLower(string(result)))
 		}
 	}

@@ -34,7 +34,7 @@ with_progress() {
 }
 
 # A cached binary is reused only when it reports the wanted version.
-version_ok() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -qF "$2"; }
+version_ok() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -F "$2" >/dev/null; }
 
 build_kube_apiserver() {
   local work; work=$(mktemp -d)
