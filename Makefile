@@ -28,6 +28,11 @@ help: ## Display this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases
+	@hack/sync-chart.sh
+
+.PHONY: sync-chart
+sync-chart: ## Copy the generated CRDs and manager ClusterRole rules into the Helm chart.
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -46,18 +51,32 @@ verify-generated: controller-gen ## Fail when 'make manifests generate' would ch
 	hack/verify-generated.sh
 
 .PHONY: test
-test: verify-generated fmt-check vet envtest ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -coverprofile cover.out
+test: verify-generated fmt-check vet envtest helm kustomize ## Run all tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -coverprofile cover.out
 
 .PHONY: fmt-check
 fmt-check: ## Fail when gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+##@ Demo
+
+.PHONY: demo
+demo: envtest ## Run the product on this machine: control plane, operator, sample, receiver, signed events.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" hack/demo.sh
 
 ##@ Benchmarks
 
 .PHONY: bench-receiver
 bench-receiver: ## Load the real receiver binary and compare it with bare net/http and a reverse proxy.
 	hack/bench-receiver.sh
+
+.PHONY: bench-operator
+bench-operator: envtest ## Create N SegmentWebhooks on envtest (N=100, or N=1000) and measure readiness, no-op writes, memory.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" hack/bench-operator.sh
+
+.PHONY: test-fault-long
+test-fault-long: ## Run the receiver fault and bad-input matrices with more events, printing their tables.
+	FAULT_LONG=1 go test ./test/fault/ -count=1 -v -timeout 20m -run 'TestFaultMatrix|TestBadInput'
 
 ##@ Build
 
@@ -106,9 +125,11 @@ $(LOCALBIN):
 
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
+HELM ?= $(LOCALBIN)/helm
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.1
+HELM_VERSION ?= v3.22.0
 
 .PHONY: controller-gen
 controller-gen: $(LOCALBIN) ## Install controller-gen into bin/.
@@ -117,6 +138,10 @@ controller-gen: $(LOCALBIN) ## Install controller-gen into bin/.
 .PHONY: kustomize
 kustomize: $(LOCALBIN) ## Install kustomize into bin/.
 	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+.PHONY: helm
+helm: $(LOCALBIN) ## Install helm into bin/.
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
 
 # envtest binaries are built from the Go module proxy (no other download site is reachable) and
 # cached; an existing KUBEBUILDER_ASSETS wins.
