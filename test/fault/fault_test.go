@@ -1,0 +1,355 @@
+package fault
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+const (
+	oldSecret = "segment-secret-old"
+	newSecret = "segment-secret-new"
+	// segmentRetryWindow is how long Segment keeps retrying a delivery.
+	segmentRetryWindow = 4 * time.Hour
+)
+
+// sizes of a run: events per scenario, how long the sending of them is spread over, and when the
+// sender gives up.
+type sizes struct {
+	events int
+	pace   time.Duration
+	giveUp time.Duration
+}
+
+func runSizes() sizes {
+	if long() {
+		return sizes{events: 10000, pace: 15 * time.Second, giveUp: 90 * time.Second}
+	}
+	return sizes{events: 1500, pace: 3 * time.Second, giveUp: 45 * time.Second}
+}
+
+// env is one scenario's world: sinks, the receiver process and its mounted volumes.
+type env struct {
+	t         *testing.T
+	sinks     map[string]*sink
+	configVol *volume
+	secretVol *volume
+	cfg       *config.Config
+	recv      *receiverProc
+	sender    *sender
+	pace      time.Duration
+	start     time.Time
+
+	mu           sync.Mutex
+	requiredFrom map[string]time.Time // a target must hold events acked on attempts sent after this
+	notes        []string
+}
+
+// at sleeps until the given fraction of the sending period.
+func (e *env) at(fraction float64) {
+	time.Sleep(time.Until(e.start.Add(time.Duration(fraction * float64(e.pace)))))
+}
+
+func (e *env) note(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.notes = append(e.notes, fmt.Sprintf("%.2fs ", time.Since(e.start).Seconds())+fmt.Sprintf(format, args...))
+}
+
+func (e *env) reloads() float64 {
+	return e.recv.metric("segment_receiver_config_reloads_total", "result", "success")
+}
+
+type scenario struct {
+	name    string
+	targets []string // at start; all required
+	budget  time.Duration
+	// fault runs concurrently with the sending; it uses e.at to time itself.
+	fault func(e *env)
+	// restartsLoseDedupe: the receiver's in-memory dedupe memory is lost, so duplicates at the
+	// targets are expected and only reported.
+	restartsLoseDedupe bool
+}
+
+var scenarios = []scenario{
+	{
+		name: "target 500s on 30%", targets: []string{"flaky", "steady"}, budget: 2 * time.Second,
+		fault: func(e *env) { e.sinks["flaky"].failRate.store(0.3) },
+	},
+	{
+		name: "target down, then back", targets: []string{"down", "steady"}, budget: 2 * time.Second,
+		fault: func(e *env) {
+			e.at(0.3)
+			e.sinks["down"].down()
+			e.note("target down")
+			e.at(0.6)
+			e.sinks["down"].up()
+			e.note("target up")
+		},
+	},
+	{
+		name: "target slower than budget", targets: []string{"slow", "steady"}, budget: time.Second,
+		fault: func(e *env) {
+			e.at(0.3)
+			e.sinks["slow"].delay.store(1500 * time.Millisecond)
+			e.note("target slow (1.5s, budget 1s)")
+			e.at(0.6)
+			e.sinks["slow"].delay.store(0)
+			e.note("target fast again")
+		},
+	},
+	{
+		name: "receiver SIGKILL + restart", targets: []string{"a", "b"}, budget: 2 * time.Second, restartsLoseDedupe: true,
+		fault: func(e *env) {
+			// A target that takes 30ms per event keeps requests in flight, half delivered, when
+			// the receiver dies.
+			e.sinks["a"].delay.store(30 * time.Millisecond)
+			e.at(0.4)
+			e.recv.kill()
+			e.note("receiver killed (SIGKILL)")
+			time.Sleep(300 * time.Millisecond)
+			e.recv.start()
+			e.note("receiver restarted and ready")
+		},
+	},
+	{
+		name: "config reload: target added", targets: []string{"a"}, budget: 2 * time.Second,
+		fault: func(e *env) {
+			e.at(0.4)
+			before := e.reloads()
+			cfg := *e.cfg
+			cfg.Targets = append(slices.Clone(cfg.Targets), config.Target{Name: "b", HTTP: &config.HTTPTarget{URL: e.sinks["b"].url()}})
+			writeConfig(e.t, e.configVol, &cfg)
+			e.recv.waitReloads(before + 1)
+			e.mu.Lock()
+			e.requiredFrom["b"] = time.Now()
+			e.mu.Unlock()
+			e.note("config with target b loaded")
+		},
+	},
+	{
+		name: "secret rotation", targets: []string{"a", "b"}, budget: 2 * time.Second,
+		fault: func(e *env) {
+			e.at(0.3)
+			before := e.reloads()
+			e.secretVol.update(e.t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": newSecret + "\n"})
+			e.recv.waitReloads(before + 1)
+			e.note("secret swapped: both secrets accepted")
+			e.sender.rotate(newSecret)
+			e.note("sender signs with the new secret")
+			e.at(0.6)
+			for e.sender.inFlightWithOlderSecrets() > 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			before = e.reloads()
+			e.secretVol.update(e.t, map[string]string{"hmac-a": newSecret + "\n", "hmac-b": newSecret + "\n"})
+			e.recv.waitReloads(before + 1)
+			e.note("old secret retired")
+		},
+	},
+}
+
+// result is one row of the table.
+type result struct {
+	name                                    string
+	events, requests                        int
+	attempts, ok, c503, c429, c4xx, netErrs int64
+	dupes                                   []string
+	maxLatency, maxE2E                      time.Duration
+	expectedDupes                           bool
+}
+
+var (
+	resultsMu sync.Mutex
+	results   []result
+)
+
+func TestFaultMatrix(t *testing.T) {
+	sz := runSizes()
+	scfg := senderConfig{
+		concurrency:    16,
+		attemptTimeout: 5 * time.Second,
+		initialBackoff: 50 * time.Millisecond,
+		maxBackoff:     time.Second,
+		giveUpAfter:    sz.giveUp,
+	}
+	for i, sc := range scenarios {
+		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
+			runScenario(t, sc, sz, scfg, uint64(i))
+		})
+	}
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	var b strings.Builder
+	mode := "short"
+	if long() {
+		mode = "long (-fault.long / FAULT_LONG=1)"
+	}
+	fmt.Fprintf(&b, "\nReceiver fault matrix, %s mode: %d events per scenario sent over %s by a Segment-like sender\n", mode, sz.events, sz.pace)
+	fmt.Fprintf(&b, "(%d attempts in flight; retries timeouts, 5xx but 501, 408, 423, 429 with randomized exponential backoff %s..%s;\n",
+		scfg.concurrency, scfg.initialBackoff, scfg.maxBackoff)
+	fmt.Fprintf(&b, " time compressed: Segment's %s retry window -> %s here, x%.0f).\n", segmentRetryWindow, scfg.giveUpAfter,
+		segmentRetryWindow.Seconds()/scfg.giveUpAfter.Seconds())
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tevents\trequests\tattempts\t2xx\t503\t429\tother 4xx\tconn err\tretries\tduplicates per target\tmax attempt\tmax until 2xx\t")
+	for _, r := range results {
+		dup := strings.Join(r.dupes, " ")
+		if r.expectedDupes {
+			dup += " (expected)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.name, r.events, r.requests, r.attempts, r.ok,
+			r.c503, r.c429, r.c4xx, r.netErrs, r.attempts-int64(r.requests), dup,
+			r.maxLatency.Round(time.Millisecond), r.maxE2E.Round(time.Millisecond))
+	}
+	_ = tw.Flush()
+	addReport("%s", b.String())
+	t.Log(b.String())
+}
+
+func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed uint64) {
+	e := &env{t: t, sinks: map[string]*sink{}, pace: sz.pace, requiredFrom: map[string]time.Time{}}
+	for _, name := range []string{"flaky", "steady", "down", "slow", "a", "b"} {
+		e.sinks[name] = newSink(t, name)
+	}
+	e.secretVol = newVolume(t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": oldSecret + "\n"})
+	e.cfg = &config.Config{
+		Source: "fault/" + sc.name,
+		Authentication: config.Authentication{Mode: config.AuthHMAC,
+			SecretFiles: []string{e.secretVol.path("hmac-a"), e.secretVol.path("hmac-b")}},
+		Validation: config.ValidationStrict,
+		Limits:     config.Limits{MaxInFlight: 12},
+		Delivery: config.Delivery{
+			Budget:         config.D(sc.budget),
+			MaxAttempts:    3,
+			InitialBackoff: config.D(10 * time.Millisecond),
+			MaxBackoff:     config.D(100 * time.Millisecond),
+		},
+	}
+	for _, name := range sc.targets {
+		e.cfg.Targets = append(e.cfg.Targets, config.Target{Name: name, HTTP: &config.HTTPTarget{URL: e.sinks[name].url()}})
+		e.requiredFrom[name] = time.Time{}
+	}
+	e.configVol = newVolume(t, nil)
+	writeConfig(t, e.configVol, e.cfg)
+	e.recv = startReceiver(t, e.configVol.path(config.FileName))
+	e.sender = newSender(e.recv.url(), oldSecret, scfg)
+
+	reqs := makeRequests(fmt.Sprintf("s%d", seed), sz.events, rand.New(rand.NewPCG(seed, 42)))
+	e.start = time.Now()
+	faultDone := make(chan struct{})
+	go func() {
+		defer close(faultDone)
+		sc.fault(e)
+	}()
+	outcomes := e.sender.run(reqs, sz.pace)
+	<-faultDone
+	for _, n := range e.notes {
+		t.Log(n)
+	}
+
+	// Invariant 1: every event was eventually accepted (nothing given up, nothing refused).
+	var failed []string
+	var maxE2E time.Duration
+	for i, o := range outcomes {
+		if !o.acked {
+			failed = append(failed, fmt.Sprintf("request %d (%d events) after %d attempts: %s", i, len(reqs[i].ids), o.attempts, o.lastErr))
+		}
+		maxE2E = max(maxE2E, o.e2eLatency)
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d requests never accepted, first: %s", len(failed), len(reqs), strings.Join(failed[:min(5, len(failed))], "; "))
+	}
+
+	// Invariant 2: every event the receiver answered 2xx for is at every required target. Sinks
+	// record a delivery before answering, and the receiver answers 2xx only after that.
+	snap := map[string]map[string]int{}
+	for name := range e.requiredFrom {
+		snap[name] = e.sinks[name].snapshot()
+	}
+	for name, from := range e.requiredFrom {
+		missing := 0
+		var example string
+		for i, o := range outcomes {
+			if !o.acked || o.ackStart.Before(from) {
+				continue
+			}
+			for _, id := range reqs[i].ids {
+				if snap[name][id] == 0 {
+					missing++
+					example = id
+				}
+			}
+		}
+		if missing > 0 {
+			t.Errorf("target %s lacks %d acknowledged events (e.g. %s)", name, missing, example)
+		}
+		if k := e.sinks[name].missingKey; k > 0 {
+			t.Errorf("target %s got %d deliveries without an Idempotency-Key", name, k)
+		}
+	}
+
+	// Invariant 3: duplicates. Without a restart the receiver's dedupe memory spares targets
+	// that already accepted an event, so a duplicate can only come from an ambiguous attempt:
+	// one the receiver abandoned at its deadline after the target had received it (or a Segment
+	// attempt that timed out while the receiver went on). Each such attempt can cause at most one.
+	ambiguous := deadlineFailures(e.recv.logs)
+	names := make([]string, 0, len(snap))
+	for name := range snap {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var dupCells []string
+	for _, name := range names {
+		dupes := 0
+		for _, c := range snap[name] {
+			dupes += c - 1
+		}
+		dupCells = append(dupCells, fmt.Sprintf("%s=%d", name, dupes))
+		if sc.restartsLoseDedupe {
+			continue
+		}
+		if allowed := ambiguous[name] + int(e.sender.timeouts.load()); dupes > allowed {
+			t.Errorf("target %s got %d duplicates, but only %d deliveries were ambiguous (%d abandoned at the receiver's deadline, %d sender timeouts)",
+				name, dupes, allowed, ambiguous[name], e.sender.timeouts.load())
+		}
+	}
+	t.Logf("ambiguous (deadline) failures by target: %v", ambiguous)
+
+	// The receiver still answers and stops cleanly.
+	e.recv.stop()
+
+	resultsMu.Lock()
+	results = append(results, result{
+		name: sc.name, events: sz.events, requests: len(reqs),
+		attempts: e.sender.attempts.load(), ok: e.sender.ok.load(), c503: e.sender.c503.load(), c429: e.sender.c429.load(),
+		c4xx: e.sender.c4xx.load(), netErrs: e.sender.netErrs.load(),
+		dupes: dupCells, maxLatency: time.Duration(e.sender.maxLatency.Load()), maxE2E: maxE2E,
+		expectedDupes: sc.restartsLoseDedupe,
+	})
+	resultsMu.Unlock()
+}
+
+// deadlineFailures counts, per target, the receiver's logged delivery failures that ended at the
+// deadline: the target may have received those events.
+func deadlineFailures(logs *logBuffer) map[string]int {
+	out := map[string]int{}
+	for _, e := range logs.entries() {
+		if e["msg"] != "delivery failed" {
+			continue
+		}
+		msg, _ := e["error"].(string)
+		if strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "context canceled") || strings.Contains(msg, "timeout") {
+			target, _ := e["target"].(string)
+			out[target]++
+		}
+	}
+	return out
+}
