@@ -536,6 +536,9 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Entry("an unknown event type", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[1].Filter.EventTypes = []segmentv1alpha1.EventType{"purchase"}
 		}, `Unsupported value: "purchase"`),
+		Entry("a pod annotation that would unconfine AppArmor", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Pod.Annotations = map[string]string{"container.apparmor.security.beta.kubernetes.io/receiver": "unconfined"}
+		}, "pod annotations may not set AppArmor or seccomp profiles"),
 		Entry("a target name that is not a DNS label", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].Name = "Not_A_Label"
 		}, "spec.targets[0].name: Invalid value"),

@@ -501,7 +501,10 @@ type PodOverrides struct {
 	// Labels added to the receiver pods; they cannot replace the operator's own labels.
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
-	// Annotations added to the receiver pods.
+	// Annotations added to the receiver pods. AppArmor and seccomp annotations are refused: the
+	// receiver always runs under the restricted Pod Security Standard.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('container.apparmor.security.beta.kubernetes.io/') && !k.startsWith('seccomp.security.alpha.kubernetes.io/'))",message="pod annotations may not set AppArmor or seccomp profiles: the receiver runs under the restricted Pod Security Standard"
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

@@ -159,6 +159,8 @@ func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, wo
 		SecretReader: mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("segment-webhook-operator"),
 		Options:      controllers.RenderOptions{ReceiverImage: "example.com/segment-webhook-receiver:bench"},
+
+		MaxConcurrentReconciles: 4, // the manager's default
 	}).SetupWithManager(mgrCtx, mgr); err != nil {
 		return err
 	}
