@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,55 +18,37 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/kubevolume"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
-// volume lays files out the way the kubelet mounts a ConfigMap or Secret: each name is a symlink
-// to ..data/name, and ..data is a symlink to a timestamped directory that an update replaces by
-// renaming a new link over ..data.
-type volume struct {
-	dir string
-	gen int
-}
+// volume is a directory laid out like a mounted ConfigMap or Secret (see kubevolume).
+type volume struct{ *kubevolume.Dir }
 
 func newVolume(t testing.TB, files map[string]string) *volume {
 	t.Helper()
-	v := &volume{dir: t.TempDir()}
-	v.update(t, files)
-	return v
+	d, err := kubevolume.New(t.TempDir(), asBytes(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &volume{d}
 }
 
-func (v *volume) path(name string) string { return filepath.Join(v.dir, name) }
+func (v *volume) path(name string) string { return v.Path(name) }
 
 func (v *volume) update(t testing.TB, files map[string]string) {
 	t.Helper()
-	v.gen++
-	gen := fmt.Sprintf("..2025_01_01_00_00_%02d.%d", v.gen, v.gen)
-	if err := os.Mkdir(filepath.Join(v.dir, gen), 0o755); err != nil {
+	if err := v.Write(asBytes(files)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func asBytes(files map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(files))
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(v.dir, gen, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		out[name] = []byte(content)
 	}
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(gen, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	// Like the kubelet, link new names after the swap.
-	for name := range files {
-		link := filepath.Join(v.dir, name)
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return out
 }
 
 // sink is a downstream HTTP target that records what it receives.

@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/kubevolume"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -73,51 +75,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// volume lays files out the way the kubelet mounts a ConfigMap or Secret: each name is a symlink
-// to ..data/name, and ..data is a symlink to a timestamped directory that an update replaces by
-// renaming a new link over ..data (an atomic swap).
-type volume struct {
-	dir string
-	gen int
-}
+// volume is a directory laid out like a mounted ConfigMap or Secret (see kubevolume).
+type volume struct{ *kubevolume.Dir }
 
 func newVolume(t testing.TB, files map[string]string) *volume {
 	t.Helper()
-	v := &volume{dir: t.TempDir()}
-	v.update(t, files)
-	return v
+	d, err := kubevolume.New(t.TempDir(), asBytes(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &volume{d}
 }
 
-func (v *volume) path(name string) string { return filepath.Join(v.dir, name) }
+func (v *volume) path(name string) string { return v.Path(name) }
 
 func (v *volume) update(t testing.TB, files map[string]string) {
 	t.Helper()
-	v.gen++
-	gen := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", v.gen%60, v.gen)
-	if err := os.Mkdir(filepath.Join(v.dir, gen), 0o755); err != nil {
+	if err := v.Write(asBytes(files)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func asBytes(files map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(files))
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(v.dir, gen, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		out[name] = []byte(content)
 	}
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(gen, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		link := filepath.Join(v.dir, name)
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return out
 }
 
 func writeConfig(t testing.TB, vol *volume, cfg *config.Config) {
@@ -357,27 +341,11 @@ func (r *receiverProc) waitReloads(n float64) {
 // memory reads VmRSS and VmHWM of the process from /proc, in bytes.
 func (r *receiverProc) memory() (rss, hwm int64) {
 	r.t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.pid()))
+	rs, hw, err := procstat.Memory(r.pid())
 	if err != nil {
 		r.t.Fatalf("reading the receiver's memory: %v", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		field, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch field {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm
+	return int64(rs), int64(hw)
 }
 
 // sink is a downstream HTTP target. It records every delivery it accepted, by Idempotency-Key,

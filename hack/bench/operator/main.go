@@ -69,6 +69,7 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
 )
 
 func main() {
@@ -275,7 +276,7 @@ func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, wo
 	writesAfter.sub(writesBefore)
 	windowErrors := reconcileErrors() - errorsBefore
 	mem.stop()
-	_, hwm := procMemory()
+	_, hwm, _ := procstat.Memory(0)
 
 	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager in-process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
 	fmt.Printf("  SegmentWebhooks (N)                 %d (each with its Secret; children: ConfigMap, Deployment, Service, PDB, Ingress)\n", n)
@@ -540,30 +541,5 @@ func (s *sampler) stop() {
 }
 
 func (s *sampler) peak() uint64 { return s.max.Load() }
-
-// procMemory reads VmRSS and VmHWM of this process, in bytes.
-func procMemory() (rss, hwm uint64) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		field, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch field {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm
-}
 
 func mib[T uint64 | int64 | float64](b T) float64 { return float64(b) / (1 << 20) }
