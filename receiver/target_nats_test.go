@@ -219,6 +219,7 @@ func TestNATSServerRestartLosesNothing(t *testing.T) {
 		status      = map[string]int{} // last answer per messageId
 		restarted   atomic.Bool
 		okAfterBack atomic.Int32
+		okBefore    atomic.Int32
 		seen503     atomic.Int32
 		seq         atomic.Int32
 	)
@@ -254,12 +255,14 @@ func TestNATSServerRestartLosesNothing(t *testing.T) {
 					seen503.Add(1)
 				case code == 200 && restarted.Load():
 					okAfterBack.Add(1)
+				case code == 200:
+					okBefore.Add(1)
 				}
 			}
 		}()
 	}
 
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, 10*time.Second, "200 answers before the server stops", func() bool { return okBefore.Load() >= 4 })
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	eventually(t, 10*time.Second, "503 answers while the server is down", func() bool { return seen503.Load() >= 4 })
