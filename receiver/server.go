@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -71,7 +72,8 @@ type Server struct {
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
 	inFlight   atomic.Int64
-	background sync.WaitGroup // optional-target deliveries still running
+	bodies     *semaphore.Weighted // bytes of request bodies held at once
+	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
 
 	reloadMu    sync.Mutex
@@ -131,6 +133,7 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.bodies = semaphore.NewWeighted(start.Limits.MaxBufferedBytes)
 	s.httpServer = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,
@@ -344,6 +347,18 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	if r.ContentLength > limit {
 		return s.tooLarge(w, limit), 0, "content length"
 	}
+	// Reserve the body's memory before reading it: the declared length, which the server never
+	// reads past, or the limit for a chunked body.
+	reserve := limit
+	if r.ContentLength >= 0 {
+		reserve = r.ContentLength
+	}
+	if !s.bodies.TryAcquire(reserve) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
+		return http.StatusTooManyRequests, 0, "buffered bytes limit"
+	}
+	defer s.bodies.Release(reserve)
 	body, err := readBody(w, r, limit)
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -147,6 +147,35 @@ func TestOverloadAnswers429(t *testing.T) {
 	}
 }
 
+func TestBufferedBodiesAreBoundedWith429(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBodyBytes = 4096
+	cfg.Limits.MaxBufferedBytes = 4096
+	h := startHarness(t, secrets, cfg)
+
+	// A client that declares a body of almost the whole budget and is slow to send it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: 4000\r\n\r\n{",
+		strings.TrimPrefix(h.url, h.base), strings.Repeat("0", 40))
+	eventually(t, 5*time.Second, "the slow body to hold its reservation", func() bool {
+		return h.post(track("probe")).code == http.StatusTooManyRequests
+	})
+	resp := h.post(track("rejected"))
+	if resp.code != http.StatusTooManyRequests || resp.header.Get("Retry-After") == "" {
+		t.Fatalf("got %d (Retry-After %q), want 429 with Retry-After", resp.code, resp.header.Get("Retry-After"))
+	}
+	conn.Close()
+	eventually(t, 5*time.Second, "the reservation to be released", func() bool {
+		return h.post(track("after")).code == http.StatusOK
+	})
+}
+
 func TestBearerAndNoneModes(t *testing.T) {
 	target := newSink(t)
 	secrets := newVolume(t, map[string]string{"token-a": "tok-a\n", "token-b": "tok-b"})

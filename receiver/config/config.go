@@ -22,29 +22,30 @@ import (
 
 // Defaults shared by the operator (CRD defaults) and the receiver (missing fields).
 const (
-	DefaultPath            = "/webhook"
-	DefaultPort            = 8080
-	DefaultMetricsPort     = 9090
-	DefaultMaxBodyBytes    = 4 << 20 // a 1000-event Actions batch of typical events fits
-	DefaultMaxEvents       = 1000
-	DefaultMaxInFlight     = 256
-	DefaultMaxHeaderBytes  = 64 << 10
-	DefaultReadHeaderTime  = 5 * time.Second
-	DefaultReadTimeout     = 10 * time.Second
-	DefaultWriteTimeout    = 15 * time.Second // body read + delivery budget + response
-	DefaultIdleTimeout     = 90 * time.Second
-	DefaultBudget          = 3 * time.Second
-	MaxBudget              = 5 * time.Second // Segment gives up after 5 s
-	DefaultMaxAttempts     = 5
-	DefaultInitialBackoff  = 100 * time.Millisecond
-	DefaultMaxBackoff      = 1 * time.Second
-	DefaultDedupeWindow    = 4*time.Hour + 15*time.Minute // Segment retries for four hours
-	DefaultDedupeSize      = 100000
-	DefaultHTTPMethod      = "POST"
-	MaxEventsLimit         = 4000 // Segment's largest batch
-	MaxTargets             = 16
-	FileName               = "config.json"
-	DefaultConfigDirectory = "/etc/segment-webhook/config"
+	DefaultPath             = "/webhook"
+	DefaultPort             = 8080
+	DefaultMetricsPort      = 9090
+	DefaultMaxBodyBytes     = 4 << 20 // a 1000-event Actions batch of typical events fits
+	DefaultMaxEvents        = 1000
+	DefaultMaxInFlight      = 256
+	DefaultMaxBufferedBytes = 32 << 20 // well inside the receiver's default 256Mi memory limit
+	DefaultMaxHeaderBytes   = 64 << 10
+	DefaultReadHeaderTime   = 5 * time.Second
+	DefaultReadTimeout      = 10 * time.Second
+	DefaultWriteTimeout     = 15 * time.Second // body read + delivery budget + response
+	DefaultIdleTimeout      = 90 * time.Second
+	DefaultBudget           = 3 * time.Second
+	MaxBudget               = 5 * time.Second // Segment gives up after 5 s
+	DefaultMaxAttempts      = 5
+	DefaultInitialBackoff   = 100 * time.Millisecond
+	DefaultMaxBackoff       = 1 * time.Second
+	DefaultDedupeWindow     = 4*time.Hour + 15*time.Minute // Segment retries for four hours
+	DefaultDedupeSize       = 100000
+	DefaultHTTPMethod       = "POST"
+	MaxEventsLimit          = 4000 // Segment's largest batch
+	MaxTargets              = 16
+	FileName                = "config.json"
+	DefaultConfigDirectory  = "/etc/segment-webhook/config"
 )
 
 // Authentication modes.
@@ -139,6 +140,10 @@ type Limits struct {
 	MaxEvents    int   `json:"maxEvents,omitempty"`
 	// MaxInFlight requests at once; more are answered 429 so Segment backs off.
 	MaxInFlight int `json:"maxInFlight,omitempty"`
+	// MaxBufferedBytes bounds the request bodies held in memory at once, so that maxInFlight
+	// requests of maxBodyBytes each cannot exceed the pod's memory; over it, 429. It takes effect
+	// when the receiver starts. Defaults to 32 MiB, or maxBodyBytes when that is larger.
+	MaxBufferedBytes int64 `json:"maxBufferedBytes,omitempty"`
 	// MaxHeaderBytes bounds the request header size.
 	MaxHeaderBytes int `json:"maxHeaderBytes,omitempty"`
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the HTTP server timeouts.
@@ -307,6 +312,7 @@ func (c *Config) Default() {
 	setDefault(&c.Limits.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&c.Limits.MaxEvents, DefaultMaxEvents)
 	setDefault(&c.Limits.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.Limits.MaxBufferedBytes, max(DefaultMaxBufferedBytes, c.Limits.MaxBodyBytes))
 	setDefault(&c.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setDefault(&c.Limits.ReadHeaderTimeout, D(DefaultReadHeaderTime))
 	setDefault(&c.Limits.ReadTimeout, D(DefaultReadTimeout))
@@ -382,6 +388,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxInFlight < 1 {
 		bad("limits.maxInFlight", "must be at least 1, got %d", c.Limits.MaxInFlight)
+	}
+	if c.Limits.MaxBufferedBytes < c.Limits.MaxBodyBytes {
+		bad("limits.maxBufferedBytes", "must hold at least one body of maxBodyBytes (%d), got %d", c.Limits.MaxBodyBytes, c.Limits.MaxBufferedBytes)
 	}
 	if c.Limits.MaxHeaderBytes < 4096 {
 		bad("limits.maxHeaderBytes", "must be at least 4096, got %d", c.Limits.MaxHeaderBytes)

@@ -381,8 +381,9 @@ func sigHead(body []byte, signature string) string {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // TestHeldLargeBodies opens many connections that each declare a body just under the limit and
-// then send it slowly: the receiver must not reserve the declared size up front, or a client that
-// only knows the webhook URL could make it allocate maxInFlight x maxBodyBytes.
+// then send it slowly: the receiver holds only as many as limits.maxBufferedBytes allows and
+// answers the rest 429 at once, so a client that only knows the webhook URL cannot make it hold
+// maxInFlight x maxBodyBytes.
 func TestHeldLargeBodies(t *testing.T) {
 	target := newSink(t, "target")
 	secretVol := newVolume(t, map[string]string{"hmac": badSecret})
@@ -419,18 +420,21 @@ func TestHeldLargeBodies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Wait until the receiver holds every request.
-	deadline := time.Now().Add(10 * time.Second)
-	for recv.metric("segment_receiver_in_flight_requests") < conns && time.Now().Before(deadline) {
+	// Wait until the receiver has answered every request it cannot hold.
+	held := float64(cfg.Limits.MaxBufferedBytes / declared)
+	deadline := time.Now().Add(5 * time.Second)
+	for recv.metric("segment_receiver_requests_total", "code", "429") < conns-held && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	refused := recv.metric("segment_receiver_requests_total", "code", "429")
 	inFlight := recv.metric("segment_receiver_in_flight_requests")
 	rssHeld, hwm := recv.memory()
 	heap := recv.metric("go_memstats_heap_inuse_bytes")
-	addReport("held bodies: %d connections each declaring %.1f MiB and sending 4 KiB: in flight %.0f, VmRSS %.1f -> %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
-		conns, mib(declared), inFlight, mib(rssBefore), mib(rssHeld), mib(hwm), heap/(1<<20))
-	if inFlight < conns {
-		t.Errorf("only %.0f of %d requests in flight", inFlight, conns)
+	addReport("held bodies: %d connections each declaring %.1f MiB and sending 4 KiB: held %.0f, refused 429 %.0f, VmRSS %.1f -> %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
+		conns, mib(declared), inFlight, refused, mib(rssBefore), mib(rssHeld), mib(hwm), heap/(1<<20))
+	if inFlight != held || refused != conns-held {
+		t.Errorf("held %.0f and refused %.0f of %d requests, want %.0f held (maxBufferedBytes / declared length) and the rest 429",
+			inFlight, refused, conns, held)
 	}
 	if growth := rssHeld - rssBefore; growth > 64<<20 || heap > 128<<20 {
 		t.Errorf("memory grew by %.1f MiB RSS (Go heap in use %.1f MiB) for %d held requests", mib(growth), heap/(1<<20), conns)
