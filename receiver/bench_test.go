@@ -87,7 +87,7 @@ func BenchmarkHandler(b *testing.B) {
 			secrets := newVolume(b, map[string]string{"hmac": testSecret})
 			cfg := testConfig(secrets, config.Target{Name: "sink", HTTP: &config.HTTPTarget{URL: sinkServer.URL}})
 			configVol := newVolume(b, map[string]string{config.FileName: configJSON(b, cfg)})
-			server, err := NewServer(configVol.path(config.FileName), Options{
+			server, err := NewServer(configVol.Path(config.FileName), Options{
 				Logger:       slog.New(slog.DiscardHandler),
 				Registry:     prometheus.NewRegistry(),
 				Addr:         "127.0.0.1:0",

@@ -23,32 +23,11 @@ import (
 )
 
 // volume is a directory laid out like a mounted ConfigMap or Secret (see kubevolume).
-type volume struct{ *kubevolume.Dir }
+type volume = kubevolume.TestDir
 
 func newVolume(t testing.TB, files map[string]string) *volume {
-	t.Helper()
-	d, err := kubevolume.New(t.TempDir(), asBytes(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &volume{d}
-}
-
-func (v *volume) path(name string) string { return v.Path(name) }
-
-func (v *volume) update(t testing.TB, files map[string]string) {
-	t.Helper()
-	if err := v.Write(asBytes(files)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func asBytes(files map[string]string) map[string][]byte {
-	out := make(map[string][]byte, len(files))
-	for name, content := range files {
-		out[name] = []byte(content)
-	}
-	return out
+	v := kubevolume.NewTestDir(t, files)
+	return &v
 }
 
 // sink is a downstream HTTP target that records what it receives.
@@ -156,7 +135,7 @@ const testSecret = "test-secret"
 func testConfig(secretVol *volume, targets ...config.Target) *config.Config {
 	return &config.Config{
 		Source:         "team-a/checkout",
-		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.path("hmac")}},
+		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.Path("hmac")}},
 		Limits:         config.Limits{MaxBodyBytes: 64 << 10},
 		Delivery: config.Delivery{
 			Budget:         config.D(2 * time.Second),
@@ -197,7 +176,7 @@ func startHarnessOn(t testing.TB, configVol, secretVol *volume, tune ...func(*Op
 	for _, f := range tune {
 		f(&opts)
 	}
-	server, err := NewServer(configVol.path(config.FileName), opts)
+	server, err := NewServer(configVol.Path(config.FileName), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

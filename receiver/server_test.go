@@ -180,7 +180,7 @@ func TestBearerAndNoneModes(t *testing.T) {
 	target := newSink(t)
 	secrets := newVolume(t, map[string]string{"token-a": "tok-a\n", "token-b": "tok-b"})
 	cfg := testConfig(secrets, httpTargetTo("primary", target))
-	cfg.Authentication = config.Authentication{Mode: config.AuthBearer, SecretFiles: []string{secrets.path("token-a"), secrets.path("token-b")}}
+	cfg.Authentication = config.Authentication{Mode: config.AuthBearer, SecretFiles: []string{secrets.Path("token-a"), secrets.Path("token-b")}}
 	h := startHarness(t, secrets, cfg)
 	for auth, want := range map[string]int{"Bearer tok-a": 200, "Bearer tok-b": 200, "Bearer tok-c": 401, "": 401} {
 		resp := h.do("POST", track("b-"+auth), map[string]string{"Authorization": auth})
@@ -372,7 +372,7 @@ func TestCloudEventsFormat(t *testing.T) {
 	ce.HTTP.Format = config.FormatCloudEvents
 	ce.HTTP.Method = http.MethodPut
 	ce.HTTP.Headers = map[string]string{"X-Team": "checkout"}
-	ce.HTTP.HeaderFiles = map[string]string{"X-Api-Key": secrets.path("api-key")}
+	ce.HTTP.HeaderFiles = map[string]string{"X-Api-Key": secrets.Path("api-key")}
 	h := startHarness(t, secrets, testConfig(secrets, ce))
 
 	event := `{"type":"identify","userId":"user-9","messageId":"msg-42","timestamp":"2024-05-01T12:00:00.250+02:00","traits":{"x":"é"}}`
@@ -474,10 +474,10 @@ func TestHotReloadMidTraffic(t *testing.T) {
 
 	// Rotation: add a second secret, and move the target.
 	const newSecret = "rotated-secret"
-	secrets.update(t, map[string]string{"hmac": testSecret, "hmac-next": newSecret})
-	cfg.Authentication.SecretFiles = append(cfg.Authentication.SecretFiles, secrets.path("hmac-next"))
+	secrets.Update(t, map[string]string{"hmac": testSecret, "hmac-next": newSecret})
+	cfg.Authentication.SecretFiles = append(cfg.Authentication.SecretFiles, secrets.Path("hmac-next"))
 	cfg.Targets = []config.Target{httpTargetTo("primary", after)}
-	configVol.update(t, map[string]string{config.FileName: configJSON(t, cfg)})
+	configVol.Update(t, map[string]string{config.FileName: configJSON(t, cfg)})
 	h.secret = newSecret
 	eventually(t, 10*time.Second, "the new secret to be accepted", func() bool {
 		return h.post(track("m-new-secret")).code == 200
@@ -495,7 +495,7 @@ func TestHotReloadMidTraffic(t *testing.T) {
 
 	// A bad config is refused and the running one keeps working.
 	failures := h.metric("segment_receiver_config_reloads_total", "result", "failure")
-	configVol.update(t, map[string]string{config.FileName: `{"source": "x", "targets": [`})
+	configVol.Update(t, map[string]string{config.FileName: `{"source": "x", "targets": [`})
 	eventually(t, 10*time.Second, "the bad config to be counted", func() bool {
 		return h.metric("segment_receiver_config_reloads_total", "result", "failure") == failures+1
 	})
@@ -533,7 +533,7 @@ func TestStartsUnreadyWithoutValidConfig(t *testing.T) {
 	if resp := h.post(track("m")); resp.code != 503 || resp.header.Get("Retry-After") == "" {
 		t.Fatalf("webhook without config: %d", resp.code)
 	}
-	configVol.update(t, map[string]string{config.FileName: configJSON(t, testConfig(secrets, httpTargetTo("primary", target)))})
+	configVol.Update(t, map[string]string{config.FileName: configJSON(t, testConfig(secrets, httpTargetTo("primary", target)))})
 	eventually(t, 10*time.Second, "readiness", func() bool { return h.get("/readyz").code == 200 })
 	if resp := h.post(track("m")); resp.code != 200 {
 		t.Fatalf("after config appeared: %d", resp.code)
@@ -548,7 +548,7 @@ func TestGracefulShutdown(t *testing.T) {
 	cfg := testConfig(secrets, httpTargetTo("primary", target))
 	cfg.Delivery.Budget = config.D(4500 * time.Millisecond)
 	configVol := newVolume(t, map[string]string{config.FileName: configJSON(t, cfg)})
-	server, err := NewServer(configVol.path(config.FileName), Options{
+	server, err := NewServer(configVol.Path(config.FileName), Options{
 		Logger:      testLogger(t),
 		Addr:        "127.0.0.1:0",
 		MetricsAddr: "127.0.0.1:0",
@@ -632,7 +632,7 @@ func TestLogsLeakNoSecretsOrPayloads(t *testing.T) {
 	broken.status.Store(http.StatusInternalServerError)
 	secrets := newVolume(t, map[string]string{"hmac": testSecret, "api-key": "header-secret-value"})
 	withHeader := httpTargetTo("primary", target)
-	withHeader.HTTP.HeaderFiles = map[string]string{"X-Api-Key": secrets.path("api-key")}
+	withHeader.HTTP.HeaderFiles = map[string]string{"X-Api-Key": secrets.Path("api-key")}
 	cfg := testConfig(secrets, withHeader, httpTargetTo("broken", broken))
 	cfg.Delivery.Budget = config.D(300 * time.Millisecond)
 	h := startHarness(t, secrets, cfg, func(o *Options) {
@@ -687,7 +687,7 @@ func TestSecretOnlyRotation(t *testing.T) {
 	if resp := h.post(track("m-1")); resp.code != 200 {
 		t.Fatalf("got %d", resp.code)
 	}
-	secrets.update(t, map[string]string{"hmac": "next-secret\n"})
+	secrets.Update(t, map[string]string{"hmac": "next-secret\n"})
 	h.secret = "next-secret"
 	eventually(t, 10*time.Second, "the rotated secret to be accepted", func() bool { return h.post(track("m-2")).code == 200 })
 	h.secret = testSecret

@@ -212,9 +212,9 @@ func TestKafkaSASLOverTLS(t *testing.T) {
 		"hmac": testSecret, "ca.crt": string(caPEM), "user": "swh\n", "pass": "pa55word\n", "wrong": "nope",
 	})
 	target := kafkaTargetTo("secure", cluster)
-	target.Kafka.TLS = &config.TLS{CAFile: secretVol.path("ca.crt")}
+	target.Kafka.TLS = &config.TLS{CAFile: secretVol.Path("ca.crt")}
 	target.Kafka.SASL = &config.KafkaSASL{Mechanism: config.SASLScramSHA512,
-		UsernameFile: secretVol.path("user"), PasswordFile: secretVol.path("pass")}
+		UsernameFile: secretVol.Path("user"), PasswordFile: secretVol.Path("pass")}
 	h := startHarness(t, secretVol, testConfig(secretVol, target))
 	if r := h.post(track("s-1")); r.code != 200 {
 		t.Fatalf("got %d %s", r.code, r.body)
@@ -230,7 +230,7 @@ func TestKafkaSASLOverTLS(t *testing.T) {
 	bad := kafkaTargetTo("secure", cluster)
 	bad.Kafka.TLS = target.Kafka.TLS
 	bad.Kafka.SASL = &config.KafkaSASL{Mechanism: config.SASLScramSHA512,
-		UsernameFile: secretVol.path("user"), PasswordFile: secretVol.path("wrong")}
+		UsernameFile: secretVol.Path("user"), PasswordFile: secretVol.Path("wrong")}
 	cfg := testConfig(secretVol, bad)
 	cfg.Delivery.Budget = config.D(time.Second)
 	h2 := startHarness(t, secretVol, cfg)
@@ -253,7 +253,7 @@ func TestKafkaSASLOverTLS(t *testing.T) {
 func TestKafkaBadCAFailsTheLoad(t *testing.T) {
 	secretVol := newVolume(t, map[string]string{"ca": "not a certificate"})
 	_, err := newKafkaTarget(config.KafkaTarget{Brokers: []string{"127.0.0.1:1"}, Topic: testTopic,
-		TLS: &config.TLS{CAFile: secretVol.path("ca")}}, targetEnv{files: map[string][]byte{secretVol.path("ca"): []byte("not a certificate")}}, slog.New(slog.DiscardHandler))
+		TLS: &config.TLS{CAFile: secretVol.Path("ca")}}, targetEnv{files: map[string][]byte{secretVol.Path("ca"): []byte("not a certificate")}}, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "no PEM certificate") || strings.Contains(err.Error(), "not a certificate") {
 		t.Fatalf("got %v, want an error naming the file, not its content", err)
 	}

@@ -353,7 +353,7 @@ func TestNATSReloadClosesOldConnection(t *testing.T) {
 
 	for i := range 3 {
 		cfg.Targets[0].NATS.Subject = fmt.Sprintf("segment.v%d.{type}", i)
-		h.configVol.update(t, map[string]string{config.FileName: configJSON(t, cfg)})
+		h.configVol.Update(t, map[string]string{config.FileName: configJSON(t, cfg)})
 		if err := h.server.Reload(); err != nil {
 			t.Fatal(err)
 		}
@@ -376,14 +376,14 @@ func TestNATSTokenAuthAndMissingStream(t *testing.T) {
 	createStream(t, js)
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret, "token": "s3cret-token\n"})
 	good := natsTargetTo("stream", natsURL(srv))
-	good.NATS.TokenFile = secretVol.path("token")
+	good.NATS.TokenFile = secretVol.Path("token")
 	h := startHarness(t, secretVol, testConfig(secretVol, good))
 	if r := h.post(track("tok-1")); r.code != 200 {
 		t.Fatalf("with the token: got %d", r.code)
 	}
 
 	nowhere := natsTargetTo("nowhere", natsURL(srv))
-	nowhere.NATS.TokenFile = secretVol.path("token")
+	nowhere.NATS.TokenFile = secretVol.Path("token")
 	nowhere.NATS.Subject = "elsewhere.{type}"
 	nowhere.NATS.Stream = ""
 	cfg := testConfig(secretVol, nowhere)

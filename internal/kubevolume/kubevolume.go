@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // Dir is a directory laid out like a mounted ConfigMap or Secret.
@@ -55,4 +56,33 @@ func (d *Dir) Write(files map[string][]byte) error {
 		}
 	}
 	return nil
+}
+
+// TestDir is a Dir in a test's temporary directory whose writes fail the test on error.
+type TestDir struct{ *Dir }
+
+// NewTestDir lays out files in a new temporary directory of t.
+func NewTestDir(t testing.TB, files map[string]string) TestDir {
+	t.Helper()
+	d, err := New(t.TempDir(), asBytes(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return TestDir{d}
+}
+
+// Update replaces the files, as the kubelet does when the ConfigMap or Secret changes.
+func (d TestDir) Update(t testing.TB, files map[string]string) {
+	t.Helper()
+	if err := d.Write(asBytes(files)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func asBytes(files map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(files))
+	for name, content := range files {
+		out[name] = []byte(content)
+	}
+	return out
 }

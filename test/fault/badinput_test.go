@@ -73,7 +73,7 @@ func TestBadInput(t *testing.T) {
 	secretVol := newVolume(t, map[string]string{"hmac": badSecret + "\n"})
 	cfg := &config.Config{
 		Source:         "fault/bad-input",
-		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.path("hmac")}},
+		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.Path("hmac")}},
 		Validation:     config.ValidationStrict,
 		Limits: config.Limits{
 			MaxBodyBytes: badMaxBody, MaxEvents: badMaxEvents, MaxHeaderBytes: badMaxHeader,
@@ -84,7 +84,7 @@ func TestBadInput(t *testing.T) {
 	}
 	configVol := newVolume(t, nil)
 	writeConfig(t, configVol, cfg)
-	recv := startReceiver(t, configVol.path(config.FileName))
+	recv := startReceiver(t, configVol.Path(config.FileName))
 	addr := "127.0.0.1:" + strconv.Itoa(recv.port)
 
 	good := func(t *testing.T) {
@@ -389,13 +389,13 @@ func TestHeldLargeBodies(t *testing.T) {
 	secretVol := newVolume(t, map[string]string{"hmac": badSecret})
 	cfg := &config.Config{
 		Source:         "fault/held-bodies",
-		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.path("hmac")}},
+		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.Path("hmac")}},
 		Targets:        []config.Target{{Name: "target", HTTP: &config.HTTPTarget{URL: target.url()}}},
 	}
 	cfg.Default() // maxBodyBytes 4 MiB, maxInFlight 256
 	configVol := newVolume(t, nil)
 	writeConfig(t, configVol, cfg)
-	recv := startReceiver(t, configVol.path(config.FileName))
+	recv := startReceiver(t, configVol.Path(config.FileName))
 	addr := "127.0.0.1:" + strconv.Itoa(recv.port)
 
 	const conns = 200

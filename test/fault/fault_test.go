@@ -140,7 +140,7 @@ var scenarios = []scenario{
 		fault: func(e *env) {
 			e.at(0.3)
 			before := e.reloads()
-			e.secretVol.update(e.t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": newSecret + "\n"})
+			e.secretVol.Update(e.t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": newSecret + "\n"})
 			e.recv.waitReloads(before + 1)
 			e.note("secret swapped: both secrets accepted")
 			e.sender.rotate(newSecret)
@@ -150,7 +150,7 @@ var scenarios = []scenario{
 				time.Sleep(5 * time.Millisecond)
 			}
 			before = e.reloads()
-			e.secretVol.update(e.t, map[string]string{"hmac-a": newSecret + "\n", "hmac-b": newSecret + "\n"})
+			e.secretVol.Update(e.t, map[string]string{"hmac-a": newSecret + "\n", "hmac-b": newSecret + "\n"})
 			e.recv.waitReloads(before + 1)
 			e.note("old secret retired")
 		},
@@ -223,7 +223,7 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	e.cfg = &config.Config{
 		Source: "fault/" + sc.name,
 		Authentication: config.Authentication{Mode: config.AuthHMAC,
-			SecretFiles: []string{e.secretVol.path("hmac-a"), e.secretVol.path("hmac-b")}},
+			SecretFiles: []string{e.secretVol.Path("hmac-a"), e.secretVol.Path("hmac-b")}},
 		Validation: config.ValidationStrict,
 		Limits:     config.Limits{MaxInFlight: 12},
 		Delivery: config.Delivery{
@@ -239,7 +239,7 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	}
 	e.configVol = newVolume(t, nil)
 	writeConfig(t, e.configVol, e.cfg)
-	e.recv = startReceiver(t, e.configVol.path(config.FileName))
+	e.recv = startReceiver(t, e.configVol.Path(config.FileName))
 	e.sender = newSender(e.recv.url(), oldSecret, scfg)
 
 	reqs := makeRequests(fmt.Sprintf("s%d", seed), sz.events, rand.New(rand.NewPCG(seed, 42)))

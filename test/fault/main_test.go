@@ -76,32 +76,11 @@ func TestMain(m *testing.M) {
 }
 
 // volume is a directory laid out like a mounted ConfigMap or Secret (see kubevolume).
-type volume struct{ *kubevolume.Dir }
+type volume = kubevolume.TestDir
 
 func newVolume(t testing.TB, files map[string]string) *volume {
-	t.Helper()
-	d, err := kubevolume.New(t.TempDir(), asBytes(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &volume{d}
-}
-
-func (v *volume) path(name string) string { return v.Path(name) }
-
-func (v *volume) update(t testing.TB, files map[string]string) {
-	t.Helper()
-	if err := v.Write(asBytes(files)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func asBytes(files map[string]string) map[string][]byte {
-	out := make(map[string][]byte, len(files))
-	for name, content := range files {
-		out[name] = []byte(content)
-	}
-	return out
+	v := kubevolume.NewTestDir(t, files)
+	return &v
 }
 
 func writeConfig(t testing.TB, vol *volume, cfg *config.Config) {
@@ -110,7 +89,7 @@ func writeConfig(t testing.TB, vol *volume, cfg *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol.update(t, map[string]string{config.FileName: string(b)})
+	vol.Update(t, map[string]string{config.FileName: string(b)})
 }
 
 // freePort asks the kernel for a free loopback port.
