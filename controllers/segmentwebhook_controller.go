@@ -97,7 +97,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		if errors.As(err, &missing) {
 			// Keep the running receiver as it is; the Secret watch brings us back when it appears.
 			setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionFalse, missing.reason, missing.Error())
-			if r.conditionChanged(original, swh, segmentv1alpha1.ConditionSecretsResolved) {
+			if conditionChanged(original, swh, segmentv1alpha1.ConditionSecretsResolved) {
 				r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, missing.reason, "ResolveSecrets", missing.Error())
 			}
 			return ctrl.Result{}, nil
@@ -273,7 +273,7 @@ func summarize(swh *segmentv1alpha1.SegmentWebhook) {
 		"the receiver is serving at "+swh.Status.URL)
 }
 
-func (r *SegmentWebhookReconciler) conditionChanged(before, after *segmentv1alpha1.SegmentWebhook, t string) bool {
+func conditionChanged(before, after *segmentv1alpha1.SegmentWebhook, t string) bool {
 	b := meta.FindStatusCondition(before.Status.Conditions, t)
 	a := meta.FindStatusCondition(after.Status.Conditions, t)
 	return b == nil || a == nil || b.Status != a.Status || b.Reason != a.Reason || b.Message != a.Message
