@@ -420,17 +420,13 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 	return http.StatusRequestEntityTooLarge
 }
 
-// maxBodyPrealloc caps what readBody reserves from the declared Content-Length before the bytes
-// arrive. Anyone who knows the URL may declare a body just under the limit and send it slowly;
-// reserving the declared size would let maxInFlight such requests hold maxInFlight x maxBodyBytes.
-const maxBodyPrealloc = 64 << 10
-
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
-// Content-Length headers. The buffer grows with the bytes actually received.
+// Content-Length headers. It allocates the declared length at once, which the caller has
+// already reserved against maxBufferedBytes.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, maxBodyPrealloc)) + bytes.MinRead) // +MinRead so reading EOF does not grow it
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // +MinRead so reading EOF does not grow it
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		return nil, err
