@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/syncbuf"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -627,7 +628,7 @@ func mustRequest(t testing.TB, method, url string) *http.Request {
 
 // Logs carry no secrets and no payloads, whatever happens to a request.
 func TestLogsLeakNoSecretsOrPayloads(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	target, broken := newSink(t), newSink(t)
 	broken.status.Store(http.StatusInternalServerError)
 	secrets := newVolume(t, map[string]string{"hmac": testSecret, "api-key": "header-secret-value"})
@@ -648,23 +649,6 @@ func TestLogsLeakNoSecretsOrPayloads(t *testing.T) {
 			t.Errorf("logs contain %q", secret)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestOversizeHeadersRefused(t *testing.T) {

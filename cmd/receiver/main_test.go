@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/syncbuf"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -58,7 +59,7 @@ func TestRunExitsCleanlyOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--config", path, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/kubevolume"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/syncbuf"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -104,22 +104,7 @@ func freePort(t testing.TB) int {
 }
 
 // logBuffer keeps the receiver's JSON logs across restarts.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // entries decodes the JSON log lines.
 func (l *logBuffer) entries() []map[string]any {
