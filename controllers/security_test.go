@@ -37,34 +37,12 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// securitySample is a realistic SegmentWebhook: two secrets, a header from a Secret, an
-// optional target and an Ingress.
+// securitySample is the realistic, API-defaulted sample (a header from a Secret, an optional
+// target, an Ingress) with a second shared secret, as during a rotation.
 func securitySample() *segmentv1alpha1.SegmentWebhook {
-	return &segmentv1alpha1.SegmentWebhook{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "checkout", UID: "0b4d6c1e-5a53-4b8e-9d1f-2c3e4f5a6b7c", Generation: 3},
-		Spec: segmentv1alpha1.SegmentWebhookSpec{
-			SecretRefs: []segmentv1alpha1.SecretKeyRef{
-				{Name: "segment", Key: "shared-secret"},
-				{Name: "segment", Key: "next-secret"},
-			},
-			Targets: []segmentv1alpha1.Target{
-				{
-					Name: "warehouse",
-					HTTP: &segmentv1alpha1.HTTPTarget{
-						URL: "https://collector.example.com/segment",
-						HeadersFrom: []segmentv1alpha1.HeaderFromSecret{{
-							Name: "Authorization", SecretKeyRef: segmentv1alpha1.SecretKeyRef{Name: "collector", Key: "auth"},
-						}},
-					},
-				},
-				{
-					Name: "analytics", Optional: true, DropFields: []string{"context.ip"},
-					HTTP: &segmentv1alpha1.HTTPTarget{URL: "http://analytics.tools.svc:8080/events"},
-				},
-			},
-			Ingress: &segmentv1alpha1.IngressSpec{ClassName: ptr.To("nginx"), Host: "segment.example.com", TLSSecretName: "segment-tls"},
-		},
-	}
+	swh := defaultedWebhook()
+	swh.Spec.SecretRefs = append(swh.Spec.SecretRefs, segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "next-secret"})
+	return swh
 }
 
 // withPodOverrides sets what a team may customize on the receiver pods.

@@ -96,6 +96,15 @@ func sampleWebhook(ns string) *segmentv1alpha1.SegmentWebhook {
 	}
 }
 
+// sampleWithSecrets makes a namespace holding the Secrets sampleWebhook references, and the
+// sample (not yet created) in it.
+func sampleWithSecrets(ctx context.Context) (string, *segmentv1alpha1.SegmentWebhook) {
+	ns := newNamespace(ctx)
+	newSecret(ctx, ns, "segment", map[string]string{"shared-secret": "s3cr3t"})
+	newSecret(ctx, ns, "collector", map[string]string{"auth": "Bearer abc"})
+	return ns, sampleWebhook(ns)
+}
+
 func key(obj client.Object) types.NamespacedName { return client.ObjectKeyFromObject(obj) }
 
 func childKey(swh *segmentv1alpha1.SegmentWebhook) types.NamespacedName {
@@ -218,10 +227,7 @@ var _ = Describe("SegmentWebhook controller", func() {
 
 	BeforeEach(func() {
 		ctx = context.Background()
-		ns = newNamespace(ctx)
-		newSecret(ctx, ns, "segment", map[string]string{"shared-secret": "s3cr3t"})
-		newSecret(ctx, ns, "collector", map[string]string{"auth": "Bearer abc"})
-		swh = sampleWebhook(ns)
+		ns, swh = sampleWithSecrets(ctx)
 	})
 
 	It("creates every child with the right spec, labels and controller owner reference", func() {

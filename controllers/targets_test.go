@@ -74,10 +74,7 @@ var _ = Describe("Kafka and NATS targets", func() {
 
 	BeforeEach(func() {
 		ctx = context.Background()
-		ns = newNamespace(ctx)
-		newSecret(ctx, ns, "segment", map[string]string{"shared-secret": "s3cr3t"})
-		newSecret(ctx, ns, "collector", map[string]string{"auth": "Bearer abc"})
-		swh = sampleWebhook(ns)
+		ns, swh = sampleWithSecrets(ctx)
 		swh.Spec.Targets = append(swh.Spec.Targets, kafkaTarget(), natsTarget())
 	})
 
