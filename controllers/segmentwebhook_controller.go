@@ -49,6 +49,23 @@ import (
 // SecretNameIndex indexes SegmentWebhooks by the Secrets they reference.
 const SecretNameIndex = ".spec.secretNames"
 
+// DefaultMaxConcurrentReconciles is how many SegmentWebhooks reconcile in parallel by default.
+const DefaultMaxConcurrentReconciles = 4
+
+// EventSource names the operator in the Events it records.
+const EventSource = "segment-webhook-operator"
+
+// NewSegmentWebhookReconciler wires a reconciler to the manager's clients and event recorder.
+func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentWebhookReconciler {
+	return &SegmentWebhookReconciler{
+		Client:                  mgr.GetClient(),
+		SecretReader:            mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder(EventSource),
+		Options:                 opts,
+		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
+	}
+}
+
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client

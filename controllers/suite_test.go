@@ -97,12 +97,7 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&SegmentWebhookReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("segment-webhook-operator"),
-		Options:      RenderOptions{ReceiverImage: testReceiverImage},
-	}).SetupWithManager(ctx, mgr)).To(Succeed())
+	Expect(NewSegmentWebhookReconciler(mgr, RenderOptions{ReceiverImage: testReceiverImage}).SetupWithManager(ctx, mgr)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()

@@ -43,7 +43,7 @@ func main() {
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "SegmentWebhooks reconciled in parallel.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "SegmentWebhooks reconciled in parallel.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Receiver image used unless a SegmentWebhook sets spec.image (env RECEIVER_IMAGE).")
@@ -91,14 +91,9 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := (&controllers.SegmentWebhookReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("segment-webhook-operator"),
-		Options:      controllers.RenderOptions{ReceiverImage: receiverImage},
-
-		MaxConcurrentReconciles: concurrency,
-	}).SetupWithManager(ctx, mgr); err != nil {
+	reconciler := controllers.NewSegmentWebhookReconciler(mgr, controllers.RenderOptions{ReceiverImage: receiverImage})
+	reconciler.MaxConcurrentReconciles = concurrency
+	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		setupLog.Error(err, "unable to set up the controller")
 		os.Exit(1)
 	}

@@ -296,12 +296,7 @@ func (d *demo) startOperator(ctx context.Context) error {
 		return err
 	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := (&controllers.SegmentWebhookReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("segment-webhook-operator"),
-		Options:      controllers.RenderOptions{ReceiverImage: receiverImage},
-	}).SetupWithManager(mctx, mgr); err != nil {
+	if err := controllers.NewSegmentWebhookReconciler(mgr, controllers.RenderOptions{ReceiverImage: receiverImage}).SetupWithManager(mctx, mgr); err != nil {
 		cancel()
 		return err
 	}

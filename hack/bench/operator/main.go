@@ -155,14 +155,8 @@ func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, wo
 	}
 	mgrCtx, stopManager := context.WithCancel(ctx)
 	defer stopManager()
-	if err := (&controllers.SegmentWebhookReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("segment-webhook-operator"),
-		Options:      controllers.RenderOptions{ReceiverImage: "example.com/segment-webhook-receiver:bench"},
-
-		MaxConcurrentReconciles: 4, // the manager's default
-	}).SetupWithManager(mgrCtx, mgr); err != nil {
+	opts := controllers.RenderOptions{ReceiverImage: "example.com/segment-webhook-receiver:bench"}
+	if err := controllers.NewSegmentWebhookReconciler(mgr, opts).SetupWithManager(mgrCtx, mgr); err != nil {
 		return err
 	}
 
