@@ -83,6 +83,19 @@ func (e targetEnv) file(path string) ([]byte, error) {
 	return value, nil
 }
 
+// credentials reads a username and a password from their secret files.
+func (e targetEnv) credentials(userFile, passFile string) (user, pass string, err error) {
+	u, err := e.file(userFile)
+	if err != nil {
+		return "", "", err
+	}
+	p, err := e.file(passFile)
+	if err != nil {
+		return "", "", err
+	}
+	return string(u), string(p), nil
+}
+
 // tlsConfig builds a client TLS config for a broker, or nil when TLS is not configured. The
 // server is always verified: by the CA file, or else by the system roots. Errors name files,
 // never their content.

@@ -96,21 +96,17 @@ func kafkaCodec(name string) (kgo.CompressionCodec, error) {
 }
 
 func kafkaSASL(s config.KafkaSASL, env targetEnv) (sasl.Mechanism, error) {
-	user, err := env.file(s.UsernameFile)
-	if err != nil {
-		return nil, err
-	}
-	pass, err := env.file(s.PasswordFile)
+	user, pass, err := env.credentials(s.UsernameFile, s.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
 	switch s.Mechanism {
 	case config.SASLPlain:
-		return plain.Auth{User: string(user), Pass: string(pass)}.AsMechanism(), nil
+		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
 	case config.SASLScramSHA256:
-		return scram.Auth{User: string(user), Pass: string(pass)}.AsSha256Mechanism(), nil
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
 	case config.SASLScramSHA512:
-		return scram.Auth{User: string(user), Pass: string(pass)}.AsSha512Mechanism(), nil
+		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
 	default:
 		return nil, fmt.Errorf("unknown SASL mechanism %q", s.Mechanism)
 	}

@@ -93,15 +93,11 @@ func newNATSTarget(c config.NATSTarget, env targetEnv, log *slog.Logger) (*natsT
 		}
 		opts = append(opts, nats.Token(string(token)))
 	case c.UsernameFile != "":
-		user, err := env.file(c.UsernameFile)
+		user, pass, err := env.credentials(c.UsernameFile, c.PasswordFile)
 		if err != nil {
 			return nil, err
 		}
-		pass, err := env.file(c.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserInfo(string(user), string(pass)))
+		opts = append(opts, nats.UserInfo(user, pass))
 	}
 	tc, err := env.tlsConfig(c.TLS)
 	if err != nil {
