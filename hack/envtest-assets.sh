@@ -131,8 +131,10 @@ source_build() {
   else names+=(kube-apiserver); what+=("kube-apiserver v${KUBE_VERSION}"); fi
   if etcd_ok; then log "reusing etcd from $dest"
   else names+=(etcd); what+=("etcd v${ETCD_VERSION}"); fi
-  log "building ${what[*]} from the Go module proxy, in parallel. This is CPU-bound: ${SOURCE_BUILD_ESTIMATE}"
-  log "when nothing is cached (kube-apiserver dominates). It happens once: later runs reuse $dest."
+  local together=""
+  ((${#names[@]} > 1)) && together=", in parallel"
+  log "building ${what[*]} from the Go module proxy${together}. Without Go build cache this is CPU-bound:"
+  log "${SOURCE_BUILD_ESTIMATE} for kube-apiserver, 1-2 min for etcd. It happens once: later runs reuse $dest."
   mkdir -p "$dest"
   work=$(mktemp -d)
   for name in "${names[@]}"; do
