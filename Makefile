@@ -87,9 +87,10 @@ test-fault-long: ## Run the receiver fault and bad-input matrices with more even
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and receiver binaries into bin/.
+build: ## Build the manager, receiver and kubectl-swh binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd/manager
 	CGO_ENABLED=0 go build -trimpath -o bin/receiver ./cmd/receiver
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-swh ./cmd/kubectl-swh
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in the current kube context.
