@@ -9,14 +9,16 @@
 #
 # Usage: hack/envtest-assets.sh            prints the asset directory
 # Env:   KUBE_VERSION (1.37.2), ETCD_VERSION (3.6.16, what the source build builds), ENVTEST_STORE,
-#        SETUP_ENVTEST_VERSION (v0.25.1), ENVTEST_DOWNLOAD_TIMEOUT (seconds, 300),
+#        SETUP_ENVTEST_VERSION (v0.25.1), ENVTEST_INDEX_TIMEOUT and ENVTEST_DOWNLOAD_TIMEOUT (seconds,
+#        20 to read setup-envtest's index, 600 for the download),
 #        ENVTEST_INDEX (setup-envtest --index; empty: its default), LOCALBIN (bin/: setup-envtest)
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 SETUP_ENVTEST_VERSION=${SETUP_ENVTEST_VERSION:-v0.25.1}
-ENVTEST_DOWNLOAD_TIMEOUT=${ENVTEST_DOWNLOAD_TIMEOUT:-300}
+ENVTEST_INDEX_TIMEOUT=${ENVTEST_INDEX_TIMEOUT:-20}
+ENVTEST_DOWNLOAD_TIMEOUT=${ENVTEST_DOWNLOAD_TIMEOUT:-600}
 LOCALBIN=${LOCALBIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 # Measured on this project's 2-core machines, cold Go build and module caches (see README).
 SOURCE_BUILD_ESTIMATE="11-20 min on 2 cores"
@@ -58,25 +60,32 @@ setup_envtest() {
   echo "$bin"
 }
 
-download() {
-  local tool errfile got
-  tool=$(setup_envtest) || { log "could not install setup-envtest"; return 1; }
-  # --force: setup-envtest takes any existing version directory as installed, even a partial one.
-  # It downloads to a temporary file and replaces the directory only once the archive is verified.
-  local args=(use "$KUBE_VERSION" --bin-dir "$ENVTEST_STORE" --os "$os" --arch "$arch" --force -p path)
-  [[ -n "${ENVTEST_INDEX:-}" ]] && args+=(--index "$ENVTEST_INDEX")
-  log "downloading kube-apiserver and etcd ${KUBE_VERSION} with setup-envtest (timeout ${ENVTEST_DOWNLOAD_TIMEOUT}s)"
+# run_setup_envtest runs setup-envtest within a time limit; on failure it says why and returns 1.
+run_setup_envtest() {
+  local secs=$1 errfile rc=0; shift
   errfile=$(mktemp)
-  local rc=0
-  got=$(with_timeout "$ENVTEST_DOWNLOAD_TIMEOUT" "$tool" "${args[@]}" 2>"$errfile") || rc=$?
+  with_timeout "$secs" "$@" 2>"$errfile" || rc=$?
   if ((rc == 124)); then
-    log "download failed: no answer within ${ENVTEST_DOWNLOAD_TIMEOUT}s"
+    log "download failed: no answer within ${secs}s"
   elif ((rc != 0)); then
     log "download failed: $(tail -n 1 "$errfile")"
   fi
   rm -f "$errfile"
-  ((rc == 0)) || return 1
-  rm -f "$errfile"
+  return $((rc != 0))
+}
+
+download() {
+  local tool got
+  tool=$(setup_envtest) || { log "could not install setup-envtest"; return 1; }
+  local common=(--bin-dir "$ENVTEST_STORE" --os "$os" --arch "$arch")
+  [[ -n "${ENVTEST_INDEX:-}" ]] && common+=(--index "$ENVTEST_INDEX")
+  # Reading the index first tells a site that drops connections from a slow download quickly.
+  log "looking for envtest ${KUBE_VERSION} with setup-envtest (timeout ${ENVTEST_INDEX_TIMEOUT}s)"
+  run_setup_envtest "$ENVTEST_INDEX_TIMEOUT" "$tool" list "$KUBE_VERSION" "${common[@]}" >/dev/null || return 1
+  # --force: setup-envtest takes any existing version directory as installed, even a partial one.
+  # It downloads to a temporary file and replaces the directory only once the archive is verified.
+  log "downloading kube-apiserver and etcd ${KUBE_VERSION} with setup-envtest (timeout ${ENVTEST_DOWNLOAD_TIMEOUT}s)"
+  got=$(run_setup_envtest "$ENVTEST_DOWNLOAD_TIMEOUT" "$tool" use "$KUBE_VERSION" "${common[@]}" --force -p path) || return 1
   if [[ "$got" != "$dest" ]] || ! apiserver_ok || ! etcd_ok; then
     log "download failed: setup-envtest gave '$got', not a working $dest"
     return 1
@@ -87,9 +96,14 @@ download() {
 
 work=""
 pids=()
+# On an interrupt, the builds stop too: go's compile and link children first, then go itself.
 cleanup() {
-  if ((${#pids[@]})); then kill "${pids[@]}" 2>/dev/null || true; fi
-  if [[ -n "$work" ]]; then rm -rf "$work"; fi
+  local pid
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  if [[ -n "$work" ]]; then rm -rf "$work" "$dest"/.*.new; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -126,14 +140,14 @@ build_etcd() {
 }
 
 source_build() {
-  local names=() what=() name i start=$SECONDS failed=0
+  local names=() what="" name i start=$SECONDS failed=0
   if apiserver_ok; then log "reusing kube-apiserver v${KUBE_VERSION} from $dest"
-  else names+=(kube-apiserver); what+=("kube-apiserver v${KUBE_VERSION}"); fi
+  else names+=(kube-apiserver); what="kube-apiserver v${KUBE_VERSION}"; fi
   if etcd_ok; then log "reusing etcd from $dest"
-  else names+=(etcd); what+=("etcd v${ETCD_VERSION}"); fi
+  else names+=(etcd); what="${what:+$what and }etcd v${ETCD_VERSION}"; fi
   local together=""
   ((${#names[@]} > 1)) && together=", in parallel"
-  log "building ${what[*]} from the Go module proxy${together}. Without Go build cache this is CPU-bound:"
+  log "building ${what} from the Go module proxy${together}. Without Go build cache this is CPU-bound:"
   log "${SOURCE_BUILD_ESTIMATE} for kube-apiserver, 1-2 min for etcd. It happens once: later runs reuse $dest."
   mkdir -p "$dest"
   work=$(mktemp -d)

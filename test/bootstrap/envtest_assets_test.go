@@ -195,7 +195,8 @@ func TestDownloadThenCached(t *testing.T) {
 	if got.dir != assetDir(store) {
 		t.Errorf("printed %q, want the store's %q", got.dir, assetDir(store))
 	}
-	wantLines(t, got.stderr, "downloading kube-apiserver and etcd "+kubeVersion+" with setup-envtest", "downloaded: "+assetDir(store))
+	wantLines(t, got.stderr, "looking for envtest "+kubeVersion+" with setup-envtest",
+		"downloading kube-apiserver and etcd "+kubeVersion+" with setup-envtest", "downloaded: "+assetDir(store))
 	refuseLines(t, got.stderr, "building", "falling back")
 	if v := versionOf(t, filepath.Join(got.dir, "etcd")); !strings.Contains(v, "3.6.4") {
 		t.Errorf("etcd in the store reports %q, want the downloaded one", v)
@@ -206,17 +207,17 @@ func TestDownloadThenCached(t *testing.T) {
 		t.Fatalf("second run: %v, printed %q", again.err, again.dir)
 	}
 	wantLines(t, again.stderr, "cached: reusing "+assetDir(store))
-	refuseLines(t, again.stderr, "downloading", "building")
+	refuseLines(t, again.stderr, "looking for", "downloading", "building")
 }
 
-// TestFallbackToSourceBuild: when the download site does not answer, the script gives up after its
-// timeout, says so, falls back to the source build, reuses what the store already has (here
+// TestFallbackToSourceBuild: when the download site does not answer, the script gives up after the
+// index timeout, says so, falls back to the source build, reuses what the store already has (here
 // kube-apiserver) and builds the rest (etcd) from the Go module proxy into the same store.
 func TestFallbackToSourceBuild(t *testing.T) {
 	store := t.TempDir()
 	writeExecutable(t, filepath.Join(assetDir(store), "kube-apiserver"), standIn("Kubernetes v"+kubeVersion))
 
-	got := runScript(t, store, silentIndex(t), "ENVTEST_DOWNLOAD_TIMEOUT=3")
+	got := runScript(t, store, silentIndex(t), "ENVTEST_INDEX_TIMEOUT=3")
 	if got.err != nil {
 		t.Fatalf("script failed: %v", got.err)
 	}
@@ -228,9 +229,10 @@ func TestFallbackToSourceBuild(t *testing.T) {
 		"falling back to the source build",
 		"reusing kube-apiserver v"+kubeVersion,
 		"building etcd v3.6.16 from the Go module proxy",
+		"1-2 min for etcd",
 		"11-20 min on 2 cores",
 		"source build: "+assetDir(store))
-	refuseLines(t, got.stderr, "building kube-apiserver")
+	refuseLines(t, got.stderr, "building kube-apiserver", "downloading")
 	if v := versionOf(t, filepath.Join(got.dir, "etcd")); !strings.Contains(v, "3.6.16") {
 		t.Errorf("built etcd reports %q, want 3.6.16", v)
 	}
