@@ -332,8 +332,9 @@ func TestSendHMAC(t *testing.T) {
 		"kubectl swh send events -n "+ns+" --url http://127.0.0.1:8080")
 }
 
-// TestSendExplainsRefusals: a secret that differs from the receiver's gives 401, a target that
-// fails gives 503, each with what to check; the command then exits non-zero.
+// TestSendExplainsRefusals: a target that fails gives 503, a secret that differs from the
+// receiver's 401, another path 404, a batch over the limits 413, each with what to check; the
+// command then exits non-zero.
 func TestSendExplainsRefusals(t *testing.T) {
 	const ns = "send-refusals"
 	createNamespace(t, ns)
@@ -369,6 +370,26 @@ func TestSendExplainsRefusals(t *testing.T) {
 	if n := len(targets.received("warehouse")); n != 0 {
 		t.Errorf("the targets received %d events from refused requests", n)
 	}
+
+	// A URL whose path the receiver does not serve.
+	out, err = kubectlSWH(t, "send", "events", "-n", ns, "--url", base+"/segment")
+	if !errors.As(err, &nd) || nd.code != http.StatusNotFound {
+		t.Fatalf("send to another path: %v, want a 404 answer", err)
+	}
+	wantOutput(t, out, "Answer: 404 Not Found", "the receiver serves only /webhook")
+
+	// A batch over limits.maxEvents.
+	small := webhook(ns)
+	small.Name = "small"
+	small.Spec.Limits.MaxEvents = 2
+	create(t, small)
+	smallBase := startReceiver(t, small, targets)
+	out, err = kubectlSWH(t, "send", "small", "-n", ns, "--url", smallBase, "--type", "batch")
+	if !errors.As(err, &nd) || nd.code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("send a batch of 3 to maxEvents 2: %v, want a 413 answer", err)
+	}
+	wantOutput(t, out, "Answer: 413 Request Entity Too Large", "Segment does not retry 413",
+		"limits.maxBodyBytes=2 MiB, limits.maxEvents=2", "lower the batch size in Segment")
 
 	if _, err := kubectlSWH(t, "send", "missing", "-n", ns, "--url", base); err == nil ||
 		!strings.Contains(err.Error(), "SegmentWebhook "+ns+"/missing not found") {

@@ -276,8 +276,8 @@ func explain(swh *segmentv1alpha1.SegmentWebhook, req *segmentsend.Request, resp
 	case resp.Code == http.StatusNotFound:
 		line("Not found: the receiver serves only %s. Check the URL's path (status.url, spec.ingress.path).", webhookPath(swh))
 	case resp.Code == http.StatusRequestEntityTooLarge:
-		line("Too large (Segment does not retry 413): limits.maxBodyBytes=%s, limits.maxEvents=%s.",
-			orDefault(fmt.Sprint(swh.Spec.Limits.MaxBodyBytes), "default"), orDefault(fmt.Sprint(swh.Spec.Limits.MaxEvents), "default"))
+		maxBody, maxEvents := limits(swh)
+		line("Too large (Segment does not retry 413): limits.maxBodyBytes=%s, limits.maxEvents=%d.", bytesText(maxBody), maxEvents)
 		line("  Raise the limits, or lower the batch size in Segment (kubectl swh status %s shows the advice).", ref)
 	case resp.Code == http.StatusUnsupportedMediaType:
 		line("Unsupported media type: the request left here as application/json; a proxy on the way changed it.")

@@ -229,14 +229,7 @@ func destinationSettings(swh *segmentv1alpha1.SegmentWebhook) [][2]string {
 		}
 		out = append(out, [2]string{"Signature", "X-Signature (Segment's default); \"Use X-Segment-Signature Header\" signs whole batches"})
 	}
-	maxEvents := int64(spec.Limits.MaxEvents)
-	if maxEvents == 0 {
-		maxEvents = config.DefaultMaxEvents
-	}
-	maxBody := spec.Limits.MaxBodyBytes
-	if maxBody == 0 {
-		maxBody = config.DefaultMaxBodyBytes
-	}
+	maxBody, maxEvents := limits(swh)
 	safe := min(maxEvents, maxBody/segmentMaxEventBytes)
 	out = append(out,
 		[2]string{"Batching", fmt.Sprintf("on is fine; Batch Size at most %d (limits.maxEvents; Segment allows up to 4000)", maxEvents)},
@@ -249,6 +242,18 @@ func destinationSettings(swh *segmentv1alpha1.SegmentWebhook) [][2]string {
 	}
 	out = append(out, [2]string{"Timeout", fmt.Sprintf("Segment waits about 5s; the receiver answers within %s (delivery.budget)", budget)})
 	return out
+}
+
+// limits are the receiver's body and batch limits: the spec's, else the receiver's defaults.
+func limits(swh *segmentv1alpha1.SegmentWebhook) (maxBodyBytes, maxEvents int64) {
+	maxBodyBytes, maxEvents = swh.Spec.Limits.MaxBodyBytes, int64(swh.Spec.Limits.MaxEvents)
+	if maxBodyBytes == 0 {
+		maxBodyBytes = config.DefaultMaxBodyBytes
+	}
+	if maxEvents == 0 {
+		maxEvents = config.DefaultMaxEvents
+	}
+	return maxBodyBytes, maxEvents
 }
 
 func bytesText(n int64) string {
