@@ -167,7 +167,9 @@ source_build() {
     ((${#running[@]})) || break
     sleep 1
     if (( ++tick % 30 == 0 )); then
-      log "still building ${running[*]}: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s so far (usually ${SOURCE_BUILD_ESTIMATE} cold)"
+      local usually="1-2 min"
+      [[ " ${running[*]} " == *" kube-apiserver "* ]] && usually=$SOURCE_BUILD_ESTIMATE
+      log "still building ${running[*]}: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s so far (usually ${usually} cold)"
     fi
   done
   for i in "${!pids[@]}"; do
