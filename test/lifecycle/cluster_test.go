@@ -84,6 +84,19 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	// Helm, kustomize and kubectl read these files, not the test: reading them here (during a test,
+	// where go test logs it) makes the test cache run the tests again when they change.
+	for _, dir := range []string{"charts", "config"} {
+		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				_, err = os.ReadFile(path)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := &envtest.Environment{}
 	cfg, err := env.Start()
 	if err != nil {
