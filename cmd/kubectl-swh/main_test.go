@@ -38,7 +38,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -440,15 +442,25 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("the operator did not report a status: %v", err)
 	}
 
+	dep := &appsv1.Deployment{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "events-receiver"}, dep); err != nil {
+		t.Fatal(err)
+	}
+
 	out, err := kubectlSWH(t, "status", "events", "-n", ns)
 	if err != nil {
 		t.Fatalf("status: %v", err)
+	}
+	// A PodDisruptionBudget exists exactly when the operator made one.
+	pdbErr := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "events-receiver"}, &policyv1.PodDisruptionBudget{})
+	if hasPDB := strings.Contains(out, "PodDisruptionBudget/events-receiver"); hasPDB != (pdbErr == nil) {
+		t.Errorf("status shows a PodDisruptionBudget: %t, the operator made one: %v", hasPDB, pdbErr)
 	}
 	wantOutput(t, out,
 		"SegmentWebhook "+ns+"/events", "the status describes the current spec",
 		"URL        https://segment.example.com/hooks/segment",
 		"Conditions:", "Ready", "SecretsResolved",
-		"ConfigMap/events-receiver", "Deployment/events-receiver", "0/2 ready, image receiver:test", "PodDisruptionBudget/events-receiver",
+		"ConfigMap/events-receiver", "Deployment/events-receiver", fmt.Sprintf("0/%d ready, image receiver:test", *dep.Spec.Replicas),
 		"Service/events-receiver", "Ingress/events-receiver", "segment.example.com, TLS segment-tls",
 		"Webhook URL    https://segment.example.com/hooks/segment",
 		"Shared Secret  the value of Secret segment, key shared-secret",
