@@ -56,6 +56,7 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver"
 )
 
@@ -474,5 +475,34 @@ func TestStatus(t *testing.T) {
 	}
 	if _, err := kubectlSWH(t, "status", "nothing", "-n", ns); err == nil {
 		t.Error("status of a missing SegmentWebhook succeeded")
+	}
+}
+
+// TestExplainOtherAnswers covers the answers a sample request cannot provoke from a healthy
+// receiver here: each one says whether Segment retries and what to look at.
+func TestExplainOtherAnswers(t *testing.T) {
+	swh := webhook("any")
+	events, err := segmentsend.SampleEvents("track", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := segmentsend.NewRequest(events, false, segmentsend.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code, want := range map[int][]string{
+		http.StatusBadRequest:           {"Segment does not retry 400", "validation is Strict", "validation: Lenient"},
+		http.StatusUnsupportedMediaType: {"a proxy on the way changed it"},
+		http.StatusTooManyRequests:      {"Segment retries 429; Retry-After: 2", "Add replicas or spec.autoscaling"},
+		http.StatusBadGateway:           {"502 does not come from the receiver", "kubectl swh status events -n any"},
+	} {
+		h := http.Header{}
+		h.Set("Retry-After", "2")
+		got := explain(swh, req, &segmentsend.Response{Code: code, Header: h}, segmentsend.XSignature)
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%d: explanation lacks %q:\n%s", code, w, got)
+			}
+		}
 	}
 }
