@@ -51,8 +51,14 @@ verify-generated: controller-gen ## Fail when 'make manifests generate' would ch
 	hack/verify-generated.sh
 
 .PHONY: test
-test: verify-generated fmt-check vet envtest helm kustomize ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -coverprofile cover.out
+test: test-deps verify-generated fmt-check vet ## Run all tests against a real kube-apiserver and etcd.
+	assets="$(ENVTEST_ASSETS)" && KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -coverprofile cover.out
+
+# A cold envtest source build takes many minutes: the Go tools install meanwhile. The sub-make runs
+# them in parallel however make itself was started.
+.PHONY: test-deps
+test-deps:
+	@$(MAKE) --no-print-directory -j4 envtest controller-gen helm kustomize
 
 .PHONY: fmt-check
 fmt-check: ## Fail when gofmt would change a file.
@@ -61,8 +67,17 @@ fmt-check: ## Fail when gofmt would change a file.
 ##@ Demo
 
 .PHONY: demo
-demo: envtest ## Run the product on this machine: control plane, operator, sample, receiver, signed events.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" hack/demo.sh
+demo: ## Run the product on this machine: control plane, operator, sample, receiver, signed events.
+	@$(MAKE) --no-print-directory -j2 envtest demo-build
+	assets="$(ENVTEST_ASSETS)" && KUBEBUILDER_ASSETS="$$assets" hack/demo.sh
+
+# The demo's binaries compile while the envtest assets are fetched or built, with the flags
+# hack/demo.sh and the demo use, so their builds then come from the Go build cache.
+.PHONY: demo-build
+demo-build: $(LOCALBIN)
+	@echo "compiling the demo, the receiver and kubectl-swh (the first time: minutes on two cores)"
+	@go build -o $(LOCALBIN)/demo ./hack/demo
+	@CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/receiver ./cmd/kubectl-swh
 
 ##@ Benchmarks
 
@@ -72,7 +87,7 @@ bench-receiver: ## Load the real receiver binary and compare it with bare net/ht
 
 .PHONY: bench-operator
 bench-operator: envtest ## Create N SegmentWebhooks on envtest (N=100, or N=1000) and measure readiness, no-op writes, memory.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" hack/bench-operator.sh
+	assets="$(ENVTEST_ASSETS)" && KUBEBUILDER_ASSETS="$$assets" hack/bench-operator.sh
 
 .PHONY: test-fault-long
 test-fault-long: ## Run the receiver fault and bad-input matrices with more events, printing their tables.
@@ -81,9 +96,10 @@ test-fault-long: ## Run the receiver fault and bad-input matrices with more even
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and receiver binaries into bin/.
+build: ## Build the manager, receiver and kubectl-swh binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd/manager
 	CGO_ENABLED=0 go build -trimpath -o bin/receiver ./cmd/receiver
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-swh ./cmd/kubectl-swh
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in the current kube context.
@@ -130,6 +146,7 @@ HELM ?= $(LOCALBIN)/helm
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.1
 HELM_VERSION ?= v3.22.0
+SETUP_ENVTEST_VERSION ?= v0.25.1
 
 .PHONY: controller-gen
 controller-gen: $(LOCALBIN) ## Install controller-gen into bin/.
@@ -143,13 +160,14 @@ kustomize: $(LOCALBIN) ## Install kustomize into bin/.
 helm: $(LOCALBIN) ## Install helm into bin/.
 	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
 
-# envtest binaries are built from the Go module proxy (no other download site is reachable) and
-# cached; an existing KUBEBUILDER_ASSETS wins.
+# envtest binaries: reused from setup-envtest's store, else downloaded with setup-envtest, else
+# built from the Go module proxy (hack/envtest-assets.sh says which). ENVTEST_ASSETS is shell text
+# for recipes, so it runs in a recipe's shell, not in make; an existing KUBEBUILDER_ASSETS wins.
+ENVTEST_ASSETS = $(or $(KUBEBUILDER_ASSETS),$$(KUBE_VERSION=$(ENVTEST_K8S_VERSION) ETCD_VERSION=$(ENVTEST_ETCD_VERSION) SETUP_ENVTEST_VERSION=$(SETUP_ENVTEST_VERSION) LOCALBIN="$(LOCALBIN)" hack/envtest-assets.sh))
+
 .PHONY: envtest
-envtest: ## Build or reuse the envtest kube-apiserver and etcd.
-	$(eval ENVTEST_ASSETS := $(or $(KUBEBUILDER_ASSETS),$(shell KUBE_VERSION=$(ENVTEST_K8S_VERSION) ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/envtest-assets.sh)))
-	@test -x "$(ENVTEST_ASSETS)/kube-apiserver" || { echo "no envtest assets"; exit 1; }
-	@echo "envtest assets: $(ENVTEST_ASSETS)"
+envtest: ## Reuse, download or build the envtest kube-apiserver and etcd.
+	@assets="$(ENVTEST_ASSETS)" && test -x "$$assets/kube-apiserver" && echo "envtest assets: $$assets"
 
 # go-install-tool installs a Go tool at a pinned version into bin/, named <tool>-<version> with a
 # symlink, so a version bump reinstalls it.

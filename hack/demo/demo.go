@@ -19,9 +19,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +57,7 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
 )
 
 const (
@@ -90,6 +88,7 @@ type demo struct {
 
 	swh        *segmentv1alpha1.SegmentWebhook
 	webhookURL string
+	kubeconfig string // for kubectl and kubectl swh
 	metricsURL string
 	oldSecret  string
 	cleanups   []func()
@@ -223,19 +222,19 @@ func (d *demo) cleanup() {
 	d.cleanups = nil
 }
 
-// 1. Build the receiver exactly like 'make build'.
+// 1. Build the receiver and the kubectl plugin exactly like 'make build'.
 func (d *demo) buildReceiver(ctx context.Context) error {
-	bin := filepath.Join(d.opts.BinDir, "receiver")
-	d.stepf("Building the receiver binary (%s) like 'make build'", rel(d.opts.Root, bin))
+	d.stepf("Building the receiver and kubectl swh (%s, %s) like 'make build'",
+		rel(d.opts.Root, filepath.Join(d.opts.BinDir, "receiver")), rel(d.opts.Root, filepath.Join(d.opts.BinDir, "kubectl-swh")))
 	start := time.Now()
 	stop := d.progress(ctx, "building")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/receiver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", d.opts.BinDir+string(filepath.Separator), "./cmd/receiver", "./cmd/kubectl-swh")
 	cmd.Dir = d.opts.Root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	output, err := cmd.CombinedOutput()
 	stop()
 	if err != nil {
-		return fmt.Errorf("go build ./cmd/receiver: %w\n%s", err, output)
+		return fmt.Errorf("go build ./cmd/receiver ./cmd/kubectl-swh: %w\n%s", err, output)
 	}
 	d.linef("built in %s", time.Since(start).Round(100*time.Millisecond))
 	return nil
@@ -277,6 +276,19 @@ func (d *demo) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	d.linef("kube-apiserver at %s (started in %s)", cfg.Host, time.Since(start).Round(100*time.Millisecond))
+	user, err := d.env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	d.kubeconfig = filepath.Join(d.tmp, "kubeconfig")
+	if err := os.WriteFile(d.kubeconfig, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	d.linef("kubeconfig: %s (kubectl --kubeconfig %s get swh -A works while the demo runs)", d.kubeconfig, d.kubeconfig)
 	for _, crd := range d.env.CRDs {
 		d.linef("CRD %s installed", crd.Name)
 	}
@@ -804,38 +816,16 @@ func (s *sink) count() int {
 	return len(s.got)
 }
 
-// --- Segment ----------------------------------------------------------------------------
-
-// sign is Segment's X-Signature: lowercase hex HMAC-SHA1 of the bytes with the shared secret.
-func sign(secret string, data []byte) string {
-	mac := hmac.New(sha1.New, []byte(secret))
-	mac.Write(data)
-	return hex.EncodeToString(mac.Sum(nil))
-}
+// --- Segment ---------------------------------------------------------------------------
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-type response struct {
-	code int
-	body string
-}
-
-// post sends a body as Segment does.
-func (d *demo) post(ctx context.Context, body []byte, signature string) (response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.webhookURL, bytes.NewReader(body))
+// send posts events to the receiver exactly as Segment does (internal/segmentsend, the code of
+// kubectl swh send): one event, or an Actions batch signed over element 0.
+func (d *demo) send(ctx context.Context, events [][]byte, batch bool, secret string) (*segmentsend.Response, error) {
+	req, err := segmentsend.NewRequest(events, batch, segmentsend.Auth{Secret: []byte(secret)})
 	if err != nil {
-		return response{}, err
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Segment (Actions)")
-	if signature != "" {
-		req.Header.Set("X-Signature", signature)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{code: resp.StatusCode, body: strings.TrimSpace(string(b))}, nil
+	return segmentsend.Send(ctx, httpClient, d.webhookURL, req)
 }

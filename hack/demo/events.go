@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -37,6 +39,7 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
 )
 
 func listenLocal() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
@@ -61,29 +64,71 @@ func event(typ string, fields map[string]any) []byte {
 			e[k] = v
 		}
 	}
-	b, _ := json.Marshal(e)
+	b, _ := segmentsend.Marshal(e)
 	return b
 }
 
-// exchange sends one request, prints the answer and what the sink got, and checks the code.
-func (d *demo) exchange(ctx context.Context, title string, body []byte, signature string, wantCode int) (response, []received, error) {
+// exchange sends one request as Segment would (one event, or a batch), signed with secret, prints
+// the answer and what the sink got, and checks the code.
+func (d *demo) exchange(ctx context.Context, title string, events [][]byte, batch bool, secret string, wantCode int) ([]received, error) {
 	before := d.sink.count()
-	resp, err := d.post(ctx, body, signature)
+	resp, err := d.send(ctx, events, batch, secret)
 	if err != nil {
-		return resp, nil, err
+		return nil, err
 	}
-	// Optional targets are delivered in the background: give them a moment.
+	got := d.sinkAfter(before)
+	d.linef("%s", title)
+	d.expect(resp.Code == wantCode, "answered %d %s (want %d)", resp.Code, resp.Body, wantCode)
+	d.printReceived(got)
+	return got, nil
+}
+
+// sinkAfter returns what the sink received after index before. Optional targets are delivered
+// in the background: give them a moment.
+func (d *demo) sinkAfter(before int) []received {
 	time.Sleep(300 * time.Millisecond)
 	got, _ := d.sink.since(before)
-	d.linef("%s", title)
-	d.expect(resp.code == wantCode, "answered %d %s (want %d)", resp.code, resp.body, wantCode)
+	return got
+}
+
+func (d *demo) printReceived(got []received) {
 	if len(got) == 0 {
 		d.linef("  sink received nothing")
 	}
 	for _, r := range got {
 		d.linef("  sink %-9s <- %s", r.target, describe(r))
 	}
-	return resp, got, nil
+}
+
+// kubectlSWHSend runs 'kubectl swh send events' (bin/kubectl-swh, the plugin users install) against
+// the local receiver, prints what it prints, and checks that it reports the answer wanted.
+func (d *demo) kubectlSWHSend(ctx context.Context, title string, args ...string) ([]received, error) {
+	before := d.sink.count()
+	args = append([]string{"--kubeconfig", d.kubeconfig, "send", "events", "-n", demoNamespace, "--url", d.webhookURL}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(d.opts.BinDir, "kubectl-swh"), args...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	d.linef("%s", title)
+	d.linef("  $ kubectl swh %s", strings.Join(args[2:], " "))
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.linef("  │ %s", line)
+	}
+	d.expect(err == nil && strings.Contains(string(out), "Answer: 200 OK"), "kubectl swh send: answered 200 (exit status: %v)", err)
+	got := d.sinkAfter(before)
+	d.printReceived(got)
+	return got, nil
+}
+
+// bodyFor returns the body a target received.
+func bodyFor(got []received, target string) []byte {
+	for _, r := range got {
+		if r.target == target {
+			return r.body
+		}
+	}
+	return nil
 }
 
 // describe summarises what a target received.
@@ -132,10 +177,10 @@ func (d *demo) sendEvents(ctx context.Context) error {
 	secret := d.secretValue(ctx, "shared-secret")
 	d.oldSecret = secret
 	d.linef("shared secret from Secret segment/shared-secret; X-Signature = hex(HMAC-SHA1(secret, body))")
+	d.linef("kubectl swh send reads the SegmentWebhook and the Secret itself (kubeconfig %s)", d.kubeconfig)
 
 	// a. One event, as Classic and unbatched Actions destinations send it.
-	order := event("track", map[string]any{"event": "Order Completed", "properties": map[string]any{"revenue": 42.5}})
-	_, got, err := d.exchange(ctx, "a) one signed track \"Order Completed\" event:", order, sign(secret, order), http.StatusOK)
+	got, err := d.kubectlSWHSend(ctx, "a) one signed track \"Order Completed\" event, sent with kubectl swh:", "--type", "track")
 	if err != nil {
 		return err
 	}
@@ -150,12 +195,10 @@ func (d *demo) sendEvents(ctx context.Context) error {
 		}
 	}
 
+	order := bodyFor(got, "warehouse")
+
 	// b. An Actions batch: a bare array; Segment signs only the bytes of element 0.
-	first := event("identify", map[string]any{"traits": map[string]any{"plan": "pro"}})
-	batch := []byte("[" + string(first) + "," +
-		string(event("track", map[string]any{"event": "Product Viewed"})) + "," +
-		string(event("page", map[string]any{"name": "Pricing"})) + "]")
-	_, got, err = d.exchange(ctx, "b) an Actions batch of 3 events, X-Signature over element 0's bytes only:", batch, sign(secret, first), http.StatusOK)
+	got, err = d.kubectlSWHSend(ctx, "b) an Actions batch of 3 events, X-Signature over element 0's bytes only:", "--type", "batch")
 	if err != nil {
 		return err
 	}
@@ -163,7 +206,10 @@ func (d *demo) sendEvents(ctx context.Context) error {
 		"warehouse received all 3; analytics none (its filter wants track \"Order Completed\")")
 
 	// c. Segment retries after a timeout: the same bytes again.
-	_, got, err = d.exchange(ctx, "c) the first event again, as a Segment retry would send it:", order, sign(secret, order), http.StatusOK)
+	if order == nil {
+		return errors.New("warehouse did not receive the event of a)")
+	}
+	got, err = d.exchange(ctx, "c) the event of a) again, byte for byte, as a Segment retry would send it:", [][]byte{order}, false, secret, http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -171,7 +217,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// d. A wrong secret.
 	stray := event("track", map[string]any{"event": "Order Completed"})
-	_, got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", stray, sign("not-the-secret", stray), http.StatusUnauthorized)
+	got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", [][]byte{stray}, false, "not-the-secret", http.StatusUnauthorized)
 	if err != nil {
 		return err
 	}
@@ -179,7 +225,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// e. A track event without its event name: a permanent error, Segment does not retry 400.
 	invalid := event("track", map[string]any{"properties": map[string]any{"revenue": 1}})
-	_, got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", invalid, sign(secret, invalid), http.StatusBadRequest)
+	got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", [][]byte{invalid}, false, secret, http.StatusBadRequest)
 	if err != nil {
 		return err
 	}
@@ -228,7 +274,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 	}
 	for _, s := range []struct{ name, secret string }{{"old", d.oldSecret}, {"new", rotatedSecret}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), e, sign(s.secret, e), http.StatusOK); err != nil {
+		if _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), [][]byte{e}, false, s.secret, http.StatusOK); err != nil {
 			return err
 		}
 	}
@@ -251,7 +297,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 		code         int
 	}{{"old", d.oldSecret, http.StatusUnauthorized}, {"new", rotatedSecret, http.StatusOK}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), e, sign(s.secret, e), s.code); err != nil {
+		if _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), [][]byte{e}, false, s.secret, s.code); err != nil {
 			return err
 		}
 	}
@@ -295,12 +341,12 @@ func (d *demo) waitForCode(ctx context.Context, secret string, code int) error {
 	start := time.Now()
 	err := d.waitFor(ctx, fmt.Sprintf("the receiver to reload (a %d)", code), func() error {
 		e := event("identify", nil)
-		resp, err := d.post(ctx, e, sign(secret, e))
+		resp, err := d.send(ctx, [][]byte{e}, false, secret)
 		if err != nil {
 			return err
 		}
-		if resp.code != code {
-			return fmt.Errorf("answered %d", resp.code)
+		if resp.Code != code {
+			return fmt.Errorf("answered %d", resp.Code)
 		}
 		return nil
 	})
