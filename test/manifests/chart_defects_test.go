@@ -124,14 +124,14 @@ func TestChartPodDisruptionBudget(t *testing.T) {
 		wantValue any
 	}{
 		{name: "default values: one replica, no budget"},
-		{name: "two replicas", args: []string{"--set", "replicas=2"}, wantField: "maxUnavailable", wantValue: int64(1)},
+		{name: "two replicas", args: []string{"--set", "replicas=2"}, wantField: "maxUnavailable", wantValue: float64(1)},
 		{name: "disabled", args: []string{"--set", "replicas=2", "--set", "podDisruptionBudget.enabled=false"}},
 		{name: "one replica, asked for", args: []string{"--set", "podDisruptionBudget.singleReplica=true"},
-			wantField: "maxUnavailable", wantValue: int64(1)},
+			wantField: "maxUnavailable", wantValue: float64(1)},
 		{name: "a percentage", args: []string{"--set", "replicas=4", "--set", "podDisruptionBudget.maxUnavailable=50%"},
 			wantField: "maxUnavailable", wantValue: "50%"},
 		{name: "minAvailable below replicas", args: []string{"--set", "replicas=3", "--set", "podDisruptionBudget.maxUnavailable=null",
-			"--set", "podDisruptionBudget.minAvailable=2"}, wantField: "minAvailable", wantValue: int64(2)},
+			"--set", "podDisruptionBudget.minAvailable=2"}, wantField: "minAvailable", wantValue: float64(2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := helmTemplate(t, tc.args...)
