@@ -163,7 +163,8 @@ func update[T client.Object](ctx context.Context, obj T, change func(T)) {
 }
 
 func expectOwnedChild(obj client.Object, swh *segmentv1alpha1.SegmentWebhook) {
-	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/instance", swh.Name))
+	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue(NameLabel, swh.Name))
+	ExpectWithOffset(1, obj.GetLabels()).NotTo(HaveKey("app.kubernetes.io/instance"), "Argo CD tracks applications by this label")
 	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "segment-webhook-operator"))
 	owner := metav1.GetControllerOf(obj)
 	ExpectWithOffset(1, owner).NotTo(BeNil(), "%T has no controller owner", obj)
