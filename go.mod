@@ -18,9 +18,8 @@ require (
 	k8s.io/client-go v0.37.2
 	k8s.io/utils v0.0.0-20260626114624-be93311217bd
 	sigs.k8s.io/controller-runtime v0.25.2
+	sigs.k8s.io/gateway-api v1.6.3
 )
-
-require sigs.k8s.io/gateway-api v1.6.3 // indirect
 
 require (
 	github.com/Masterminds/semver/v3 v3.4.0 // indirect
