@@ -149,7 +149,7 @@ var _ = Describe("The Argo CD health check", func() {
 		})).To(Succeed())
 		Eventually(healthOf()).Should(Equal("Healthy"))
 		_, message = argoHealth(current())
-		Expect(message).To(ContainSubstring("https://segment.example.com/webhook"))
+		Expect(message).To(ContainSubstring("https://" + sampleHost(swh.Namespace) + "/webhook"))
 	})
 
 	It("is Degraded while a referenced Secret is missing", func() {

@@ -35,12 +35,12 @@ import (
 )
 
 // gatewaySpec attaches to the platform's shared Gateway in another namespace.
-func gatewaySpec() *segmentv1alpha1.GatewaySpec {
+func gatewaySpec(ns string) *segmentv1alpha1.GatewaySpec {
 	return &segmentv1alpha1.GatewaySpec{
 		ParentRefs: []gatewayv1.ParentReference{{
 			Name: "public", Namespace: ptr.To(gatewayv1.Namespace("gateway-system")), SectionName: ptr.To(gatewayv1.SectionName("https")),
 		}},
-		Hostnames: []gatewayv1.PreciseHostname{"segment.growth.example.com"},
+		Hostnames: []gatewayv1.PreciseHostname{gatewayv1.PreciseHostname(sampleHost(ns))},
 	}
 }
 
@@ -80,7 +80,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 	BeforeEach(func() {
 		_, swh = sampleWithSecrets(ctx)
 		swh.Spec.Ingress = nil
-		swh.Spec.Gateway = gatewaySpec()
+		swh.Spec.Gateway = gatewaySpec(swh.Namespace)
 	})
 
 	It("renders an HTTPRoute to the receiver Service and reports its URL", func() {
@@ -89,7 +89,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 		expectOwnedChild(route, swh)
 		Expect(route.Spec.ParentRefs).To(HaveLen(1))
 		Expect(route.Spec.ParentRefs[0].Name).To(Equal(gatewayv1.ObjectName("public")))
-		Expect(route.Spec.Hostnames).To(Equal([]gatewayv1.Hostname{"segment.growth.example.com"}))
+		Expect(route.Spec.Hostnames).To(Equal([]gatewayv1.Hostname{gatewayv1.Hostname(sampleHost(swh.Namespace))}))
 		Expect(route.Spec.Rules).To(HaveLen(1))
 		match := route.Spec.Rules[0].Matches[0].Path
 		Expect(*match.Type).To(Equal(gatewayv1.PathMatchExact))
@@ -103,7 +103,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 			got := &segmentv1alpha1.SegmentWebhook{}
 			Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
 			return got.Status.URL
-		}).Should(Equal("https://segment.growth.example.com/webhook"))
+		}).Should(Equal("https://" + sampleHost(swh.Namespace) + "/webhook"))
 		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionRouteAccepted)).
 			Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonRoutePending))
 	})
@@ -142,7 +142,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 		route := getChild[gatewayv1.HTTPRoute](ctx, swh)
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {
 			swh.Spec.Gateway = nil
-			swh.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: "segment.growth.example.com"}
+			swh.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: sampleHost(swh.Namespace)}
 		})
 		expectGone(ctx, route)
 		getChild[networkingv1.Ingress](ctx, swh)

@@ -207,12 +207,12 @@ func TestOptionalChildren(t *testing.T) {
 
 func TestURL(t *testing.T) {
 	swh := defaultedWebhook()
-	if got := URL(swh); got != "https://segment.example.com/webhook" {
+	if got := URL(swh); got != "https://segment.team-a.example.com/webhook" {
 		t.Errorf("ingress with TLS: %s", got)
 	}
 	swh.Spec.Ingress.TLSSecretName = ""
 	swh.Spec.Ingress.Path = "/segment"
-	if got := URL(swh); got != "http://segment.example.com/segment" {
+	if got := URL(swh); got != "http://segment.team-a.example.com/segment" {
 		t.Errorf("ingress without TLS: %s", got)
 	}
 	if ReceiverConfig(swh).Path != "/segment" {

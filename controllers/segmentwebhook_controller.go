@@ -210,6 +210,9 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		want(swh, PodDisruptionBudget(swh)),
 	}
 	children = append(children, r.gatewayChildren(swh)...)
+	if err := r.claimHosts(ctx, swh, children); err != nil {
+		return err
+	}
 	if err := keepLiveSelector(ctx, r.Client, children); err != nil {
 		return err
 	}
@@ -282,9 +285,14 @@ func summarize(swh *segmentv1alpha1.SegmentWebhook) {
 	swh.Status.ObservedGeneration = swh.Generation
 	conditions := []string{
 		segmentv1alpha1.ConditionSecretsResolved,
+	}
+	if len(ClaimedHosts(swh)) > 0 {
+		conditions = append(conditions, segmentv1alpha1.ConditionHostsClaimed)
+	}
+	conditions = append(conditions,
 		segmentv1alpha1.ConditionChildrenReconciled,
 		segmentv1alpha1.ConditionAvailable,
-	}
+	)
 	if swh.Spec.Gateway != nil {
 		conditions = append(conditions, segmentv1alpha1.ConditionRouteAccepted)
 	}
@@ -341,6 +349,10 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return o.(*segmentv1alpha1.SegmentWebhook).Spec.SecretNames() }); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, ClaimedHostIndex,
+		func(o client.Object) []string { return ClaimedHosts(o.(*segmentv1alpha1.SegmentWebhook)) }); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
@@ -349,7 +361,9 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&networkingv1.Ingress{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata)
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	return r.ownGateway(mgr, b).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).

@@ -57,3 +57,13 @@ const (
 	ReasonRoutePending         = "RoutePending"
 	ReasonGatewayAPINotPresent = "GatewayAPINotInstalled"
 )
+
+// Condition type and reasons of host ownership.
+const (
+	// ConditionHostsClaimed is True when no earlier SegmentWebhook, in any watched namespace,
+	// claims the same host and path.
+	ConditionHostsClaimed = "HostsClaimed"
+
+	ReasonHostsClaimed = "HostsClaimed"
+	ReasonHostConflict = "HostConflict"
+)
