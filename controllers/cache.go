@@ -41,5 +41,6 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&networkingv1.Ingress{}:                  managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		&networkingv1.NetworkPolicy{}:            managed,
 	}
 }

@@ -208,6 +208,7 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		want(swh, Ingress(swh)),
 		want(swh, HorizontalPodAutoscaler(swh)),
 		want(swh, PodDisruptionBudget(swh)),
+		want(swh, NetworkPolicy(swh)),
 	}
 	children = append(children, r.gatewayChildren(swh)...)
 	if err := r.claimHosts(ctx, swh, children); err != nil {
@@ -361,6 +362,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&networkingv1.Ingress{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{}))

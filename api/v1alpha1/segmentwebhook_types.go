@@ -92,6 +92,11 @@ type SegmentWebhookSpec struct {
 	// +optional
 	Gateway *GatewaySpec `json:"gateway,omitempty"`
 
+	// NetworkPolicy, when set, isolates the receiver pods with an operator-rendered
+	// NetworkPolicy. Removing it deletes the NetworkPolicy.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
 	// Image overrides the receiver image the operator was started with.
 	// +kubebuilder:validation:MinLength=1
 	// +optional
