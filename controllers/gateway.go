@@ -18,12 +18,17 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -42,6 +47,29 @@ func gatewayAPIServed(mgr ctrl.Manager) bool {
 	}
 	_, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 	return err == nil
+}
+
+// AddGatewayCache limits the cache of HTTPRoutes to the operator's own, like CacheByObject, when
+// the cluster serves them; the cache refuses a kind the API server does not know, so it cannot be
+// listed unconditionally.
+func AddGatewayCache(cfg *rest.Config, byObject map[client.Object]cache.ByObject) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	resources, err := dc.ServerResourcesForGroupVersion(gatewayv1.GroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("discovering %s: %w", gatewayv1.GroupVersion, err)
+	}
+	for _, r := range resources.APIResources {
+		if r.Kind == "HTTPRoute" {
+			byObject[&gatewayv1.HTTPRoute{}] = managedOnly()
+		}
+	}
+	return nil
 }
 
 // ownGateway makes the controller own HTTPRoutes when the cluster has them, so a Gateway's

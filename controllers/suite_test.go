@@ -95,9 +95,12 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	sync := resyncPeriod
+	byObject := CacheByObject()
+	Expect(AddGatewayCache(cfg, byObject)).To(Succeed())
+	Expect(byObject).To(HaveKey(BeAssignableToTypeOf(&gatewayv1.HTTPRoute{})), "envtest serves the Gateway API CRDs")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
-		Cache:   cache.Options{ByObject: CacheByObject(), SyncPeriod: &sync},
+		Cache:   cache.Options{ByObject: byObject, SyncPeriod: &sync},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())

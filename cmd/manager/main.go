@@ -66,7 +66,12 @@ func main() {
 	utilruntime.Must(segmentv1alpha1.AddToScheme(scheme))
 	utilruntime.Must(gatewayv1.Install(scheme))
 
+	cfg := ctrl.GetConfigOrDie()
 	cacheOpts := cache.Options{ByObject: controllers.CacheByObject()}
+	if err := controllers.AddGatewayCache(cfg, cacheOpts.ByObject); err != nil {
+		setupLog.Error(err, "unable to discover Gateway API")
+		os.Exit(1)
+	}
 	if namespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(namespaces, ",") {
@@ -76,7 +81,7 @@ func main() {
 		}
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
