@@ -40,9 +40,15 @@ import (
 // the returned table's status and message as the result.
 func argoHealth(swh *segmentv1alpha1.SegmentWebhook) (status, message string) {
 	GinkgoHelper()
-	script, err := os.ReadFile(filepath.Join("..", "config", "argocd", "health.lua"))
-	Expect(err).NotTo(HaveOccurred())
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(swh)
+	Expect(err).NotTo(HaveOccurred())
+	return argoHealthOf(m)
+}
+
+// argoHealthOf runs the health check on an object as Argo CD reads it from the API server.
+func argoHealthOf(m map[string]any) (status, message string) {
+	GinkgoHelper()
+	script, err := os.ReadFile(filepath.Join("..", "config", "argocd", "health.lua"))
 	Expect(err).NotTo(HaveOccurred())
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
@@ -183,5 +189,12 @@ var _ = Describe("The Argo CD health check", func() {
 		status, message = argoHealth(reconciling)
 		Expect(status).To(Equal("Progressing"))
 		Expect(message).To(ContainSubstring("rolling out"))
+
+		// spec.suspend, which a reconciler with a suspend switch honours.
+		suspended, err := runtime.DefaultUnstructuredConverter.ToUnstructured(current())
+		Expect(err).NotTo(HaveOccurred())
+		suspended["spec"].(map[string]any)["suspend"] = true
+		status, _ = argoHealthOf(suspended)
+		Expect(status).To(Equal("Suspended"))
 	})
 })
