@@ -20,10 +20,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -31,6 +34,13 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
+
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+
+// AllowedHostsAnnotation on a Namespace lists, comma-separated, the hosts its SegmentWebhooks may
+// claim: exact hosts, or "*.example.com" for any host under example.com. Without it any host
+// may be claimed (first come, first served).
+const AllowedHostsAnnotation = "segment.webhook-operator.io/allowed-hosts"
 
 // ClaimedHostIndex indexes SegmentWebhooks, in every namespace the operator watches, by the
 // host+path pairs their Ingress or HTTPRoute would serve.
@@ -84,22 +94,78 @@ func (r *SegmentWebhookReconciler) hostOwner(ctx context.Context, swh *segmentv1
 	return nil, "", nil
 }
 
-// claimHosts reports in HostsClaimed whether swh owns its host+path pairs. When another
-// SegmentWebhook claimed one first, swh's Ingress and HTTPRoute are removed from the children
-// (so deleted if they exist): its receiver runs, but only the owner gets the traffic.
+// hostAllowed matches a host against the patterns of AllowedHostsAnnotation.
+func hostAllowed(host string, patterns []string) bool {
+	for _, p := range patterns {
+		if suffix, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(host, "."+suffix) {
+				return true
+			}
+		} else if host == p {
+			return true
+		}
+	}
+	return false
+}
+
+// disallowedHost returns the first host swh may not claim under its Namespace's
+// AllowedHostsAnnotation, with the patterns; "" when every host is allowed.
+func (r *SegmentWebhookReconciler) disallowedHost(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (string, string, error) {
+	// An uncached GET of this one Namespace: a Role in the namespace can grant it, so it works
+	// with watchNamespaces too, and the operator does not cache every Namespace.
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := r.SecretReader.Get(ctx, types.NamespacedName{Name: swh.Namespace}, ns); err != nil {
+		return "", "", fmt.Errorf("reading Namespace %s for %s: %w", swh.Namespace, AllowedHostsAnnotation, err)
+	}
+	value, ok := ns.Annotations[AllowedHostsAnnotation]
+	if !ok {
+		return "", "", nil
+	}
+	var patterns []string
+	for _, p := range strings.Split(value, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			patterns = append(patterns, p)
+		}
+	}
+	for _, claim := range ClaimedHosts(swh) {
+		host := strings.TrimSuffix(claim, webhookPath(swh))
+		if !hostAllowed(host, patterns) {
+			return host, value, nil
+		}
+	}
+	return "", "", nil
+}
+
+// claimHosts reports in HostsClaimed whether swh may have its host+path pairs: its Namespace
+// allows the hosts, and no other SegmentWebhook claimed them first. If not, swh's Ingress and
+// HTTPRoute are removed from the children (so deleted if they exist): its receiver runs, but
+// gets no traffic for a host that is not its own.
 func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	if len(ClaimedHosts(swh)) == 0 {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionHostsClaimed)
 		return nil
 	}
-	owner, claim, err := r.hostOwner(ctx, swh)
+	host, patterns, err := r.disallowedHost(ctx, swh)
 	if err != nil {
 		return err
 	}
-	if owner == nil {
-		setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed,
-			"no earlier SegmentWebhook claims these hosts")
-		return nil
+	var reason, message string
+	if host != "" {
+		reason = segmentv1alpha1.ReasonHostNotAllowed
+		message = fmt.Sprintf("namespace %s may claim only %q (annotation %s), not %s", swh.Namespace, patterns, AllowedHostsAnnotation, host)
+	} else {
+		owner, claim, err := r.hostOwner(ctx, swh)
+		if err != nil {
+			return err
+		}
+		if owner == nil {
+			setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed,
+				"no earlier SegmentWebhook claims these hosts")
+			return nil
+		}
+		reason = segmentv1alpha1.ReasonHostConflict
+		message = fmt.Sprintf("%s is claimed by SegmentWebhook %s/%s, created first; choose another host or path", claim, owner.Namespace, owner.Name)
 	}
 	for i, c := range children {
 		switch c.live.(type) {
@@ -107,8 +173,7 @@ func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv
 			children[i].desired = nil
 		}
 	}
-	setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict,
-		fmt.Sprintf("%s is claimed by SegmentWebhook %s/%s, created first; choose another host or path", claim, owner.Namespace, owner.Name))
+	setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionFalse, reason, message)
 	return nil
 }
 

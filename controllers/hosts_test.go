@@ -21,9 +21,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -79,6 +81,25 @@ var _ = Describe("Host ownership", func() {
 			HaveField("Message", ContainSubstring(owner.Namespace+"/"+owner.Name))))
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &networkingv1.Ingress{}))).To(BeTrue())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &gatewayv1.HTTPRoute{}))).To(BeTrue())
+	})
+
+	It("claims only hosts the Namespace's allowed-hosts annotation lists", func() {
+		ns, swh := sampleWithSecrets(ctx)
+		namespace := &corev1.Namespace{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Name: ns}, namespace)).To(Succeed())
+		namespace.Annotations = map[string]string{AllowedHostsAnnotation: "*.allowed.example.com, exact.example.com"}
+		Expect(k8sClient.Update(ctx, namespace)).To(Succeed())
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+
+		Eventually(readyCondition(ctx, swh)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostNotAllowed),
+			HaveField("Message", ContainSubstring("not "+sampleHost(ns)))))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(swh), &networkingv1.Ingress{}))).To(BeTrue())
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Ingress.Host = ns + ".allowed.example.com" })
+		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		getChild[networkingv1.Ingress](ctx, swh)
 	})
 
 	It("lets two SegmentWebhooks share a host on different paths", func() {

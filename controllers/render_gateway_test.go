@@ -90,3 +90,20 @@ func TestHTTPRouteFollowsPathAndServicePort(t *testing.T) {
 		t.Error("an HTTPRoute without spec.gateway")
 	}
 }
+
+func TestHostAllowed(t *testing.T) {
+	patterns := []string{"*.growth.example.com", "segment.example.com"}
+	for host, want := range map[string]bool{
+		"segment.example.com":        true,
+		"a.growth.example.com":       true,
+		"a.b.growth.example.com":     true,
+		"growth.example.com":         false, // the wildcard covers subdomains only
+		"evilgrowth.example.com":     false,
+		"segment.example.com.attack": false,
+		"other.example.com":          false,
+	} {
+		if got := hostAllowed(host, patterns); got != want {
+			t.Errorf("hostAllowed(%s) = %v, want %v", host, got, want)
+		}
+	}
+}

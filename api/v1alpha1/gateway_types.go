@@ -60,10 +60,13 @@ const (
 
 // Condition type and reasons of host ownership.
 const (
-	// ConditionHostsClaimed is True when no earlier SegmentWebhook, in any watched namespace,
-	// claims the same host and path.
+	// ConditionHostsClaimed is True when the Namespace may claim the hosts and no earlier
+	// SegmentWebhook, in any watched namespace, claims the same host and path.
 	ConditionHostsClaimed = "HostsClaimed"
 
 	ReasonHostsClaimed = "HostsClaimed"
 	ReasonHostConflict = "HostConflict"
+	// ReasonHostNotAllowed: the Namespace's segment.webhook-operator.io/allowed-hosts
+	// annotation does not list the host.
+	ReasonHostNotAllowed = "HostNotAllowed"
 )
