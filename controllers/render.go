@@ -72,7 +72,7 @@ func ChildName(swh *segmentv1alpha1.SegmentWebhook) string { return swh.Name + "
 const NameLabel = "segment.webhook-operator.io/name"
 
 // selectorLabels select the receiver pods of one SegmentWebhook; they never change, because a
-// Deployment's selector is immutable (see adoptLiveSelector for Deployments made before).
+// Deployment's selector is immutable (see keepLiveSelector for Deployments made before).
 func selectorLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
 	return map[string]string{
 		"app.kubernetes.io/name": "segment-webhook-receiver",
