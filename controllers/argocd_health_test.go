@@ -92,6 +92,24 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	}
 }
 
+// setDeploymentAvailable reports the receiver rollout as done, as the Deployment controller
+// would: no kube-controller-manager runs in envtest.
+func setDeploymentAvailable(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) {
+	GinkgoHelper()
+	dep := getChild[appsv1.Deployment](ctx, swh)
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		Expect(k8sClient.Get(ctx, key(dep), dep)).To(Succeed())
+		dep.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: dep.Generation, Replicas: 2, ReadyReplicas: 2, AvailableReplicas: 2, UpdatedReplicas: 2,
+			Conditions: []appsv1.DeploymentCondition{{
+				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+			}},
+		}
+		return k8sClient.Status().Update(ctx, dep)
+	})).To(Succeed())
+}
+
 var _ = Describe("The Argo CD health check", func() {
 	var (
 		ctx = context.Background()
@@ -140,19 +158,7 @@ var _ = Describe("The Argo CD health check", func() {
 		Expect(status).To(Equal("Progressing"))
 		Expect(message).To(ContainSubstring("DeploymentUnavailable"))
 
-		// No kube-controller-manager runs in envtest: report the rollout as it would.
-		dep := getChild[appsv1.Deployment](ctx, swh)
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, key(dep), dep)).To(Succeed())
-			dep.Status = appsv1.DeploymentStatus{
-				ObservedGeneration: dep.Generation, Replicas: 2, ReadyReplicas: 2, AvailableReplicas: 2, UpdatedReplicas: 2,
-				Conditions: []appsv1.DeploymentCondition{{
-					Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-					LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-				}},
-			}
-			return k8sClient.Status().Update(ctx, dep)
-		})).To(Succeed())
+		setDeploymentAvailable(ctx, swh)
 		Eventually(healthOf()).Should(Equal("Healthy"))
 		_, message = argoHealth(current())
 		Expect(message).To(ContainSubstring("https://" + sampleHost(swh.Namespace) + "/webhook"))

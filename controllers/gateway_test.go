@@ -21,8 +21,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -111,18 +109,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 	It("reflects whether the Gateway accepted the route in RouteAccepted and Ready", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		// The receiver is up, so Ready depends on the route alone.
-		dep := getChild[appsv1.Deployment](ctx, swh)
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, key(dep), dep)).To(Succeed())
-			dep.Status = appsv1.DeploymentStatus{
-				ObservedGeneration: dep.Generation, Replicas: 2, ReadyReplicas: 2, AvailableReplicas: 2, UpdatedReplicas: 2,
-				Conditions: []appsv1.DeploymentCondition{{
-					Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-					LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-				}},
-			}
-			return k8sClient.Status().Update(ctx, dep)
-		})).To(Succeed())
+		setDeploymentAvailable(ctx, swh)
 		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonRoutePending))
 
 		setRouteAccepted(ctx, swh, metav1.ConditionFalse, string(gatewayv1.RouteReasonNotAllowedByListeners), "namespace not allowed")
