@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -136,7 +137,25 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionRouteAccepted)).Should(BeNil())
 	})
 
-	It("refuses both an ingress and a gateway", func() {
+	It("makes zero writes when nothing changed, HTTPRoute and NetworkPolicy included", func() {
+		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{TrafficNamespaces: []string{"gateway-system"}}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		getChild[gatewayv1.HTTPRoute](ctx, swh)
+		getChild[networkingv1.NetworkPolicy](ctx, swh)
+		setRouteAccepted(ctx, swh, metav1.ConditionTrue, string(gatewayv1.RouteReasonAccepted), "")
+		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionRouteAccepted)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonRouteAccepted))
+
+		writesDuring := func(n float64) float64 {
+			before, start := apiServerWrites(ctx), reconciles()
+			Eventually(reconciles, time.Minute).Should(BeNumerically(">=", start+n))
+			return apiServerWrites(ctx) - before
+		}
+		Eventually(func() float64 { return writesDuring(5) }, 2*time.Minute, time.Millisecond).Should(BeZero())
+		Expect(writesDuring(20)).To(BeZero())
+	})
+
+		It("refuses both an ingress and a gateway", func() {
 		swh.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: "segment.example.com"}
 		err := k8sClient.Create(ctx, swh)
 		Expect(err).To(MatchError(ContainSubstring("set either ingress or gateway, not both")))

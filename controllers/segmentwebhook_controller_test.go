@@ -178,7 +178,7 @@ func expectOwnedChild(obj client.Object, swh *segmentv1alpha1.SegmentWebhook) {
 
 // writesTo are the resources the operator writes: its children, its own status and Events.
 var writesTo = []string{"configmaps", "deployments", "services", "ingresses", "horizontalpodautoscalers",
-	"poddisruptionbudgets", "segmentwebhooks", "events"}
+	"poddisruptionbudgets", "segmentwebhooks", "events", "httproutes", "networkpolicies"}
 
 // apiServerWrites reads the API server's own request counter, so it counts every write the
 // operator makes, by any client, and nothing is assumed.
