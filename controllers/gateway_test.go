@@ -155,7 +155,7 @@ var _ = Describe("A SegmentWebhook exposed through Gateway API", func() {
 		Expect(writesDuring(20)).To(BeZero())
 	})
 
-		It("refuses both an ingress and a gateway", func() {
+	It("refuses both an ingress and a gateway", func() {
 		swh.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: "segment.example.com"}
 		err := k8sClient.Create(ctx, swh)
 		Expect(err).To(MatchError(ContainSubstring("set either ingress or gateway, not both")))
