@@ -121,17 +121,17 @@ install: manifests kustomize ## Install the CRDs into the cluster in the current
 	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
 
 .PHONY: uninstall
-uninstall: manifests kustomize ## Uninstall the CRDs.
+uninstall: manifests kustomize ## Delete the CRDs, and with them every SegmentWebhook and receiver in the cluster.
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: deploy
 deploy: manifests kustomize ## Deploy the operator into the cluster in the current kube context.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG) ghcr.io/segment-webhook-operator/segment-webhook-operator-receiver=$(RECEIVER_IMG)
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: kustomize ## Remove the operator from the cluster.
-	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found=$(ignore-not-found) -f -
+undeploy: kustomize ## Remove the operator from the cluster; the CRD and every SegmentWebhook stay ('make uninstall' deletes them).
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found=$(ignore-not-found) -l 'app.kubernetes.io/component!=crd' -f -
 
 ##@ Dependencies
 

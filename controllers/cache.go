@@ -31,9 +31,7 @@ import (
 // its memory follows the number of SegmentWebhooks, not the size of the cluster. A child whose
 // label was removed looks absent and is simply applied again, which restores the label.
 func CacheByObject() map[client.Object]cache.ByObject {
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
-		"app.kubernetes.io/managed-by": "segment-webhook-operator",
-	})}
+	managed := managedOnly()
 	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}:                      managed,
 		&corev1.Service{}:                        managed,
@@ -41,5 +39,13 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&networkingv1.Ingress{}:                  managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		&networkingv1.NetworkPolicy{}:            managed,
 	}
+}
+
+// managedOnly caches only the objects this operator manages.
+func managedOnly() cache.ByObject {
+	return cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
+		"app.kubernetes.io/managed-by": "segment-webhook-operator",
+	})}
 }

@@ -66,12 +66,17 @@ type RenderOptions struct {
 // ChildName is the name shared by all children of a SegmentWebhook.
 func ChildName(swh *segmentv1alpha1.SegmentWebhook) string { return swh.Name + "-receiver" }
 
+// NameLabel names the SegmentWebhook a child belongs to. It is not app.kubernetes.io/instance:
+// Argo CD tracks its applications by that label, and a SegmentWebhook named like an Argo CD
+// application would otherwise have its children pruned as that application's strays.
+const NameLabel = "segment.webhook-operator.io/name"
+
 // selectorLabels select the receiver pods of one SegmentWebhook; they never change, because a
-// Deployment's selector is immutable.
+// Deployment's selector is immutable (see keepLiveSelector for Deployments made before).
 func selectorLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
 	return map[string]string{
-		"app.kubernetes.io/name":     "segment-webhook-receiver",
-		"app.kubernetes.io/instance": swh.Name,
+		"app.kubernetes.io/name": "segment-webhook-receiver",
+		NameLabel:                swh.Name,
 	}
 }
 
@@ -88,10 +93,13 @@ func childMeta(swh *segmentv1alpha1.SegmentWebhook) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: ChildName(swh), Namespace: swh.Namespace, Labels: childLabels(swh)}
 }
 
-// webhookPath is the path Segment posts to; it follows the Ingress so the two always agree.
+// webhookPath is the path Segment posts to; it follows the Ingress or HTTPRoute so they agree.
 func webhookPath(swh *segmentv1alpha1.SegmentWebhook) string {
 	if swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "" {
 		return swh.Spec.Ingress.Path
+	}
+	if swh.Spec.Gateway != nil && swh.Spec.Gateway.Path != "" {
+		return swh.Spec.Gateway.Path
 	}
 	return config.DefaultPath
 }
@@ -483,8 +491,12 @@ func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisru
 	}
 }
 
-// URL is where Segment should send events: the Ingress when there is one, else the Service.
+// URL is where Segment should send events: the Ingress or the HTTPRoute when there is one, else
+// the Service.
 func URL(swh *segmentv1alpha1.SegmentWebhook) string {
+	if swh.Spec.Gateway != nil {
+		return gatewayURL(swh)
+	}
 	if in := swh.Spec.Ingress; in != nil {
 		scheme := "http"
 		if in.TLSSecretName != "" {

@@ -151,7 +151,7 @@ func TestDeploymentOverrides(t *testing.T) {
 		NodeSelector:      map[string]string{"pool": "edge"},
 		Tolerations:       []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists}},
 		PriorityClassName: "high",
-		Labels:            map[string]string{"team": "growth", "app.kubernetes.io/instance": "hijack"},
+		Labels:            map[string]string{"team": "growth", NameLabel: "hijack"},
 		Annotations:       map[string]string{"example.com/x": "y"},
 	}
 	dep := Deployment(swh, RenderOptions{ReceiverImage: "default"}, "h")
@@ -165,7 +165,7 @@ func TestDeploymentOverrides(t *testing.T) {
 	if pod.Spec.NodeSelector["pool"] != "edge" || pod.Spec.PriorityClassName != "high" || len(pod.Spec.Tolerations) != 1 {
 		t.Errorf("scheduling overrides not applied: %+v", pod.Spec)
 	}
-	if pod.Labels["team"] != "growth" || pod.Labels["app.kubernetes.io/instance"] != "events" {
+	if pod.Labels["team"] != "growth" || pod.Labels[NameLabel] != "events" {
 		t.Errorf("pod labels = %v: extra labels must not replace the selector labels", pod.Labels)
 	}
 	if pod.Annotations["example.com/x"] != "y" || pod.Annotations[ConfigHashAnnotation] != "h" {
@@ -207,12 +207,12 @@ func TestOptionalChildren(t *testing.T) {
 
 func TestURL(t *testing.T) {
 	swh := defaultedWebhook()
-	if got := URL(swh); got != "https://segment.example.com/webhook" {
+	if got := URL(swh); got != "https://segment.team-a.example.com/webhook" {
 		t.Errorf("ingress with TLS: %s", got)
 	}
 	swh.Spec.Ingress.TLSSecretName = ""
 	swh.Spec.Ingress.Path = "/segment"
-	if got := URL(swh); got != "http://segment.example.com/segment" {
+	if got := URL(swh); got != "http://segment.team-a.example.com/segment" {
 		t.Errorf("ingress without TLS: %s", got)
 	}
 	if ReceiverConfig(swh).Path != "/segment" {

@@ -76,6 +76,8 @@ type SegmentWebhookReconciler struct {
 	Options      RenderOptions
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
+	// gatewayAPI is set when the cluster serves HTTPRoute (see ownGateway).
+	gatewayAPI bool
 }
 
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks,verbs=get;list;watch
@@ -132,6 +134,9 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionTrue,
 		segmentv1alpha1.ReasonReconciled, "all children are up to date")
 
+	if err := r.observeRoute(ctx, swh); err != nil {
+		return ctrl.Result{}, err
+	}
 	return ctrl.Result{}, r.observeDeployment(ctx, swh)
 }
 
@@ -203,6 +208,14 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		want(swh, Ingress(swh)),
 		want(swh, HorizontalPodAutoscaler(swh)),
 		want(swh, PodDisruptionBudget(swh)),
+		want(swh, NetworkPolicy(swh)),
+	}
+	children = append(children, r.gatewayChildren(swh)...)
+	if err := r.claimHosts(ctx, swh, children); err != nil {
+		return err
+	}
+	if err := keepLiveSelector(ctx, r.Client, children); err != nil {
+		return err
 	}
 	a := &applier{client: r.Client, owner: swh}
 	log := logf.FromContext(ctx)
@@ -271,11 +284,20 @@ func setCondition(swh *segmentv1alpha1.SegmentWebhook, t string, status metav1.C
 // summarize derives Ready from the finer conditions: the first one that is not True explains it.
 func summarize(swh *segmentv1alpha1.SegmentWebhook) {
 	swh.Status.ObservedGeneration = swh.Generation
-	for _, t := range []string{
+	conditions := []string{
 		segmentv1alpha1.ConditionSecretsResolved,
+	}
+	if len(ClaimedHosts(swh)) > 0 {
+		conditions = append(conditions, segmentv1alpha1.ConditionHostsClaimed)
+	}
+	conditions = append(conditions,
 		segmentv1alpha1.ConditionChildrenReconciled,
 		segmentv1alpha1.ConditionAvailable,
-	} {
+	)
+	if swh.Spec.Gateway != nil {
+		conditions = append(conditions, segmentv1alpha1.ConditionRouteAccepted)
+	}
+	for _, t := range conditions {
 		c := meta.FindStatusCondition(swh.Status.Conditions, t)
 		if c == nil || c.ObservedGeneration != swh.Generation {
 			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, "Progressing", "waiting for "+t)
@@ -328,7 +350,11 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return o.(*segmentv1alpha1.SegmentWebhook).Spec.SecretNames() }); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, ClaimedHostIndex,
+		func(o client.Object) []string { return ClaimedHosts(o.(*segmentv1alpha1.SegmentWebhook)) }); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&appsv1.Deployment{}).
@@ -336,7 +362,11 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&networkingv1.Ingress{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	return r.ownGateway(mgr, b).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)

@@ -64,6 +64,8 @@ func newSecret(ctx context.Context, ns, name string, data map[string]string) *co
 	return s
 }
 
+func sampleHost(ns string) string { return "segment." + ns + ".example.com" }
+
 func sampleWebhook(ns string) *segmentv1alpha1.SegmentWebhook {
 	return &segmentv1alpha1.SegmentWebhook{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "events"},
@@ -90,7 +92,8 @@ func sampleWebhook(ns string) *segmentv1alpha1.SegmentWebhook {
 				},
 			},
 			Ingress: &segmentv1alpha1.IngressSpec{
-				ClassName: ptr.To("nginx"), Host: "segment.example.com", TLSSecretName: "segment-tls",
+				// A host per namespace: hosts are owned cluster-wide, and specs share the API server.
+				ClassName: ptr.To("nginx"), Host: sampleHost(ns), TLSSecretName: "segment-tls",
 			},
 		},
 	}
@@ -163,7 +166,8 @@ func update[T client.Object](ctx context.Context, obj T, change func(T)) {
 }
 
 func expectOwnedChild(obj client.Object, swh *segmentv1alpha1.SegmentWebhook) {
-	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/instance", swh.Name))
+	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue(NameLabel, swh.Name))
+	ExpectWithOffset(1, obj.GetLabels()).NotTo(HaveKey("app.kubernetes.io/instance"), "Argo CD tracks applications by this label")
 	ExpectWithOffset(1, obj.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "segment-webhook-operator"))
 	owner := metav1.GetControllerOf(obj)
 	ExpectWithOffset(1, owner).NotTo(BeNil(), "%T has no controller owner", obj)
@@ -174,7 +178,7 @@ func expectOwnedChild(obj client.Object, swh *segmentv1alpha1.SegmentWebhook) {
 
 // writesTo are the resources the operator writes: its children, its own status and Events.
 var writesTo = []string{"configmaps", "deployments", "services", "ingresses", "horizontalpodautoscalers",
-	"poddisruptionbudgets", "segmentwebhooks", "events"}
+	"poddisruptionbudgets", "segmentwebhooks", "events", "httproutes", "networkpolicies"}
 
 // apiServerWrites reads the API server's own request counter, so it counts every write the
 // operator makes, by any client, and nothing is assumed.
@@ -277,7 +281,7 @@ var _ = Describe("SegmentWebhook controller", func() {
 		ing := getChild[networkingv1.Ingress](ctx, swh)
 		expectOwnedChild(ing, swh)
 		Expect(ing.Spec.IngressClassName).To(HaveValue(Equal("nginx")))
-		Expect(ing.Spec.Rules[0].Host).To(Equal("segment.example.com"))
+		Expect(ing.Spec.Rules[0].Host).To(Equal(sampleHost(swh.Namespace)))
 		Expect(ing.Spec.Rules[0].HTTP.Paths[0].Path).To(Equal("/webhook"))
 		Expect(ing.Spec.TLS[0].SecretName).To(Equal("segment-tls"))
 
@@ -291,7 +295,7 @@ var _ = Describe("SegmentWebhook controller", func() {
 			got := &segmentv1alpha1.SegmentWebhook{}
 			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
 			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-			g.Expect(got.Status.URL).To(Equal("https://segment.example.com/webhook"))
+			g.Expect(got.Status.URL).To(Equal("https://" + sampleHost(swh.Namespace) + "/webhook"))
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionSecretsResolved)).
 				To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonSecretsResolved))
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionReady)).

@@ -19,7 +19,9 @@ package controllers
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +40,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
@@ -73,7 +76,7 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 
 	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join("..", "config", "crd", "bases")}, gatewayAPICRDs()...),
 		ErrorIfCRDPathMissing: true,
 	}
 	var err error
@@ -84,6 +87,7 @@ var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(segmentv1alpha1.AddToScheme(scheme))
 	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
+	utilruntime.Must(gatewayv1.Install(scheme))
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
@@ -91,9 +95,12 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	sync := resyncPeriod
+	byObject := CacheByObject()
+	Expect(AddGatewayCache(cfg, byObject)).To(Succeed())
+	Expect(byObject).To(HaveKey(BeAssignableToTypeOf(&gatewayv1.HTTPRoute{})), "envtest serves the Gateway API CRDs")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
-		Cache:   cache.Options{ByObject: CacheByObject(), SyncPeriod: &sync},
+		Cache:   cache.Options{ByObject: byObject, SyncPeriod: &sync},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -104,6 +111,18 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 })
+
+// gatewayAPICRDs are the Gateway API CRDs the HTTPRoute tests need, from the module in go.mod.
+func gatewayAPICRDs() []string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	Expect(err).NotTo(HaveOccurred(), "locating the sigs.k8s.io/gateway-api module")
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
+	var paths []string
+	for _, kind := range []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"} {
+		paths = append(paths, filepath.Join(dir, "gateway.networking.k8s.io_"+kind+".yaml"))
+	}
+	return paths
+}
 
 var _ = AfterSuite(func() {
 	if cancel != nil {

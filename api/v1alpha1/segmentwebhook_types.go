@@ -26,6 +26,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.authentication.mode != 'HMAC' || (has(self.secretRefs) && size(self.secretRefs) > 0)",message="authentication mode HMAC needs at least one entry in secretRefs"
 // +kubebuilder:validation:XValidation:rule="self.authentication.mode == 'HMAC' || !has(self.secretRefs) || size(self.secretRefs) == 0",message="secretRefs are only used by authentication mode HMAC"
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either replicas or autoscaling, not both"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.gateway))",message="set either ingress or gateway, not both"
 type SegmentWebhookSpec struct {
 	// SecretRefs name the Secret keys holding the HMAC shared secret that Segment uses to sign
 	// requests (X-Signature). A request signed with any of them is accepted: list the old and the
@@ -85,6 +86,16 @@ type SegmentWebhookSpec struct {
 	// Ingress exposes the receiver to Segment. Removing it deletes the Ingress.
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Gateway exposes the receiver through a Gateway API HTTPRoute instead of an Ingress.
+	// Removing it deletes the HTTPRoute.
+	// +optional
+	Gateway *GatewaySpec `json:"gateway,omitempty"`
+
+	// NetworkPolicy, when set, isolates the receiver pods with an operator-rendered
+	// NetworkPolicy. Removing it deletes the NetworkPolicy.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
 	// Image overrides the receiver image the operator was started with.
 	// +kubebuilder:validation:MinLength=1
@@ -556,6 +567,12 @@ const (
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// Deleting the CRD deletes every team's SegmentWebhooks and, through owner references, their
+// receivers: Helm, Flux and Argo CD are told never to delete or prune it.
+// +kubebuilder:metadata:annotations="helm.sh/resource-policy=keep"
+// +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
+// +kubebuilder:metadata:labels="app.kubernetes.io/component=crd"
 type SegmentWebhook struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

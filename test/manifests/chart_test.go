@@ -265,14 +265,14 @@ func TestChartValuesSchema(t *testing.T) {
 		{"--set", "watchNamespaces[0]=Not_A_Namespace"},
 		{"--set", "receiverImage.digest=latest"},
 	} {
-		if out, err := tryRun(helm, append([]string{"template", releaseName, chartDir}, bad...)...); err == nil {
+		if out, err := tryRun(helm, append([]string{"template", releaseName, chartDir, kubeVersionFlag(t)}, bad...)...); err == nil {
 			t.Errorf("helm template %v succeeded, want a values schema error:\n%.300s", bad, out)
 		} else if !strings.Contains(err.Error(), "schema") {
 			t.Errorf("helm template %v failed, but not on the schema: %v", bad, err)
 		}
 	}
 	// The ServiceMonitor scrapes the metrics Service, so it cannot be on alone.
-	if _, err := tryRun(helm, "template", releaseName, chartDir,
+	if _, err := tryRun(helm, "template", releaseName, chartDir, kubeVersionFlag(t),
 		"--set", "metrics.service.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"); err == nil {
 		t.Error("a ServiceMonitor without the metrics Service was rendered")
 	}
@@ -444,7 +444,7 @@ func TestChartNotes(t *testing.T) {
 		if !ok {
 			t.Fatalf("helm install %v printed no NOTES", values)
 		}
-		for _, want := range []string{"kind: SegmentWebhook", "kubectl get swh events", "{.status.url}",
+		for _, want := range []string{"kind: SegmentWebhook", "get swh events", "{.status.url}",
 			"rollout status deployment/" + releaseName + "-segment-webhook-operator"} {
 			if !strings.Contains(notes, want) {
 				t.Errorf("NOTES (values %v) do not mention %q:\n%s", values, want, notes)

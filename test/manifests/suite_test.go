@@ -164,8 +164,14 @@ func tryRun(name string, args ...string) ([]byte, error) {
 // helmTemplate renders the chart, CRDs included, into objects.
 func helmTemplate(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	base := []string{"template", releaseName, chartDir, "--namespace", releaseNS, "--include-crds"}
+	base := []string{"template", releaseName, chartDir, "--namespace", releaseNS, "--include-crds", kubeVersionFlag(t)}
 	return decode(t, run(t, tool(t, "helm"), append(base, args...)...))
+}
+
+// kubeVersionFlag renders for the envtest API server's version: offline, helm assumes
+// Kubernetes 1.20, which the chart's kubeVersion refuses.
+func kubeVersionFlag(t *testing.T) string {
+	return "--kube-version=" + makeVar(t, "ENVTEST_K8S_VERSION")
 }
 
 func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {

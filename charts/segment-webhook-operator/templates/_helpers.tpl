@@ -17,6 +17,15 @@
 {{- end }}
 {{- end }}
 
+{{/* A full name with a suffix, such as "-metrics": the full name is shortened, never the
+     suffix, so the result stays within 63 characters and names stay distinct.
+     Call it with (list . "-suffix"). */}}
+{{- define "swo.suffixedName" -}}
+{{- $ctx := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- printf "%s%s" (include "swo.fullname" $ctx | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{/* Selector labels of the manager pods; they never change (the selector is immutable). */}}
 {{- define "swo.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "swo.name" . }}
@@ -24,13 +33,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: manager
 {{- end }}
 
-{{/* Labels of every object. */}}
+{{/* Labels of every object, with the component it belongs to: manager (the Deployment and
+     what fronts or protects its pods), rbac or monitoring. Call it with (list . "component"). */}}
 {{- define "swo.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "swo.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- $ctx := index . 0 }}
+helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "swo.name" $ctx }}
+app.kubernetes.io/instance: {{ $ctx.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: segment-webhook-operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 
 {{/* The manager's ServiceAccount name. */}}
@@ -69,4 +82,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "files/manager-role.yaml is missing or has no rules: run 'make sync-chart'" }}
 {{- end }}
 {{- toYaml $role.rules }}
+{{- end }}
+
+{{/* Manager flags the chart sets from values; extraArgs may not set them again. */}}
+{{- define "swo.chartFlags" -}}
+leader-elect: leaderElection.enabled
+receiver-image: receiverImage
+metrics-bind-address: metrics.service.port
+health-probe-bind-address: (fixed by the chart)
+namespaces: watchNamespaces
+zap-log-level: logLevel
+{{- end }}
+
+{{/* Refuses values that render but do not work, with the value to change in the message. */}}
+{{- define "swo.validate" -}}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicas: %d needs leaderElection.enabled: true, or every replica reconciles at once and they fight over the receivers" (int .Values.replicas)) }}
+{{- end }}
+{{- $chartFlags := include "swo.chartFlags" . | fromYaml }}
+{{- range .Values.extraArgs }}
+{{- $flag := regexReplaceAll "^--?([^=]+).*$" . "${1}" }}
+{{- if hasKey $chartFlags $flag }}
+{{- fail (printf "extraArgs: %q sets --%s, which the chart already sets from %s; set that value instead" . $flag (get $chartFlags $flag)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.podDisruptionBudget }}
+{{- if and .enabled (hasKey . "minAvailable") (hasKey . "maxUnavailable") }}
+{{- fail "podDisruptionBudget: set maxUnavailable or minAvailable, not both (set maxUnavailable: null to use minAvailable)" }}
+{{- end }}
+{{- if and .enabled (not (kindIs "string" .minAvailable)) (ge (int .minAvailable) (int $.Values.replicas)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable: %d with replicas: %d allows no voluntary eviction and blocks node drains; use maxUnavailable" (int .minAvailable) (int $.Values.replicas)) }}
+{{- end }}
+{{- end }}
 {{- end }}

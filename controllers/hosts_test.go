@@ -1,0 +1,118 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+)
+
+var _ = Describe("Host ownership", func() {
+	ctx := context.Background()
+
+	// ownerAndLater creates two SegmentWebhooks in two namespaces and returns them in claim
+	// order: the older one, or by namespace/name when both were created in the same second.
+	ownerAndLater := func(a, b *segmentv1alpha1.SegmentWebhook) (owner, later *segmentv1alpha1.SegmentWebhook) {
+		GinkgoHelper()
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Expect(k8sClient.Create(ctx, b)).To(Succeed())
+		if claimedFirst(a, b) {
+			return a, b
+		}
+		return b, a
+	}
+
+	It("keeps a host+path with the SegmentWebhook that claimed it first, across namespaces", func() {
+		_, a := sampleWithSecrets(ctx)
+		_, b := sampleWithSecrets(ctx)
+		b.Spec.Ingress.Host = a.Spec.Ingress.Host
+		owner, later := ownerAndLater(a, b)
+
+		Eventually(readyCondition(ctx, later)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict),
+			HaveField("Message", ContainSubstring(a.Spec.Ingress.Host+"/webhook is claimed by SegmentWebhook "+owner.Namespace+"/"+owner.Name))))
+		Eventually(conditionOf(ctx, owner, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		getChild[networkingv1.Ingress](ctx, owner)
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &networkingv1.Ingress{}))).To(BeTrue(),
+			"the later SegmentWebhook must not get an Ingress for the host")
+
+		// When the owner goes, the waiting one takes the host over.
+		Expect(k8sClient.Delete(ctx, owner)).To(Succeed())
+		Eventually(conditionOf(ctx, later, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		getChild[networkingv1.Ingress](ctx, later)
+	})
+
+	It("counts an HTTPRoute hostname as a claim, and removes the later one's route", func() {
+		_, a := sampleWithSecrets(ctx)
+		_, b := sampleWithSecrets(ctx)
+		b.Spec.Ingress = nil
+		b.Spec.Gateway = gatewaySpec(b.Namespace)
+		b.Spec.Gateway.Hostnames = append(b.Spec.Gateway.Hostnames, gatewayv1.PreciseHostname(a.Spec.Ingress.Host))
+		owner, later := ownerAndLater(a, b)
+
+		Eventually(conditionOf(ctx, later, segmentv1alpha1.ConditionHostsClaimed)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict),
+			HaveField("Message", ContainSubstring(owner.Namespace+"/"+owner.Name))))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &networkingv1.Ingress{}))).To(BeTrue())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &gatewayv1.HTTPRoute{}))).To(BeTrue())
+	})
+
+	It("claims only hosts the Namespace's allowed-hosts annotation lists", func() {
+		ns, swh := sampleWithSecrets(ctx)
+		namespace := &corev1.Namespace{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Name: ns}, namespace)).To(Succeed())
+		namespace.Annotations = map[string]string{AllowedHostsAnnotation: "*.allowed.example.com, exact.example.com"}
+		Expect(k8sClient.Update(ctx, namespace)).To(Succeed())
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+
+		Eventually(readyCondition(ctx, swh)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostNotAllowed),
+			HaveField("Message", ContainSubstring("not "+sampleHost(ns)))))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(swh), &networkingv1.Ingress{}))).To(BeTrue())
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Ingress.Host = ns + ".allowed.example.com" })
+		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		getChild[networkingv1.Ingress](ctx, swh)
+	})
+
+	It("lets two SegmentWebhooks share a host on different paths", func() {
+		_, a := sampleWithSecrets(ctx)
+		_, b := sampleWithSecrets(ctx)
+		b.Spec.Ingress.Host = a.Spec.Ingress.Host
+		b.Spec.Ingress.Path = "/growth"
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Expect(k8sClient.Create(ctx, b)).To(Succeed())
+		for _, swh := range []*segmentv1alpha1.SegmentWebhook{a, b} {
+			Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionHostsClaimed)).
+				Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+			getChild[networkingv1.Ingress](ctx, swh)
+		}
+	})
+})
