@@ -52,7 +52,7 @@ verify-generated: controller-gen ## Fail when 'make manifests generate' would ch
 
 .PHONY: test
 test: test-deps verify-generated fmt-check vet ## Run all tests against a real kube-apiserver and etcd.
-	assets="$(ENVTEST_ASSETS)" && KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -coverprofile cover.out
+	assets="$(ENVTEST_ASSETS)" && KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -timeout 20m -coverprofile cover.out
 
 # A cold envtest source build takes many minutes: the Go tools install meanwhile. The sub-make runs
 # them in parallel however make itself was started.
