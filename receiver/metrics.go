@@ -22,6 +22,7 @@ type metrics struct {
 	attempts          *prometheus.CounterVec
 	attemptDuration   *prometheus.HistogramVec
 	dedupeHits        *prometheus.CounterVec
+	deadLettered      *prometheus.CounterVec
 	configReloads     *prometheus.CounterVec
 	ready             prometheus.Gauge
 }
@@ -54,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"target", "kind"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "target_attempts_total",
-			Help: "Delivery attempts, retries included.",
+			Help: "Delivery attempts (one call to a target with all the events still pending for it), retries included.",
 		}, []string{"target"}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "target_attempt_duration_seconds",
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "dedupe_hits_total",
 			Help: "Events not sent to a target because it had already accepted their messageId.",
 		}, []string{"target"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_lettered_events_total",
+			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation) or refused (a required target refused them for good).",
+		}, []string{"reason"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "config_reloads_total",
 			Help: "Config and secret reloads, by result (success or failure; a failure keeps the last good config).",
@@ -75,10 +80,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.deliveries,
-		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.configReloads, m.ready)
+		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
+	m.deadLettered.WithLabelValues(ReasonInvalid)
+	m.deadLettered.WithLabelValues(ReasonRefused)
 	return m
 }
 

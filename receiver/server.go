@@ -369,18 +369,20 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return http.StatusBadRequest, 0, "reading body"
 	}
 
-	if !p.auth.verifyBody(r.Header, body) {
+	scanner := newEventScanner(body, cfg.Validation, cfg.Limits.MaxEvents)
+	defer scanner.release()
+	if !p.auth.verifyBody(r.Header, body, scanner.firstElement) {
 		s.metrics.signatureFailures.Inc()
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
 		return http.StatusUnauthorized, 0, "signature"
 	}
-
-	events, err := DecodeEvents(body, cfg.Validation, cfg.Limits.MaxEvents)
-	if err != nil {
-		var verr *ValidationError
-		if !errors.As(err, &verr) {
-			verr = invalid(-1, "", "invalid body")
-		}
+	decoded, verr := scanner.finish()
+	if verr == nil && len(decoded.invalid) > 0 && p.deadLetter == nil {
+		// Without a dead-letter target an invalid event refuses the whole request, so that
+		// nothing is half-delivered; Segment does not retry a 400, so the batch is dropped.
+		verr = decoded.invalid[0].err
+	}
+	if verr != nil {
 		resp := errorBody{Error: "invalid event", Field: verr.Field, Reason: verr.Reason}
 		if verr.Index >= 0 {
 			resp.Index = &verr.Index
@@ -391,6 +393,16 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	events := decoded.events
+	// Decoded events and the copies made for targets count against the same memory budget as
+	// the bodies.
+	decodedCost := int64(len(events)+len(decoded.invalid))*eventMemory + int64(len(body))
+	if !s.bodies.TryAcquire(decodedCost) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
+		return http.StatusTooManyRequests, 0, "buffered bytes limit"
+	}
+	defer s.bodies.Release(decodedCost)
 	for i := range events {
 		s.metrics.events.WithLabelValues(eventTypeLabel(events[i].Type)).Inc()
 	}
@@ -399,13 +411,39 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
-	if !p.deliver(ctx, events, &s.background) {
+	failed, refused := p.deliver(ctx, events, &s.background)
+	total := len(events) + len(decoded.invalid)
+	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
-		return http.StatusServiceUnavailable, len(events), "delivery"
+		return http.StatusServiceUnavailable, total, "delivery"
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(events)})
-	return http.StatusOK, len(events), ""
+	letters, reasons := deadLetters(cfg.Source, decoded.invalid, refused)
+	if len(letters) > 0 {
+		for _, outcome := range p.deadLetter.send(ctx, letters) {
+			if outcome != nil {
+				w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+				writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead-letter delivery failed; retry later"})
+				return http.StatusServiceUnavailable, total, "dead-letter delivery"
+			}
+		}
+		for _, reason := range reasons {
+			s.metrics.deadLettered.WithLabelValues(reason).Inc()
+		}
+	}
+	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters)})
+	return http.StatusOK, total, ""
+}
+
+// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
+// and its share of the routing structures.
+const eventMemory = 512
+
+// acceptedBody answers a 2xx: accepted counts every event of the request, deadLettered those of
+// them (and the refusals) that went to the dead-letter target.
+type acceptedBody struct {
+	Accepted     int `json:"accepted"`
+	DeadLettered int `json:"deadLettered,omitempty"`
 }
 
 // deliveryTimeout leaves a safety margin of the budget for writing the answer.
