@@ -20,6 +20,12 @@ const (
 // segment-type header, and "com.segment.dead-letter" as a CloudEvents type.
 const DeadLetterType = "dead-letter"
 
+// CloudEvents extension attributes of a dead letter (ce-deadletterreason, ce-deadlettertarget).
+const (
+	deadLetterReasonAttribute = "deadletterreason"
+	deadLetterTargetAttribute = "deadlettertarget"
+)
+
 // deadLetter is the envelope sent to the dead-letter target. Event holds the event's bytes
 // exactly as received, spliced in rather than re-encoded.
 type deadLetter struct {
@@ -48,9 +54,9 @@ func (d deadLetter) envelope(raw []byte) Event {
 		h.Write([]byte(part))
 	}
 	h.Write(raw)
-	attrs := map[string]string{"deadletterreason": d.Reason}
+	attrs := map[string]string{deadLetterReasonAttribute: d.Reason}
 	if d.Target != "" {
-		attrs["deadlettertarget"] = d.Target
+		attrs[deadLetterTargetAttribute] = d.Target
 	}
 	return Event{
 		Raw:        body,
@@ -62,16 +68,15 @@ func (d deadLetter) envelope(raw []byte) Event {
 }
 
 // deadLetters wraps the invalid events and the refused ones.
-func deadLetters(source string, invalid []invalidEvent, refused []refusal) (letters []Event, reasons []string) {
+func deadLetters(source string, invalid []invalidEvent, refused []refusal) []Event {
+	var letters []Event
 	for _, ie := range invalid {
 		letters = append(letters, deadLetter{Reason: ReasonInvalid, Error: ie.err.Reason, Field: ie.err.Field,
 			Index: ie.err.Index, Source: source}.envelope(ie.raw))
-		reasons = append(reasons, ReasonInvalid)
 	}
 	for _, rf := range refused {
 		letters = append(letters, deadLetter{Reason: ReasonRefused, Error: rf.err.Error(), Target: rf.target,
 			Index: rf.event.Index, MessageID: rf.event.MessageID, Source: source}.envelope(rf.event.Raw))
-		reasons = append(reasons, ReasonRefused)
 	}
-	return letters, reasons
+	return letters
 }

@@ -214,6 +214,21 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	return failed, refused
 }
 
+// sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
+// and which it got now (not already from an earlier try of the same request).
+func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
+	batch, _, unprepared := p.deadLetter.prepare(letters)
+	if len(unprepared) > 0 {
+		return nil, false
+	}
+	for _, err := range p.deadLetter.send(ctx, batch) {
+		if err != nil {
+			return nil, false
+		}
+	}
+	return batch, true
+}
+
 // prepare selects the events this target should get: those its filter matches that it has not
 // already accepted (a Segment retry of a request that partly failed), each sent once per request,
 // with the configured fields dropped. originals[i] is batch[i] as received. An event whose fields
@@ -254,6 +269,9 @@ var errNotSent = errors.New("not sent before the delivery deadline")
 // next wait would pass the deadline. It returns one outcome per event. Accepted events are
 // remembered even when others fail, so Segment's retry has less to resend.
 func (r *route) send(ctx context.Context, events []Event) []error {
+	if len(events) == 0 {
+		return nil
+	}
 	outcomes := make([]error, len(events))
 	pending := make([]int, len(events))
 	for i := range events {

@@ -418,17 +418,16 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
 		return http.StatusServiceUnavailable, total, "delivery"
 	}
-	letters, reasons := deadLetters(cfg.Source, decoded.invalid, refused)
+	letters := deadLetters(cfg.Source, decoded.invalid, refused)
 	if len(letters) > 0 {
-		for _, outcome := range p.deadLetter.send(ctx, letters) {
-			if outcome != nil {
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
-				writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead-letter delivery failed; retry later"})
-				return http.StatusServiceUnavailable, total, "dead-letter delivery"
-			}
+		sent, ok := p.sendDeadLetters(ctx, letters)
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead-letter delivery failed; retry later"})
+			return http.StatusServiceUnavailable, total, "dead-letter delivery"
 		}
-		for _, reason := range reasons {
-			s.metrics.deadLettered.WithLabelValues(reason).Inc()
+		for _, letter := range sent {
+			s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
 		}
 	}
 	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters)})

@@ -455,3 +455,26 @@ func TestClassifyNATSError(t *testing.T) {
 		}
 	}
 }
+
+// A 4000-event batch is published asynchronously and acknowledged by the stream each event
+// exactly once.
+func TestNATSLargestBatchExactlyOnce(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	js := natsClient(t, natsURL(srv))
+	createStream(t, js)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	h := startHarness(t, secretVol, bigBatchConfig(secretVol, natsTargetTo("stream", natsURL(srv))))
+	body, first := segmentBatch(4000)
+	if r := h.do("POST", body, map[string]string{SignatureHeader: hmacHex(testSecret, first)}); r.code != 200 {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	counts := msgIDCounts(t, js)
+	for i := range 4000 {
+		if id := fmt.Sprintf("seg-%05d", i); counts[id] != 1 {
+			t.Fatalf("%s stored %d times, want 1", id, counts[id])
+		}
+	}
+	if len(counts) != 4000 {
+		t.Fatalf("stream holds %d distinct messages, want 4000", len(counts))
+	}
+}
