@@ -340,8 +340,13 @@ func (r *route) send(ctx context.Context, events []Event) []error {
 		if r.optional {
 			level = slog.LevelInfo
 		}
-		r.log.Log(ctx, level, "delivery failed", "events", len(events), "accepted", accepted,
-			"permanent", permanent, "transient", transient, "attempts", attempts, "error", firstErr)
+		// Events still failing when the deadline ended the request may have reached the target.
+		abandoned := 0
+		if ctx.Err() != nil {
+			abandoned = transient
+		}
+		r.log.Log(ctx, level, "delivery failed", "events", len(events), "accepted", accepted, "permanent", permanent,
+			"transient", transient, "abandonedAtDeadline", abandoned, "attempts", attempts, "error", firstErr)
 	}
 	return outcomes
 }

@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -458,17 +460,30 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 }
 
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
-// Content-Length headers. It allocates the declared length at once, which the caller has
-// already reserved against maxBufferedBytes.
+// Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
+// length (which the caller has reserved against maxBufferedBytes), so a client that declares a
+// large body and sends little holds little memory.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // +MinRead so reading EOF does not grow it
+	reader := http.MaxBytesReader(w, r.Body, limit)
+	size := limit
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		return nil, err
+	// One byte beyond the expected size lets the last Read report EOF without growing.
+	buf := make([]byte, 0, min(size, 64<<10)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(min(cap(buf), int(size)+1-len(buf)), bytes.MinRead))
+		}
+		n, err := reader.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {
