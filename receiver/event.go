@@ -307,24 +307,20 @@ func (s *eventScanner) readEvent(index int) (ev Event, verr *ValidationError, er
 
 // fill validates the fields and copies the ones routing needs into ev.
 func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
-	typ, ok := f.str(fieldType)
+	typ, ok := f.eventType()
 	if !ok || typ == "" {
 		return invalid(index, "type", "every event needs a non-empty string type")
 	}
 	ev.Type = typ
 	if strict {
-		if err := f.validateStrict(typ, index); err != nil {
+		if err := f.validateStrict(typ, index, &ev.Timestamp); err != nil {
 			return err
 		}
+	} else if ts, ok := f.text(fieldTimestamp); ok {
+		ev.Timestamp, _ = time.Parse(time.RFC3339Nano, string(ts))
 	}
 	// In Lenient mode fields of an unexpected kind are simply not used.
-	ev.MessageID, _ = f.str(fieldMessageID)
-	ev.UserID, _ = f.str(fieldUserID)
-	ev.AnonymousID, _ = f.str(fieldAnonymousID)
-	ev.Name, _ = f.str(fieldEvent)
-	if ts, ok := f.str(fieldTimestamp); ok {
-		ev.Timestamp, _ = time.Parse(time.RFC3339Nano, ts)
-	}
+	f.strings(&ev.MessageID, &ev.UserID, &ev.AnonymousID, &ev.Name)
 	if ev.MessageID == "" {
 		ev.MessageID = deriveMessageID(ev.Raw)
 	}
@@ -334,7 +330,7 @@ func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
 // validateStrict enforces the Segment Spec. Identifiers must be strings: Segment's libraries send
 // strings, and a numeric userId is more likely a mapping mistake than intent. JSON null counts as
 // absent, since Segment sends "userId": null for anonymous users.
-func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
+func (f *eventFields) validateStrict(typ string, index int, timestamp *time.Time) *ValidationError {
 	if !slices.Contains(config.EventTypes, typ) {
 		return invalid(index, "type", fmt.Sprintf("unknown event type %q", typ))
 	}
@@ -352,16 +348,20 @@ func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
 		if !f.present(i) {
 			continue
 		}
-		s, ok := f.str(i)
+		s, ok := f.text(i)
 		if !ok {
 			return invalid(index, fieldNames[i], "must be an ISO-8601 (RFC 3339) timestamp string")
 		}
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+		t, err := time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
 			return invalid(index, fieldNames[i], "must be an ISO-8601 (RFC 3339) timestamp such as 2024-05-01T12:00:00.000Z")
+		}
+		if i == fieldTimestamp {
+			*timestamp = t
 		}
 	}
 	need := func(i int, reason string) *ValidationError {
-		if v, _ := f.str(i); v == "" {
+		if v, _ := f.text(i); len(v) == 0 {
 			return invalid(index, fieldNames[i], reason)
 		}
 		return nil
@@ -382,30 +382,74 @@ func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
 	if err != nil {
 		return err
 	}
-	userID, _ := f.str(fieldUserID)
-	anonymousID, _ := f.str(fieldAnonymousID)
-	if userID == "" && anonymousID == "" {
+	userID, _ := f.text(fieldUserID)
+	anonymousID, _ := f.text(fieldAnonymousID)
+	if len(userID) == 0 && len(anonymousID) == 0 {
 		return invalid(index, "userId", "every event needs a non-empty userId or anonymousId")
 	}
 	return nil
 }
 
+// eventType is the type, without allocating for the known types.
+func (f *eventFields) eventType() (string, bool) {
+	if v := f[fieldType]; len(v) > 2 && v[0] == '"' {
+		for _, known := range config.EventTypes {
+			if string(v[1:len(v)-1]) == known {
+				return known, true
+			}
+		}
+	}
+	return f.str(fieldType)
+}
+
 // present reports whether field i is there and not null.
 func (f *eventFields) present(i int) bool { return f[i] != nil && string(f[i]) != "null" }
 
-// str returns field i's value when it is a JSON string.
-func (f *eventFields) str(i int) (string, bool) {
+// text returns the content of field i when it is a JSON string, without copying unless it holds
+// escapes.
+func (f *eventFields) text(i int) ([]byte, bool) {
 	v := f[i]
 	if len(v) < 2 || v[0] != '"' {
-		return "", false
+		return nil, false
 	}
 	// The tokenizer has validated the string, so one without escapes needs no decoding.
 	if inner := v[1 : len(v)-1]; bytes.IndexByte(inner, '\\') < 0 {
-		return string(inner), true
+		return inner, true
 	}
 	// The only error left is invalid UTF-8, which is replaced like encoding/json does.
 	s, _ := jsontext.AppendUnquote(nil, v)
-	return string(s), true
+	return s, true
+}
+
+// str returns field i's value when it is a JSON string.
+func (f *eventFields) str(i int) (string, bool) {
+	s, ok := f.text(i)
+	return string(s), ok
+}
+
+// strings sets the messageId, userId, anonymousId and event name from one allocation: a string
+// holding all four, sliced.
+func (f *eventFields) strings(messageID, userID, anonymousID, name *string) {
+	fields := [4]int{fieldMessageID, fieldUserID, fieldAnonymousID, fieldEvent}
+	var parts [4][]byte
+	size := 0
+	for j, i := range fields {
+		parts[j], _ = f.text(i)
+		size += len(parts[j])
+	}
+	var buf [256]byte // usually enough: joined on the stack, one allocation for the string
+	joined := buf[:0]
+	if size > len(buf) {
+		joined = make([]byte, 0, size)
+	}
+	for _, p := range parts {
+		joined = append(joined, p...)
+	}
+	all := string(joined)
+	out := [4]*string{messageID, userID, anonymousID, name}
+	for j, p := range parts {
+		*out[j], all = all[:len(p)], all[len(p):]
+	}
 }
 
 // deriveMessageID gives an event without a messageId a stable one, so that dedupe and the
