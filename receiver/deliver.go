@@ -173,6 +173,22 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	deadline, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	record := func(r *route, originals []Event, outcomes []error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, err := range outcomes {
+			switch {
+			case err == nil:
+			case IsPermanent(err):
+				refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
+			default:
+				failed = true
+			}
+		}
+	}
+	// The last required target with events is delivered to in this goroutine: with a single
+	// target, the common case, no goroutine is started at all.
+	var inline func()
 	for _, r := range p.routes {
 		batch, originals, unprepared := r.prepare(events)
 		if !r.optional {
@@ -193,22 +209,17 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 			}()
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outcomes := r.send(ctx, batch)
-			mu.Lock()
-			defer mu.Unlock()
-			for i, err := range outcomes {
-				switch {
-				case err == nil:
-				case IsPermanent(err):
-					refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
-				default:
-					failed = true
-				}
-			}
-		}()
+		if inline != nil {
+			wg.Add(1)
+			go func(deliver func()) {
+				defer wg.Done()
+				deliver()
+			}(inline)
+		}
+		inline = func() { record(r, originals, r.send(ctx, batch)) }
+	}
+	if inline != nil {
+		inline()
 	}
 	wg.Wait()
 	return failed, refused

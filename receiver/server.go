@@ -275,13 +275,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	code, events, reason := s.serveWebhook(w, r, p, start)
-	s.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.metrics.request(code)
 	level := slog.LevelDebug
 	switch {
 	case code >= 500, code == http.StatusTooManyRequests:
 		level = slog.LevelWarn
 	case code >= 400:
 		level = slog.LevelInfo
+	}
+	if !s.log.Enabled(r.Context(), level) {
+		return // the common 200 at Info: skip building the attributes
 	}
 	// Never log bodies or headers: they carry user data and credentials.
 	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
@@ -406,7 +409,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	}
 	defer s.bodies.Release(decodedCost)
 	for i := range events {
-		s.metrics.events.WithLabelValues(eventTypeLabel(events[i].Type)).Inc()
+		s.metrics.event(events[i].Type)
 	}
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
