@@ -31,31 +31,31 @@ type Event struct {
 	Attributes map[string]string
 }
 
-// ValidationError refuses a request or one event of it. Status is 400, or 413 when the batch holds
+// validationError refuses a request or one event of it. Status is 400, or 413 when the batch holds
 // too many events. Index is the event's position in a batch (0 for a single event, -1 when no
 // event is to blame).
-type ValidationError struct {
+type validationError struct {
 	Status int
 	Index  int
 	Field  string
 	Reason string
 }
 
-func (e *ValidationError) Error() string {
+func (e *validationError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("event %d: %s", e.Index, e.Reason)
 	}
 	return fmt.Sprintf("event %d: %s: %s", e.Index, e.Field, e.Reason)
 }
 
-func invalid(index int, field, reason string) *ValidationError {
-	return &ValidationError{Status: http.StatusBadRequest, Index: index, Field: field, Reason: reason}
+func invalid(index int, field, reason string) *validationError {
+	return &validationError{Status: http.StatusBadRequest, Index: index, Field: field, Reason: reason}
 }
 
 // invalidEvent is an event that failed validation; its bytes can still be dead-lettered.
 type invalidEvent struct {
 	raw []byte
-	err *ValidationError
+	err *validationError
 }
 
 // decodedBody is a request body split into events.
@@ -83,7 +83,7 @@ type eventScanner struct {
 	batch   bool
 	n       int // elements read
 	done    bool
-	err     *ValidationError // a problem with the body as a whole: nothing of it can be used
+	err     *validationError // a problem with the body as a whole: nothing of it can be used
 	decoded decodedBody
 }
 
@@ -113,7 +113,7 @@ func newEventScanner(body []byte, mode string, maxEvents int) *eventScanner {
 // jsonSpace is the whitespace JSON allows between tokens.
 const jsonSpace = " \t\r\n"
 
-func (s *eventScanner) fail(err *ValidationError) {
+func (s *eventScanner) fail(err *validationError) {
 	s.err, s.done = err, true
 	s.release()
 }
@@ -144,7 +144,7 @@ func (s *eventScanner) firstElement() []byte {
 }
 
 // finish reads the rest of the body.
-func (s *eventScanner) finish() (decodedBody, *ValidationError) {
+func (s *eventScanner) finish() (decodedBody, *validationError) {
 	for s.step() {
 	}
 	return s.decoded, s.err
@@ -171,7 +171,7 @@ func (s *eventScanner) step() bool {
 			return false
 		}
 		if s.n == s.max {
-			s.fail(&ValidationError{Status: http.StatusRequestEntityTooLarge, Index: s.n,
+			s.fail(&validationError{Status: http.StatusRequestEntityTooLarge, Index: s.n,
 				Reason: fmt.Sprintf("a batch may hold at most %d events", s.max)})
 			return false
 		}
@@ -271,7 +271,7 @@ type eventFields [fieldCount][]byte
 
 // readEvent reads one object. err is a syntax error (the body is unusable); verr refuses only
 // this event.
-func (s *eventScanner) readEvent(index int) (ev Event, verr *ValidationError, err error) {
+func (s *eventScanner) readEvent(index int) (ev Event, verr *validationError, err error) {
 	d := s.dec
 	if _, err := d.ReadToken(); err != nil {
 		return ev, nil, err
@@ -306,7 +306,7 @@ func (s *eventScanner) readEvent(index int) (ev Event, verr *ValidationError, er
 }
 
 // fill validates the fields and copies the ones routing needs into ev.
-func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
+func (f *eventFields) fill(ev *Event, strict bool, index int) *validationError {
 	typ, ok := f.eventType()
 	if !ok || typ == "" {
 		return invalid(index, "type", "every event needs a non-empty string type")
@@ -330,7 +330,7 @@ func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
 // validateStrict enforces the Segment Spec. Identifiers must be strings: Segment's libraries send
 // strings, and a numeric userId is more likely a mapping mistake than intent. JSON null counts as
 // absent, since Segment sends "userId": null for anonymous users.
-func (f *eventFields) validateStrict(typ string, index int, timestamp *time.Time) *ValidationError {
+func (f *eventFields) validateStrict(typ string, index int, timestamp *time.Time) *validationError {
 	if !slices.Contains(config.EventTypes, typ) {
 		return invalid(index, "type", fmt.Sprintf("unknown event type %q", typ))
 	}
@@ -360,13 +360,13 @@ func (f *eventFields) validateStrict(typ string, index int, timestamp *time.Time
 			*timestamp = t
 		}
 	}
-	need := func(i int, reason string) *ValidationError {
+	need := func(i int, reason string) *validationError {
 		if v, _ := f.text(i); len(v) == 0 {
 			return invalid(index, fieldNames[i], reason)
 		}
 		return nil
 	}
-	var err *ValidationError
+	var err *validationError
 	switch typ {
 	case "track":
 		err = need(fieldEvent, "track events need a non-empty event name")

@@ -249,9 +249,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handler is the webhook and health handler (the server itself), for in-process use.
-func (s *Server) Handler() http.Handler { return s }
-
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
