@@ -42,7 +42,8 @@ type SegmentWebhookSpec struct {
 	Authentication Authentication `json:"authentication,omitempty"`
 
 	// Targets receive the events. A request is acknowledged to Segment only when every target
-	// that is not optional has accepted every event routed to it.
+	// that is not optional has accepted every event routed to it (or, with deadLetter, the
+	// dead-letter target has the events a target refused for good).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
