@@ -101,7 +101,7 @@ type SegmentWebhookSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// Resources of the receiver container. Defaults to requests of 50m CPU and 64Mi memory and a
-	// 256Mi memory limit.
+	// 256Mi memory limit. The receiver's GOMEMLIMIT is set to the memory limit.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
