@@ -82,7 +82,7 @@ demo-build: $(LOCALBIN)
 ##@ Benchmarks
 
 .PHONY: bench-receiver
-bench-receiver: ## Load the real receiver binary and compare it with bare net/http and a reverse proxy.
+bench-receiver: ## Load the real receiver binary against a naive forwarder, a reverse proxy and bare net/http; batches over HTTP, Kafka, NATS.
 	hack/bench-receiver.sh
 
 .PHONY: bench-operator

@@ -142,6 +142,13 @@ func ReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
 	for _, t := range spec.Targets {
 		c.Targets = append(c.Targets, receiverTarget(t))
 	}
+	if spec.Authentication.Mode == segmentv1alpha1.AuthenticationHMAC {
+		c.Authentication.Signature = string(spec.Authentication.Signature)
+	}
+	if d := spec.DeadLetter; d != nil {
+		c.DeadLetter = &config.Target{Name: config.DeadLetterName}
+		setTargetKind(c.DeadLetter, d.HTTP, d.Kafka, d.NATS)
+	}
 	c.Default()
 	return c
 }
@@ -162,8 +169,18 @@ func receiverTarget(t segmentv1alpha1.Target) config.Target {
 		}
 		out.Filter.TrackEvents = t.Filter.TrackEvents
 	}
-	if h := t.HTTP; h != nil {
-		out.HTTP = &config.HTTPTarget{URL: h.URL, Method: h.Method, Headers: h.Headers, Format: string(h.Format)}
+	setTargetKind(&out, t.HTTP, t.Kafka, t.NATS)
+	return out
+}
+
+// setTargetKind renders the one target kind that is set, for a target or the dead-letter target.
+func setTargetKind(out *config.Target, h *segmentv1alpha1.HTTPTarget, k *segmentv1alpha1.KafkaTarget, n *segmentv1alpha1.NATSTarget) {
+	if h != nil {
+		out.HTTP = &config.HTTPTarget{URL: h.URL, Method: h.Method, Headers: h.Headers, Format: string(h.Format),
+			Concurrency: int(h.Concurrency)}
+		if b := h.Batch; b != nil {
+			out.HTTP.Batch = &config.HTTPBatch{MaxEvents: int(b.MaxEvents), MaxBytes: b.MaxBytes}
+		}
 		for _, hf := range h.HeadersFrom {
 			if out.HTTP.HeaderFiles == nil {
 				out.HTTP.HeaderFiles = map[string]string{}
@@ -171,7 +188,7 @@ func receiverTarget(t segmentv1alpha1.Target) config.Target {
 			out.HTTP.HeaderFiles[hf.Name] = secretFile(hf.SecretKeyRef)
 		}
 	}
-	if k := t.Kafka; k != nil {
+	if k != nil {
 		out.Kafka = &config.KafkaTarget{
 			Brokers:     k.Brokers,
 			Topic:       k.Topic,
@@ -187,7 +204,7 @@ func receiverTarget(t segmentv1alpha1.Target) config.Target {
 			}
 		}
 	}
-	if n := t.NATS; n != nil {
+	if n != nil {
 		out.NATS = &config.NATSTarget{
 			URLs:            n.URLs,
 			Subject:         n.Subject,
@@ -199,7 +216,6 @@ func receiverTarget(t segmentv1alpha1.Target) config.Target {
 			TLS:             receiverTLS(n.TLS),
 		}
 	}
-	return out
 }
 
 // optionalSecretFile is secretFile for an optional reference; "" when it is not set.
@@ -341,6 +357,7 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) co
 		Name:  receiverContainer,
 		Image: image,
 		Args:  []string{"--config=" + path.Join(configMountPath, config.FileName)},
+		Env:   memoryLimitEnv(resources),
 		Ports: []corev1.ContainerPort{
 			{Name: httpPortName, ContainerPort: config.DefaultPort, Protocol: corev1.ProtocolTCP},
 			{Name: metricsPortName, ContainerPort: config.DefaultMetricsPort, Protocol: corev1.ProtocolTCP},
@@ -357,6 +374,23 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) co
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+}
+
+// memoryLimitEnv sets GOMEMLIMIT to the container's memory limit (downward API), so the Go
+// runtime collects garbage harder as the heap nears the limit instead of being OOM-killed. Without
+// a memory limit there is nothing to follow.
+func memoryLimitEnv(resources corev1.ResourceRequirements) []corev1.EnvVar {
+	if _, ok := resources.Limits[corev1.ResourceMemory]; !ok {
+		return nil
+	}
+	return []corev1.EnvVar{{
+		Name: "GOMEMLIMIT",
+		ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: receiverContainer,
+			Resource:      "limits.memory",
+			Divisor:       resource.MustParse("1"),
+		}},
+	}}
 }
 
 func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }

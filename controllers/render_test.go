@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ import (
 func defaultedWebhook() *segmentv1alpha1.SegmentWebhook {
 	swh := sampleWebhook("team-a")
 	swh.Spec.Authentication.Mode = segmentv1alpha1.AuthenticationHMAC
+	swh.Spec.Authentication.Signature = segmentv1alpha1.SignatureAny
 	swh.Spec.Validation = segmentv1alpha1.ValidationStrict
 	swh.Spec.Delivery = segmentv1alpha1.Delivery{
 		Budget:         &metav1.Duration{Duration: 3 * time.Second},
@@ -44,12 +46,13 @@ func defaultedWebhook() *segmentv1alpha1.SegmentWebhook {
 		MaxBackoff:     &metav1.Duration{Duration: time.Second},
 		DedupeWindow:   &metav1.Duration{Duration: 4*time.Hour + 15*time.Minute},
 	}
-	swh.Spec.Limits = segmentv1alpha1.Limits{MaxEvents: 1000, MaxBodyBytes: 4 << 20}
+	swh.Spec.Limits = segmentv1alpha1.Limits{MaxEvents: 4000, MaxBodyBytes: 16 << 20}
 	swh.Spec.Service = segmentv1alpha1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Port: 80}
 	swh.Spec.Ingress.Path = "/webhook"
 	for i := range swh.Spec.Targets {
 		h := swh.Spec.Targets[i].HTTP
 		h.Method = "POST"
+		h.Concurrency = 128
 		if h.Format == "" {
 			h.Format = segmentv1alpha1.HTTPFormatSegment
 		}
@@ -88,6 +91,57 @@ func TestReceiverConfigDefaultsWhatTheSpecLeavesOut(t *testing.T) {
 	}
 	if cfg.Delivery.Budget.Duration != config.DefaultBudget {
 		t.Errorf("budget = %s, want %s", cfg.Delivery.Budget, config.DefaultBudget)
+	}
+}
+
+// The issue-9 fields reach the receiver config: signature mode, per-target concurrency and batch,
+// and the dead-letter target with its Secret files.
+func TestReceiverConfigRendersBatchSignatureAndDeadLetter(t *testing.T) {
+	swh := defaultedWebhook()
+	swh.Spec.Authentication.Signature = segmentv1alpha1.SignatureFullBody
+	swh.Spec.Targets[0].HTTP.Concurrency = 32
+	swh.Spec.Targets[0].HTTP.Batch = &segmentv1alpha1.HTTPBatch{MaxEvents: 100, MaxBytes: 1 << 20}
+	swh.Spec.DeadLetter = &segmentv1alpha1.DeadLetterTarget{HTTP: &segmentv1alpha1.HTTPTarget{
+		URL: "https://dlq.example/in", Method: "POST", Format: segmentv1alpha1.HTTPFormatCloudEvents, Concurrency: 8,
+		HeadersFrom: []segmentv1alpha1.HeaderFromSecret{{Name: "Authorization", SecretKeyRef: segmentv1alpha1.SecretKeyRef{Name: "dlq", Key: "token"}}},
+	}}
+	cfg := ReceiverConfig(swh)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("rendered config is invalid: %v", err)
+	}
+	h := cfg.Targets[0].HTTP
+	if cfg.Authentication.Signature != config.SignatureFullBody || h.Concurrency != 32 ||
+		h.Batch == nil || h.Batch.MaxEvents != 100 || h.Batch.MaxBytes != 1<<20 {
+		t.Fatalf("rendered %+v, batch %+v, auth %+v", h, h.Batch, cfg.Authentication)
+	}
+	dl := cfg.DeadLetter
+	if dl == nil || dl.Name != config.DeadLetterName || dl.HTTP == nil || dl.HTTP.Format != config.FormatCloudEvents ||
+		dl.HTTP.HeaderFiles["Authorization"] != "/etc/segment-webhook/secrets/dlq/token" {
+		t.Fatalf("dead-letter target rendered as %+v", dl)
+	}
+	if !slices.Contains(swh.Spec.SecretNames(), "dlq") {
+		t.Fatal("the dead-letter target's Secret is not mounted or watched")
+	}
+	swh.Spec.Authentication = segmentv1alpha1.Authentication{Mode: segmentv1alpha1.AuthenticationNone, Signature: segmentv1alpha1.SignatureAny}
+	swh.Spec.SecretRefs = nil
+	if cfg := ReceiverConfig(swh); cfg.Authentication.Signature != "" || cfg.Validate() != nil {
+		t.Fatalf("signature rendered for mode None: %+v", cfg.Authentication)
+	}
+}
+
+// GOMEMLIMIT follows the container's memory limit through the downward API.
+func TestDeploymentSetsGOMEMLIMITFromTheMemoryLimit(t *testing.T) {
+	swh := defaultedWebhook()
+	c := Deployment(swh, RenderOptions{ReceiverImage: "receiver:dev"}, "hash").Spec.Template.Spec.Containers[0]
+	if len(c.Env) != 1 || c.Env[0].Name != "GOMEMLIMIT" || c.Env[0].ValueFrom == nil ||
+		c.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+		c.Env[0].ValueFrom.ResourceFieldRef.ContainerName != c.Name ||
+		!c.Env[0].ValueFrom.ResourceFieldRef.Divisor.Equal(resource.MustParse("1")) {
+		t.Fatalf("env %+v", c.Env)
+	}
+	swh.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}
+	if env := Deployment(swh, RenderOptions{ReceiverImage: "receiver:dev"}, "hash").Spec.Template.Spec.Containers[0].Env; env != nil {
+		t.Fatalf("GOMEMLIMIT set without a memory limit: %+v", env)
 	}
 }
 

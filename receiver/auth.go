@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,18 +14,25 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
-// SignatureHeader carries the lowercase hex HMAC-SHA1 Segment computes with the shared secret.
-const SignatureHeader = "X-Signature"
+// Signature headers: both carry the lowercase hex HMAC-SHA1 Segment computes with the shared
+// secret. X-Signature covers the body, or for an Actions batch only its first element;
+// X-Segment-Signature (the Actions Webhook setting "Use X-Segment-Signature Header") covers
+// JSON.stringify(payload), which is exactly the body.
+const (
+	SignatureHeader        = "X-Signature"
+	SegmentSignatureHeader = "X-Segment-Signature"
+)
 
 // authenticator checks that a request comes from Segment. It is immutable once built, so a
 // pipeline can share it between requests without locks.
 type authenticator struct {
-	mode    string
-	secrets [][]byte // HMAC keys, or sha256 digests of bearer tokens
+	mode     string
+	fullBody bool     // refuse signatures over a batch's first element only
+	secrets  [][]byte // HMAC keys, or sha256 digests of bearer tokens
 }
 
 func newAuthenticator(a config.Authentication, files map[string][]byte) (*authenticator, error) {
-	auth := &authenticator{mode: a.Mode}
+	auth := &authenticator{mode: a.Mode, fullBody: a.Signature == config.SignatureFullBody}
 	for _, path := range a.SecretFiles {
 		secret := files[path]
 		if len(secret) == 0 {
@@ -49,19 +55,56 @@ func (a *authenticator) precheck(h http.Header) bool {
 	case config.AuthNone:
 		return true
 	case config.AuthHMAC:
-		return h.Get(SignatureHeader) != ""
+		return h.Get(SignatureHeader) != "" || h.Get(SegmentSignatureHeader) != ""
 	case config.AuthBearer:
 		return a.verifyBearer(h.Get("Authorization"))
 	}
 	return false
 }
 
-// verifyBody completes authentication once the body is read (HMAC mode only).
-func (a *authenticator) verifyBody(h http.Header, body []byte) bool {
+// verifyBody completes authentication once the body is read (HMAC mode only). Either header
+// may sign the whole body. In mode Any, X-Signature may instead sign only a batch's first
+// element: firstElement locates its exact bytes in the body, and is called only then.
+//
+// That first-element rule is Segment's, and it leaves the rest of a batch unsigned: whoever has
+// seen one signed batch can append forged events after element 0. FullBody closes that hole.
+func (a *authenticator) verifyBody(h http.Header, body []byte, firstElement func() []byte) bool {
 	if a.mode != config.AuthHMAC {
 		return true
 	}
-	return VerifySignature(body, h.Get(SignatureHeader), a.secrets)
+	for _, header := range []string{SegmentSignatureHeader, SignatureHeader} {
+		if a.signedBy(h.Get(header), body) {
+			return true
+		}
+	}
+	if a.fullBody {
+		return false
+	}
+	signature := h.Get(SignatureHeader)
+	if signature == "" {
+		return false
+	}
+	first := firstElement()
+	return first != nil && a.signedBy(signature, first)
+}
+
+// signedBy reports whether signature (hex HMAC-SHA1) was made over data with one of the secrets.
+// Every secret is tried, so the time taken does not tell which one matched.
+func (a *authenticator) signedBy(signature string, data []byte) bool {
+	if signature == "" {
+		return false
+	}
+	want, err := hex.DecodeString(strings.TrimSpace(signature))
+	if err != nil || len(want) != sha1.Size {
+		return false
+	}
+	match := false
+	for _, secret := range a.secrets {
+		if hmac.Equal(want, sign(secret, data)) {
+			match = true
+		}
+	}
+	return match
 }
 
 func (a *authenticator) verifyBearer(header string) bool {
@@ -84,67 +127,11 @@ func (a *authenticator) verifyBearer(header string) bool {
 	return match
 }
 
-// VerifySignature reports whether signature (hex HMAC-SHA1) was made with one of secrets over
-// either the whole body or, when the body is a JSON array, the exact raw bytes of its first
-// element: Segment Actions signs only element 0 of a batch, and an upstream proposal would sign
-// the whole body, so both are accepted.
-//
-// Note that the first-element rule is Segment's: whoever holds one signed event can wrap it in an
-// array with other events. Only the signed element is authenticated by the protocol.
-func VerifySignature(body []byte, signature string, secrets [][]byte) bool {
-	want, err := hex.DecodeString(strings.TrimSpace(signature))
-	if err != nil || len(want) != sha1.Size {
-		return false
-	}
-	first, isBatch := FirstElement(body)
-	match := false
-	for _, secret := range secrets {
-		if hmac.Equal(want, sign(secret, body)) {
-			match = true
-		}
-		if isBatch && hmac.Equal(want, sign(secret, first)) {
-			match = true
-		}
-	}
-	return match
-}
-
-// Sign returns the lowercase hex HMAC-SHA1 of body, as Segment computes X-Signature.
-func Sign(secret, body []byte) string { return hex.EncodeToString(sign(secret, body)) }
-
 func sign(secret, body []byte) []byte {
 	mac := hmac.New(sha1.New, secret)
 	mac.Write(body)
 	return mac.Sum(nil)
 }
-
-// FirstElement returns the exact bytes of element 0 as they appear in body when body is a JSON
-// array with at least one element. The bytes come from the decoder's offsets, never from
-// re-encoding, because the signature covers Segment's serialization, not ours.
-func FirstElement(body []byte) ([]byte, bool) {
-	trimmed := bytes.TrimLeft(body, jsonSpace)
-	if len(trimmed) == 0 || trimmed[0] != '[' {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, false
-	}
-	if !dec.More() {
-		return nil, false
-	}
-	start := dec.InputOffset()
-	var element json.RawMessage
-	if err := dec.Decode(&element); err != nil {
-		return nil, false
-	}
-	end := dec.InputOffset()
-	// The span may begin with the whitespace between '[' and the element.
-	return bytes.Trim(body[start:end], jsonSpace), true
-}
-
-// jsonSpace is the whitespace JSON allows between tokens.
-const jsonSpace = " \t\r\n"
 
 // readSecretFile reads a mounted secret. A single trailing newline ("\n" or "\r\n") is removed
 // because `kubectl create secret --from-file` and editors commonly add one that is not part of

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,17 +13,41 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
-// hmacHex is computed independently of Sign so the tests check the production code.
+// hmacHex is computed independently of sign so the tests check the production code.
 func hmacHex(secret, body string) string {
 	mac := hmac.New(sha1.New, []byte(secret))
 	mac.Write([]byte(body))
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// verify runs HMAC authentication as the handler does, with the body's first element located by
+// the event scanner.
+func verify(t testing.TB, body, header, signature string, secrets []string, mode string) bool {
+	t.Helper()
+	files := map[string][]byte{}
+	var paths []string
+	for i, s := range secrets {
+		path := fmt.Sprintf("s%d", i)
+		files[path], paths = []byte(s), append(paths, path)
+	}
+	if len(paths) == 0 {
+		return false // no secret: nothing can verify (newAuthenticator refuses the config)
+	}
+	auth, err := newAuthenticator(config.Authentication{Mode: config.AuthHMAC, SecretFiles: paths, Signature: mode}, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set(header, signature)
+	sc := newEventScanner([]byte(body), config.ValidationLenient, config.MaxEventsLimit)
+	defer sc.release()
+	return auth.precheck(h) && auth.verifyBody(h, []byte(body), sc.firstElement)
+}
+
 func TestSignKnownVector(t *testing.T) {
 	// RFC 2202 test case 2 for HMAC-SHA1.
-	if got, want := Sign([]byte("Jefe"), []byte("what do ya want for nothing?")), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"; got != want {
-		t.Fatalf("Sign = %s, want %s", got, want)
+	if got, want := hex.EncodeToString(sign([]byte("Jefe"), []byte("what do ya want for nothing?"))), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"; got != want {
+		t.Fatalf("sign = %s, want %s", got, want)
 	}
 }
 
@@ -30,29 +55,39 @@ func TestVerifySignature(t *testing.T) {
 	const secret = "s3cr3t"
 	first := `{"type":"track","event":"Caf\u00e9 \"quoted\" back\\slash","userId":"u-é","messageId":"m1"}`
 	second := `{"type":"identify","userId":"u2","messageId":"m2"}`
+	whole := "[" + first + "," + second + "]"
 	tests := []struct {
 		name      string
 		body      string
 		signed    string // the bytes the signature covers
+		header    string // default X-Signature
+		mode      string // default Any
 		secrets   []string
 		signWith  string
 		wantValid bool
 	}{
 		{name: "single event", body: first, signed: first, wantValid: true},
-		{name: "whole batch body", body: "[" + first + "," + second + "]", signed: "[" + first + "," + second + "]", wantValid: true},
-		{name: "batch first element", body: "[" + first + "," + second + "]", signed: first, wantValid: true},
+		{name: "whole batch body", body: whole, signed: whole, wantValid: true},
+		{name: "batch first element", body: whole, signed: first, wantValid: true},
 		{name: "batch first element, spaces and newlines", body: " \n[ \n\t" + first + " ,\n  " + second + "\n]\n", signed: first, wantValid: true},
 		{name: "batch first element, CRLF before the first", body: "[\r\n" + first + "\r\n]", signed: first, wantValid: true},
 		{name: "batch of one", body: "[" + first + "]", signed: first, wantValid: true},
 		{name: "first element with inner whitespace is signed as sent", body: `[ { "type" : "track" } ,{}]`, signed: `{ "type" : "track" }`, wantValid: true},
 		{name: "re-encoded first element is not what was signed", body: `[ { "type" : "track" } ,{}]`, signed: `{"type":"track"}`, wantValid: false},
 		{name: "raw unicode in first element", body: `[{"type":"track","event":"naïve 🚀"},{}]`, signed: `{"type":"track","event":"naïve 🚀"}`, wantValid: true},
-		{name: "second element is not accepted", body: "[" + first + "," + second + "]", signed: second, wantValid: false},
+		{name: "second element is not accepted", body: whole, signed: second, wantValid: false},
 		{name: "first element of a single object is not a thing", body: `{"a":[{"b":1}]}`, signed: `{"b":1}`, wantValid: false},
 		{name: "rotation: second secret", body: first, signed: first, secrets: []string{"old", secret}, wantValid: true},
 		{name: "rotation: first secret", body: first, signed: first, secrets: []string{secret, "new"}, wantValid: true},
 		{name: "wrong secret", body: first, signed: first, signWith: "other", wantValid: false},
 		{name: "body changed", body: first + " ", signed: first, wantValid: false},
+		{name: "X-Segment-Signature, single event", header: SegmentSignatureHeader, body: first, signed: first, wantValid: true},
+		{name: "X-Segment-Signature, batch", header: SegmentSignatureHeader, body: whole, signed: whole, wantValid: true},
+		{name: "X-Segment-Signature never covers element 0 alone", header: SegmentSignatureHeader, body: whole, signed: first, wantValid: false},
+		{name: "FullBody: whole batch", mode: config.SignatureFullBody, body: whole, signed: whole, wantValid: true},
+		{name: "FullBody: single event with X-Signature", mode: config.SignatureFullBody, body: first, signed: first, wantValid: true},
+		{name: "FullBody refuses element-0-only batches", mode: config.SignatureFullBody, body: whole, signed: first, wantValid: false},
+		{name: "FullBody: X-Segment-Signature batch", mode: config.SignatureFullBody, header: SegmentSignatureHeader, body: whole, signed: whole, wantValid: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,31 +99,30 @@ func TestVerifySignature(t *testing.T) {
 			if signWith == "" {
 				signWith = secret
 			}
-			var keys [][]byte
-			for _, s := range secrets {
-				keys = append(keys, []byte(s))
+			header := tt.header
+			if header == "" {
+				header = SignatureHeader
 			}
-			sig := hmacHex(signWith, tt.signed)
-			if got := VerifySignature([]byte(tt.body), sig, keys); got != tt.wantValid {
-				t.Fatalf("VerifySignature = %v, want %v", got, tt.wantValid)
+			if got := verify(t, tt.body, header, hmacHex(signWith, tt.signed), secrets, tt.mode); got != tt.wantValid {
+				t.Fatalf("verified = %v, want %v", got, tt.wantValid)
 			}
 		})
 	}
 }
 
 func TestVerifySignatureRejectsMalformedSignatures(t *testing.T) {
-	body := []byte(`{"type":"track"}`)
-	good := hmacHex("k", string(body))
-	for _, sig := range []string{"", "zz", good[:38], good + "00", "sha1=" + good, strings.Repeat("0", 40)} {
-		if VerifySignature(body, sig, [][]byte{[]byte("k")}) {
+	body := `{"type":"track"}`
+	good := hmacHex("k", body)
+	for _, sig := range []string{"zz", good[:38], good + "00", "sha1=" + good, strings.Repeat("0", 40)} {
+		if verify(t, body, SignatureHeader, sig, []string{"k"}, "") {
 			t.Errorf("signature %q accepted", sig)
 		}
 	}
-	if !VerifySignature(body, strings.ToUpper(good), [][]byte{[]byte("k")}) {
+	if !verify(t, body, SignatureHeader, strings.ToUpper(good), []string{"k"}, "") {
 		t.Errorf("upper-case hex of the right MAC refused; hex case carries no meaning")
 	}
-	if VerifySignature(body, good, nil) {
-		t.Errorf("accepted with no secrets configured")
+	if verify(t, body, SignatureHeader, "", []string{"k"}, "") {
+		t.Errorf("accepted without a signature")
 	}
 }
 
@@ -96,22 +130,22 @@ func TestFirstElement(t *testing.T) {
 	tests := []struct {
 		body string
 		want string
-		ok   bool
 	}{
-		{`[{"a":1},{"b":2}]`, `{"a":1}`, true},
-		{" \n [\n  {\"a\" : \"\\\"x\\\\\"}\n , {}]", `{"a" : "\"x\\"}`, true},
-		{`[ "str" , 1]`, `"str"`, true},
-		{`[12.5e3 ,1]`, `12.5e3`, true},
-		{`[]`, ``, false},
-		{`{"a":1}`, ``, false},
-		{`[{"a":`, ``, false},
-		{``, ``, false},
+		{`[{"a":1},{"b":2}]`, `{"a":1}`},
+		{" \n [\n  {\"a\" : \"\\\"x\\\\\"}\n , {}]", `{"a" : "\"x\\"}`},
+		{`[ "str" , 1]`, `"str"`},
+		{`[12.5e3 ,1]`, `12.5e3`},
+		{`[]`, ``},
+		{`{"a":1}`, ``},
+		{`[{"a":`, ``},
+		{``, ``},
 	}
 	for _, tt := range tests {
-		got, ok := FirstElement([]byte(tt.body))
-		if ok != tt.ok || string(got) != tt.want {
-			t.Errorf("FirstElement(%q) = %q, %v; want %q, %v", tt.body, got, ok, tt.want, tt.ok)
+		sc := newEventScanner([]byte(tt.body), config.ValidationLenient, 10)
+		if got := sc.firstElement(); string(got) != tt.want {
+			t.Errorf("firstElement(%q) = %q; want %q", tt.body, got, tt.want)
 		}
+		sc.release()
 	}
 }
 
@@ -168,8 +202,9 @@ func TestFirstElementMatchesDecoder(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &elems); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := FirstElement([]byte(body))
-	if !ok || string(got) != string(elems[0]) {
-		t.Fatalf("FirstElement = %q, want %q", got, elems[0])
+	sc := newEventScanner([]byte(body), config.ValidationLenient, 10)
+	defer sc.release()
+	if got := sc.firstElement(); string(got) != string(elems[0]) {
+		t.Fatalf("firstElement = %q, want %q", got, elems[0])
 	}
 }

@@ -30,13 +30,23 @@ func benchBatch(n int) string {
 	return batch(events...)
 }
 
+func benchAuthenticator(b *testing.B) *authenticator {
+	auth, err := newAuthenticator(config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{"s"}, Signature: config.SignatureAny},
+		map[string][]byte{"s": []byte("secret")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return auth
+}
+
 func BenchmarkVerifySingle(b *testing.B) {
 	body := []byte(benchEvent(1))
-	secrets := [][]byte{[]byte("secret")}
-	sig := Sign(secrets[0], body)
+	auth := benchAuthenticator(b)
+	h := http.Header{}
+	h.Set(SignatureHeader, hmacHex("secret", string(body)))
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if !VerifySignature(body, sig, secrets) {
+		if !auth.verifyBody(h, body, func() []byte { return nil }) {
 			b.Fatal("refused")
 		}
 	}
@@ -44,14 +54,16 @@ func BenchmarkVerifySingle(b *testing.B) {
 
 func BenchmarkVerifyBatchFirstElement(b *testing.B) {
 	body := []byte(benchBatch(100))
-	first, _ := FirstElement(body)
-	secrets := [][]byte{[]byte("secret")}
-	sig := Sign(secrets[0], first)
+	auth := benchAuthenticator(b)
+	h := http.Header{}
+	h.Set(SignatureHeader, hmacHex("secret", benchEvent(0)))
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if !VerifySignature(body, sig, secrets) {
+		sc := newEventScanner(body, config.ValidationStrict, 1000)
+		if !auth.verifyBody(h, body, sc.firstElement) {
 			b.Fatal("refused")
 		}
+		sc.release()
 	}
 }
 
@@ -59,19 +71,24 @@ func BenchmarkDecodeValidateSingle(b *testing.B) {
 	body := []byte(benchEvent(1))
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := DecodeEvents(body, config.ValidationStrict, 1000); err != nil {
+		if _, err := decodeEvents(body, config.ValidationStrict, 1000); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkDecodeValidateBatch100(b *testing.B) {
-	body := []byte(benchBatch(100))
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		if _, err := DecodeEvents(body, config.ValidationStrict, 1000); err != nil {
-			b.Fatal(err)
-		}
+func BenchmarkDecodeValidateBatch(b *testing.B) {
+	for _, n := range []int{100, 4000} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			body := []byte(benchBatch(n))
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeEvents(body, config.ValidationStrict, config.MaxEventsLimit); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -101,7 +118,7 @@ func BenchmarkHandler(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- server.Run(ctx) }()
 			defer func() { cancel(); <-done }()
-			handler := server.Handler()
+			handler := server // the webhook and health handler
 			body := benchBatch(n)
 			if n == 1 {
 				body = benchEvent(0)

@@ -2,29 +2,29 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
-// perTargetConcurrency bounds how many events of one batch are in flight to one target at once.
-const perTargetConcurrency = 16
-
 // pipeline is everything one config produces. It is immutable once built: a reload builds a new
 // one and swaps a pointer, and requests finish on the pipeline they started with. Reference
 // counting tells when a retired pipeline's targets can be closed.
 type pipeline struct {
-	cfg    *config.Config
-	auth   *authenticator
-	routes []*route
+	cfg        *config.Config
+	auth       *authenticator
+	routes     []*route
+	deadLetter *route // nil without a dead-letter target
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -38,7 +38,7 @@ type route struct {
 	filter   filter
 	dropper  fieldDropper
 	target   Target
-	accepted *expirable.LRU[string, struct{}] // messageIds the target has accepted
+	memory   *dedupeMemory
 	delivery config.Delivery
 	log      *slog.Logger
 
@@ -53,19 +53,18 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 	}
 	p := &pipeline{cfg: cfg, auth: auth}
 	env := targetEnv{source: cfg.Source, files: files, log: log}
-	for _, tc := range cfg.Targets {
+	newRoute := func(tc config.Target) (*route, error) {
 		target, err := newTarget(tc, env)
 		if err != nil {
-			p.closeTargets()
 			return nil, fmt.Errorf("target %q: %w", tc.Name, err)
 		}
-		p.routes = append(p.routes, &route{
+		return &route{
 			name:              tc.Name,
 			optional:          tc.Optional,
 			filter:            newFilter(tc.Filter),
 			dropper:           newFieldDropper(tc.DropFields),
 			target:            target,
-			accepted:          dedupe.forTarget(tc.Name, cfg.Delivery.DedupeSize, cfg.Delivery.DedupeWindow.Duration),
+			memory:            dedupe.forTarget(targetIdentity(tc), cfg.Delivery.DedupeSize, cfg.Delivery.DedupeWindow.Duration),
 			delivery:          cfg.Delivery,
 			log:               log.With("target", tc.Name),
 			deliveries:        m.deliveries.WithLabelValues(tc.Name),
@@ -74,9 +73,49 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			attempts:          m.attempts.WithLabelValues(tc.Name),
 			dedupeHits:        m.dedupeHits.WithLabelValues(tc.Name),
 			attemptDuration:   m.attemptDuration.WithLabelValues(tc.Name),
-		})
+		}, nil
+	}
+	for _, tc := range cfg.Targets {
+		r, err := newRoute(tc)
+		if err != nil {
+			p.closeTargets()
+			return nil, err
+		}
+		p.routes = append(p.routes, r)
+	}
+	if cfg.DeadLetter != nil {
+		if p.deadLetter, err = newRoute(*cfg.DeadLetter); err != nil {
+			p.closeTargets()
+			return nil, err
+		}
 	}
 	return p, nil
+}
+
+// targetIdentity is what the dedupe memory is keyed by: the name and where events go, so a
+// target pointed somewhere new under the same name starts with an empty memory.
+func targetIdentity(t config.Target) string {
+	switch {
+	case t.HTTP != nil:
+		return t.Name + "\x00http\x00" + t.HTTP.URL
+	case t.Kafka != nil:
+		return t.Name + "\x00kafka\x00" + strings.Join(t.Kafka.Brokers, ",") + "\x00" + t.Kafka.Topic
+	case t.NATS != nil:
+		return t.Name + "\x00nats\x00" + strings.Join(t.NATS.URLs, ",") + "\x00" + t.NATS.Subject + "\x00" + t.NATS.Stream
+	}
+	return t.Name
+}
+
+// identities lists the target identities a config uses.
+func identities(cfg *config.Config) []string {
+	var ids []string
+	for _, t := range cfg.Targets {
+		ids = append(ids, targetIdentity(t))
+	}
+	if cfg.DeadLetter != nil {
+		ids = append(ids, targetIdentity(*cfg.DeadLetter))
+	}
+	return ids
 }
 
 // acquire takes a reference on the current pipeline, or returns nil when none is loaded.
@@ -113,25 +152,47 @@ func (p *pipeline) closeTargets() {
 	for _, r := range p.routes {
 		_ = r.target.Close()
 	}
+	if p.deadLetter != nil {
+		_ = p.deadLetter.target.Close()
+	}
 }
 
-// deliver fans events out to every target concurrently and reports whether every required
-// target accepted every event routed to it. Optional targets are not waited for: they go on in
-// the background, tracked by background, until the same deadline, so a slow optional target cannot
-// slow down or fail the answer to Segment.
-func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync.WaitGroup) bool {
+// refusal is an event a required target refused for good.
+type refusal struct {
+	target string
+	event  Event // as received, before dropped fields
+	err    error
+}
+
+// deliver fans events out to every target concurrently. It reports whether a required target
+// failed transiently (the request must be retried) and which events required targets refused for
+// good. Optional targets are not waited for: they go on in the background, tracked by
+// background, until the same deadline, so a slow optional target cannot slow down or fail the
+// answer to Segment.
+func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync.WaitGroup) (failed bool, refused []refusal) {
 	deadline, _ := ctx.Deadline()
 	var wg sync.WaitGroup
-	var failed atomic.Bool
-	for _, r := range p.routes {
-		batch, err := r.prepare(events)
-		if err != nil {
-			r.log.Error("preparing events failed", "error", err)
-			r.permanentFailures.Add(float64(len(events)))
-			if !r.optional {
-				failed.Store(true)
+	var mu sync.Mutex
+	record := func(r *route, originals []Event, outcomes []error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, err := range outcomes {
+			switch {
+			case err == nil:
+			case IsPermanent(err):
+				refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
+			default:
+				failed = true
 			}
-			continue
+		}
+	}
+	// The last required target with events is delivered to in this goroutine: with a single
+	// target, the common case, no goroutine is started at all.
+	var inline func()
+	for _, r := range p.routes {
+		batch, originals, unprepared := r.prepare(events)
+		if !r.optional {
+			refused = append(refused, unprepared...)
 		}
 		if len(batch) == 0 {
 			continue
@@ -144,173 +205,214 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 				defer p.release()
 				octx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 				defer cancel()
-				r.deliverAll(octx, batch)
+				r.send(octx, batch)
 			}()
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !r.deliverAll(ctx, batch) {
-				failed.Store(true)
-			}
-		}()
+		if inline != nil {
+			wg.Add(1)
+			go func(deliver func()) {
+				defer wg.Done()
+				deliver()
+			}(inline)
+		}
+		inline = func() { record(r, originals, r.send(ctx, batch)) }
+	}
+	if inline != nil {
+		inline()
 	}
 	wg.Wait()
-	return !failed.Load()
+	return failed, refused
+}
+
+// sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
+// and which it got now (not already from an earlier try of the same request).
+func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
+	batch, _, unprepared := p.deadLetter.prepare(letters)
+	if len(unprepared) > 0 {
+		return nil, false
+	}
+	for _, err := range p.deadLetter.send(ctx, batch) {
+		if err != nil {
+			return nil, false
+		}
+	}
+	return batch, true
 }
 
 // prepare selects the events this target should get: those its filter matches that it has not
-// already accepted (a Segment retry of a request that partly failed), each sent once per batch,
-// with the configured fields dropped.
-func (r *route) prepare(events []Event) ([]Event, error) {
-	var batch []Event
-	var inBatch map[string]bool
+// already accepted (a Segment retry of a request that partly failed), each sent once per request,
+// with the configured fields dropped. originals[i] is batch[i] as received. An event whose fields
+// cannot be dropped is refused.
+func (r *route) prepare(events []Event) (batch, originals []Event, unprepared []refusal) {
+	var inRequest map[string]bool
 	if len(events) > 1 {
-		inBatch = make(map[string]bool, len(events))
+		inRequest = make(map[string]bool, len(events))
 	}
-	for i := range events {
-		ev := &events[i]
-		if !r.filter.matches(ev) {
+	for _, ev := range events {
+		if !r.filter.matches(&ev) {
 			continue
 		}
-		if r.accepted.Contains(ev.MessageID) || inBatch[ev.MessageID] {
+		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {
 			r.dedupeHits.Inc()
 			continue
 		}
-		if inBatch != nil {
-			inBatch[ev.MessageID] = true
+		if inRequest != nil {
+			inRequest[ev.MessageID] = true
 		}
-		out, err := r.dropper.apply(*ev)
+		out, err := r.dropper.apply(ev)
 		if err != nil {
-			return nil, err
+			r.permanentFailures.Inc()
+			unprepared = append(unprepared, refusal{target: r.name, event: ev, err: fmt.Errorf("dropping fields: %w", err)})
+			continue
 		}
 		batch = append(batch, out)
+		originals = append(originals, ev)
 	}
-	return batch, nil
+	return batch, originals, unprepared
 }
 
-// deliverAll sends each event, a bounded number at a time, and reports whether all were accepted.
-// A failed event does not stop the others: whatever is accepted is remembered, so Segment's
-// retry has less to resend.
-func (r *route) deliverAll(ctx context.Context, events []Event) bool {
-	if len(events) == 1 {
-		return r.deliverOne(ctx, events[0]) == nil
-	}
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	slots := make(chan struct{}, perTargetConcurrency)
-	for _, ev := range events {
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			if r.deliverOne(ctx, ev) != nil {
-				failed.Store(true)
-			}
-		}()
-	}
-	wg.Wait()
-	return !failed.Load()
-}
+// errNotSent is the outcome of an event the deadline left no attempt for.
+var errNotSent = errors.New("not sent before the delivery deadline")
 
-// deliverOne retries with exponential backoff and jitter until the target accepts, the error is
-// permanent, the attempts run out, or the next wait would pass the deadline.
-func (r *route) deliverOne(ctx context.Context, ev Event) error {
-	var lastErr error
+// send delivers events to the target and retries, with exponential backoff and jitter, only the
+// events still failing, until all are accepted or refused for good, the attempts run out, or the
+// next wait would pass the deadline. It returns one outcome per event. Accepted events are
+// remembered even when others fail, so Segment's retry has less to resend.
+func (r *route) send(ctx context.Context, events []Event) []error {
+	if len(events) == 0 {
+		return nil
+	}
+	outcomes := make([]error, len(events))
+	pending := make([]int, len(events))
+	for i := range events {
+		outcomes[i] = errNotSent
+		pending[i] = i
+	}
 	attempts := 0
+	var batch []Event
 	operation := func() (struct{}, error) {
 		attempts++
 		r.attempts.Inc()
-		start := time.Now()
-		err := r.target.Deliver(ctx, ev)
-		r.attemptDuration.Observe(time.Since(start).Seconds())
-		lastErr = err
-		if err != nil && IsPermanent(err) {
-			return struct{}{}, backoff.Permanent(err)
+		batch = batch[:0]
+		for _, i := range pending {
+			batch = append(batch, events[i])
 		}
-		return struct{}{}, err
+		start := time.Now()
+		errs := r.target.Deliver(ctx, batch)
+		r.attemptDuration.Observe(time.Since(start).Seconds())
+		retry := pending[:0]
+		for j, i := range pending {
+			outcomes[i] = errs[j]
+			if errs[j] != nil && !IsPermanent(errs[j]) {
+				retry = append(retry, i)
+			}
+		}
+		pending = retry
+		if len(pending) == 0 {
+			return struct{}{}, nil
+		}
+		return struct{}{}, outcomes[pending[0]]
 	}
 	policy := &backoff.ExponentialBackOff{
 		InitialInterval:     r.delivery.InitialBackoff.Duration,
 		MaxInterval:         r.delivery.MaxBackoff.Duration,
 		Multiplier:          2,
-		RandomizationFactor: 0.5, // jitter spreads retries of many events hitting one target
+		RandomizationFactor: 0.5, // jitter spreads the retries of receivers hitting one target
 	}
 	opts := []backoff.RetryOption{backoff.WithBackOff(policy), backoff.WithMaxTries(uint(r.delivery.MaxAttempts))}
 	if deadline, ok := ctx.Deadline(); ok {
 		opts = append(opts, backoff.WithMaxElapsedTime(time.Until(deadline)))
 	}
-	if _, err := backoff.Retry(ctx, operation, opts...); err == nil {
-		r.accepted.Add(ev.MessageID, struct{}{})
-		r.deliveries.Inc()
-		return nil
+	_, _ = backoff.Retry(ctx, operation, opts...)
+
+	var accepted, permanent, transient int
+	var firstErr error
+	for i, err := range outcomes {
+		switch {
+		case err == nil:
+			r.memory.add(events[i].MessageID)
+			accepted++
+			continue
+		case IsPermanent(err):
+			permanent++
+		default:
+			transient++
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
-	kind := "transient"
-	if IsPermanent(lastErr) {
-		kind = "permanent"
-		r.permanentFailures.Inc()
-	} else {
-		r.transientFailures.Inc()
+	r.deliveries.Add(float64(accepted))
+	r.permanentFailures.Add(float64(permanent))
+	r.transientFailures.Add(float64(transient))
+	if firstErr != nil {
+		level := slog.LevelWarn
+		if r.optional {
+			level = slog.LevelInfo
+		}
+		// Events still failing when the deadline ended the request may have reached the target.
+		abandoned := 0
+		if ctx.Err() != nil {
+			abandoned = transient
+		}
+		r.log.Log(ctx, level, "delivery failed", "events", len(events), "accepted", accepted, "permanent", permanent,
+			"transient", transient, "abandonedAtDeadline", abandoned, "attempts", attempts, "error", firstErr)
 	}
-	level := slog.LevelWarn
-	if r.optional {
-		level = slog.LevelInfo
-	}
-	r.log.Log(ctx, level, "delivery failed", "messageId", ev.MessageID, "kind", kind,
-		"attempts", attempts, "error", lastErr)
-	return lastErr
+	return outcomes
 }
 
-// dedupeStore keeps each target's memory of accepted messageIds across reloads, keyed by target
-// name, so that a reload does not make Segment's retries re-send to targets that already have
-// the events.
-type dedupeStore struct {
-	mu       sync.Mutex
-	byTarget map[string]*dedupeMemory
-}
-
+// dedupeMemory remembers the messageIds a target accepted, and when, so a Segment retry is not
+// sent again to a target that has the event. It is a plain LRU: entries older than the window
+// count as absent and age out as newer ones arrive, so no background goroutine is needed.
 type dedupeMemory struct {
-	lru    *expirable.LRU[string, struct{}]
+	ids    *lru.Cache[string, int64] // messageId -> accepted at (Unix nanoseconds)
 	window time.Duration
 }
 
-func newDedupeStore() *dedupeStore { return &dedupeStore{byTarget: map[string]*dedupeMemory{}} }
-
-func (d *dedupeStore) forTarget(name string, size int, window time.Duration) *expirable.LRU[string, struct{}] {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mem := d.byTarget[name]
-	switch {
-	case mem == nil:
-		mem = &dedupeMemory{lru: expirable.NewLRU[string, struct{}](size, nil, window), window: window}
-		d.byTarget[name] = mem
-	case mem.window != window:
-		// The window of an expirable LRU is fixed: carry the ids over to a new one.
-		next := expirable.NewLRU[string, struct{}](size, nil, window)
-		for _, id := range mem.lru.Keys() {
-			next.Add(id, struct{}{})
-		}
-		mem = &dedupeMemory{lru: next, window: window}
-		d.byTarget[name] = mem
-	default:
-		mem.lru.Resize(size)
-	}
-	return mem.lru
+func (m *dedupeMemory) has(id string) bool {
+	at, ok := m.ids.Peek(id)
+	return ok && time.Since(time.Unix(0, at)) < m.window
 }
 
-// retain forgets targets that are no longer configured.
-func (d *dedupeStore) retain(names []string) {
+func (m *dedupeMemory) add(id string) { m.ids.Add(id, time.Now().UnixNano()) }
+
+// dedupeStore keeps each target's memory across reloads, keyed by target identity (name and
+// destination), so a reload does not make Segment's retries re-send to targets that already have
+// the events.
+type dedupeStore struct {
+	mu         sync.Mutex
+	byIdentity map[string]*lru.Cache[string, int64]
+}
+
+func newDedupeStore() *dedupeStore {
+	return &dedupeStore{byIdentity: map[string]*lru.Cache[string, int64]{}}
+}
+
+func (d *dedupeStore) forTarget(identity string, size int, window time.Duration) *dedupeMemory {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := d.byIdentity[identity]
+	if ids == nil {
+		ids, _ = lru.New[string, int64](size) // size is validated to be positive
+		d.byIdentity[identity] = ids
+	} else {
+		ids.Resize(size)
+	}
+	return &dedupeMemory{ids: ids, window: window}
+}
+
+// retain forgets the memories of targets that are no longer configured.
+func (d *dedupeStore) retain(identities []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	keep := map[string]bool{}
-	for _, n := range names {
-		keep[n] = true
+	for _, id := range identities {
+		keep[id] = true
 	}
-	for name := range d.byTarget {
-		if !keep[name] {
-			delete(d.byTarget, name)
+	for id := range d.byIdentity {
+		if !keep[id] {
+			delete(d.byIdentity, id)
 		}
 	}
 }

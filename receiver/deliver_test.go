@@ -4,12 +4,17 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 type countingTarget struct{ closed atomic.Int32 }
 
-func (c *countingTarget) Deliver(context.Context, Event) error { return nil }
-func (c *countingTarget) Close() error                         { c.closed.Add(1); return nil }
+func (c *countingTarget) Deliver(_ context.Context, events []Event) []error {
+	return make([]error, len(events))
+}
+func (c *countingTarget) Close() error { c.closed.Add(1); return nil }
 
 // A retired pipeline closes its targets only once the last request using it has finished.
 func TestRetiredPipelineClosesAfterLastUser(t *testing.T) {
@@ -51,5 +56,27 @@ func TestClassifyStatus(t *testing.T) {
 		if got != want {
 			t.Errorf("%d: %s, want %s", code, got, want)
 		}
+	}
+}
+
+// Dedupe memory is keyed by the target's identity and released when the target goes away.
+func TestDedupeMemoryFollowsTargetIdentity(t *testing.T) {
+	store := newDedupeStore()
+	primary := config.Target{Name: "primary", HTTP: &config.HTTPTarget{URL: "http://a.example/"}}
+	moved := config.Target{Name: "primary", HTTP: &config.HTTPTarget{URL: "http://b.example/"}}
+	mem := store.forTarget(targetIdentity(primary), 10, time.Hour)
+	mem.add("m-1")
+	if !store.forTarget(targetIdentity(primary), 10, time.Hour).has("m-1") {
+		t.Fatal("a reload with the same target forgot its memory")
+	}
+	if store.forTarget(targetIdentity(moved), 10, time.Hour).has("m-1") {
+		t.Fatal("a target pointed somewhere new kept the old destination's memory")
+	}
+	if store.forTarget(targetIdentity(primary), 10, time.Nanosecond).has("m-1") {
+		t.Fatal("an id older than the window still counts")
+	}
+	store.retain([]string{targetIdentity(moved)})
+	if len(store.byIdentity) != 1 || store.forTarget(targetIdentity(primary), 10, time.Hour).has("m-1") {
+		t.Fatal("the memory of a removed target was kept")
 	}
 }

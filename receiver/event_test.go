@@ -9,6 +9,21 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
+// decodeEvents scans a whole body as a request without a dead-letter target sees it: the first
+// invalid event refuses the body.
+func decodeEvents(body []byte, mode string, maxEvents int) ([]Event, error) {
+	sc := newEventScanner(body, mode, maxEvents)
+	defer sc.release()
+	decoded, verr := sc.finish()
+	if verr != nil {
+		return nil, verr
+	}
+	if len(decoded.invalid) > 0 {
+		return nil, decoded.invalid[0].err
+	}
+	return decoded.events, nil
+}
+
 func TestDecodeEvents(t *testing.T) {
 	const (
 		strict  = config.ValidationStrict
@@ -72,7 +87,7 @@ func TestDecodeEvents(t *testing.T) {
 			if maxEvents == 0 {
 				maxEvents = 10
 			}
-			events, err := DecodeEvents([]byte(tt.body), tt.mode, maxEvents)
+			events, err := decodeEvents([]byte(tt.body), tt.mode, maxEvents)
 			if tt.wantStatus == 0 {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -82,9 +97,9 @@ func TestDecodeEvents(t *testing.T) {
 				}
 				return
 			}
-			var verr *ValidationError
+			var verr *validationError
 			if !errors.As(err, &verr) {
-				t.Fatalf("got %v, want a ValidationError", err)
+				t.Fatalf("got %v, want a validationError", err)
 			}
 			if verr.Status != tt.wantStatus || verr.Index != tt.wantIndex || verr.Field != tt.wantField || verr.Reason == "" {
 				t.Fatalf("got %+v, want status %d index %d field %q", verr, tt.wantStatus, tt.wantIndex, tt.wantField)
@@ -96,7 +111,7 @@ func TestDecodeEvents(t *testing.T) {
 func TestDecodeKeepsRawBytesAndFields(t *testing.T) {
 	first := `{ "type": "track", "event":"Caf\u00e9", "userId":"u1", "messageId":"m-1", "timestamp":"2024-05-01T12:00:00.5Z" }`
 	second := `{"type":"identify","anonymousId":"a1"}`
-	events, err := DecodeEvents([]byte("[\n"+first+" ,\n"+second+"]"), config.ValidationStrict, 10)
+	events, err := decodeEvents([]byte("[\n"+first+" ,\n"+second+"]"), config.ValidationStrict, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,11 +127,11 @@ func TestDecodeKeepsRawBytesAndFields(t *testing.T) {
 
 func TestDerivedMessageIDIsStable(t *testing.T) {
 	body := []byte(`[{"type":"identify","userId":"u"},{"type":"identify","userId":"v"}]`)
-	a, err := DecodeEvents(body, config.ValidationStrict, 10)
+	a, err := decodeEvents(body, config.ValidationStrict, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := DecodeEvents(body, config.ValidationStrict, 10)
+	b, _ := decodeEvents(body, config.ValidationStrict, 10)
 	if a[0].MessageID != b[0].MessageID || !strings.HasPrefix(a[0].MessageID, "swh-") {
 		t.Fatalf("derived ids %q and %q", a[0].MessageID, b[0].MessageID)
 	}
@@ -126,8 +141,8 @@ func TestDerivedMessageIDIsStable(t *testing.T) {
 }
 
 func TestValidationErrorStatus(t *testing.T) {
-	_, err := DecodeEvents([]byte(`[{"type":"a"},{"type":"a"}]`), config.ValidationLenient, 1)
-	var verr *ValidationError
+	_, err := decodeEvents([]byte(`[{"type":"a"},{"type":"a"}]`), config.ValidationLenient, 1)
+	var verr *validationError
 	if !errors.As(err, &verr) || verr.Status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("got %v", err)
 	}

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -31,11 +32,11 @@ func FuzzDecodeEvents(f *testing.F) {
 			mode = config.ValidationStrict
 		}
 		const maxEvents = 50
-		events, err := DecodeEvents(body, mode, maxEvents)
+		events, err := decodeEvents(body, mode, maxEvents)
 		if err != nil {
-			var verr *ValidationError
+			var verr *validationError
 			if !errors.As(err, &verr) {
-				t.Fatalf("error is not a ValidationError: %v", err)
+				t.Fatalf("error is not a validationError: %v", err)
 			}
 			if verr.Status != http.StatusBadRequest && verr.Status != http.StatusRequestEntityTooLarge {
 				t.Fatalf("status %d", verr.Status)
@@ -81,12 +82,20 @@ func FuzzVerifySignature(f *testing.F) {
 	}
 	f.Add([]byte(`[{"a":1}]`), []byte("k"), strings.Repeat("0", 40))
 	f.Fuzz(func(t *testing.T, body, secret []byte, signature string) {
-		secrets := [][]byte{[]byte("other"), secret}
-		if !VerifySignature(body, Sign(secret, body), secrets) {
-			t.Fatal("a signature over the whole body was refused")
+		if len(secret) == 0 {
+			return // refused by the config
 		}
-		first, ok := FirstElement(body)
-		if ok {
+		secrets := []string{"other", string(secret)}
+		signOf := func(b []byte) string { return hex.EncodeToString(sign(secret, b)) }
+		for _, header := range []string{SignatureHeader, SegmentSignatureHeader} {
+			if !verify(t, string(body), header, signOf(body), secrets, config.SignatureFullBody) {
+				t.Fatalf("a %s over the whole body was refused", header)
+			}
+		}
+		sc := newEventScanner(body, config.ValidationLenient, config.MaxEventsLimit)
+		first := sc.firstElement()
+		sc.release()
+		if first != nil {
 			if !bytes.Contains(body, first) {
 				t.Fatal("first element is not a span of the body")
 			}
@@ -94,15 +103,15 @@ func FuzzVerifySignature(f *testing.F) {
 			if json.Unmarshal(body, &elems) == nil && !bytes.Equal(first, elems[0]) {
 				t.Fatalf("first element %q, encoding/json sees %q", first, elems[0])
 			}
-			if !VerifySignature(body, Sign(secret, first), secrets) {
+			if !verify(t, string(body), SignatureHeader, signOf(first), secrets, config.SignatureAny) {
 				t.Fatal("a signature over the first element was refused")
 			}
 		}
-		// An arbitrary signature is accepted only if it is one of the two valid MACs.
-		if VerifySignature(body, signature, secrets) {
-			want := []string{Sign(secret, body), Sign([]byte("other"), body)}
-			if ok {
-				want = append(want, Sign(secret, first), Sign([]byte("other"), first))
+		// An arbitrary signature is accepted only if it is one of the valid MACs.
+		if verify(t, string(body), SignatureHeader, signature, secrets, config.SignatureAny) {
+			want := []string{signOf(body), hex.EncodeToString(sign([]byte("other"), body))}
+			if first != nil {
+				want = append(want, signOf(first), hex.EncodeToString(sign([]byte("other"), first)))
 			}
 			got := strings.ToLower(strings.TrimSpace(signature))
 			found := false
@@ -123,7 +132,7 @@ func FuzzDropField(f *testing.F) {
 		if !json.Valid(obj) || path == "" {
 			return
 		}
-		out, changed, err := DropField(obj, strings.Split(path, "."))
+		out, changed, err := dropField(obj, strings.Split(path, "."))
 		if err != nil {
 			return // not an object
 		}

@@ -33,7 +33,9 @@ func newVolume(t testing.TB, files map[string]string) *volume {
 // sink is a downstream HTTP target that records what it receives.
 type sink struct {
 	*httptest.Server
-	status  atomic.Int32 // answer with this code; 0 means 200
+	status  atomic.Int32                          // answer with this code; 0 means 200
+	decide  atomic.Pointer[func(body string) int] // when set, the code for each request
+	delay   atomic.Int64                          // answer after this many nanoseconds
 	gate    atomic.Pointer[chan struct{}]
 	arrived chan struct{} // gets a value for every request, if anyone listens
 
@@ -59,7 +61,13 @@ func newSink(t testing.TB) *sink {
 		if gate := s.gate.Load(); gate != nil {
 			<-*gate
 		}
+		if d := s.delay.Load(); d > 0 {
+			time.Sleep(time.Duration(d)) // a target that far away
+		}
 		code := int(s.status.Load())
+		if decide := s.decide.Load(); decide != nil {
+			code = (*decide)(string(body))
+		}
 		if code == 0 {
 			code = http.StatusOK
 		}
@@ -107,6 +115,44 @@ func (s *sink) acceptedIDs() map[string]int {
 	ids := map[string]int{}
 	for _, r := range s.accepted() {
 		ids[r.header.Get("Idempotency-Key")]++
+	}
+	return ids
+}
+
+// acceptedEvents counts the events of accepted requests per messageId; a request body may be one
+// event or an array of them.
+func (s *sink) acceptedEvents(t testing.TB) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	for _, r := range s.accepted() {
+		for _, id := range messageIDs(t, r.body) {
+			ids[id]++
+		}
+	}
+	return ids
+}
+
+// messageIDs lists the messageIds of a body holding one event or an array of them.
+func messageIDs(t testing.TB, body string) []string {
+	t.Helper()
+	var events []struct {
+		MessageID string `json:"messageId"`
+	}
+	if strings.HasPrefix(body, "[") {
+		if err := json.Unmarshal([]byte(body), &events); err != nil {
+			t.Fatalf("sink got an invalid array: %v", err)
+		}
+	} else {
+		events = append(events, struct {
+			MessageID string `json:"messageId"`
+		}{})
+		if err := json.Unmarshal([]byte(body), &events[0]); err != nil {
+			t.Fatalf("sink got an invalid event: %v", err)
+		}
+	}
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.MessageID
 	}
 	return ids
 }

@@ -1,7 +1,8 @@
 package receiver
 
 import (
-	"slices"
+	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,8 +23,12 @@ type metrics struct {
 	attempts          *prometheus.CounterVec
 	attemptDuration   *prometheus.HistogramVec
 	dedupeHits        *prometheus.CounterVec
+	deadLettered      *prometheus.CounterVec
 	configReloads     *prometheus.CounterVec
 	ready             prometheus.Gauge
+
+	eventsByType   map[string]prometheus.Counter // read-only once built
+	requestsByCode map[int]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"target", "kind"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "target_attempts_total",
-			Help: "Delivery attempts, retries included.",
+			Help: "Delivery attempts (one call to a target with all the events still pending for it), retries included.",
 		}, []string{"target"}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "target_attempt_duration_seconds",
@@ -65,6 +70,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "dedupe_hits_total",
 			Help: "Events not sent to a target because it had already accepted their messageId.",
 		}, []string{"target"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_lettered_events_total",
+			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation) or refused (a required target refused them for good).",
+		}, []string{"reason"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "config_reloads_total",
 			Help: "Config and secret reloads, by result (success or failure; a failure keeps the last good config).",
@@ -75,17 +84,38 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.deliveries,
-		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.configReloads, m.ready)
+		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
+	m.eventsByType = map[string]prometheus.Counter{"other": m.events.WithLabelValues("other")}
+	for _, t := range config.EventTypes {
+		m.eventsByType[t] = m.events.WithLabelValues(t)
+	}
+	m.requestsByCode = map[int]prometheus.Counter{}
+	for _, code := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		m.requestsByCode[code] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
+	m.deadLettered.WithLabelValues(ReasonInvalid)
+	m.deadLettered.WithLabelValues(ReasonRefused)
 	return m
 }
 
-// eventTypeLabel bounds the label's cardinality: Lenient mode forwards arbitrary types.
-func eventTypeLabel(t string) string {
-	if slices.Contains(config.EventTypes, t) {
-		return t
+// event counts one event. Unknown types count as "other": Lenient mode forwards arbitrary types,
+// and the label's cardinality must stay bounded.
+func (m *metrics) event(eventType string) {
+	c, ok := m.eventsByType[eventType]
+	if !ok {
+		c = m.eventsByType["other"]
 	}
-	return "other"
+	c.Inc()
+}
+
+// request counts one answer; the codes of the busy path are looked up once.
+func (m *metrics) request(code int) {
+	if c, ok := m.requestsByCode[code]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }

@@ -57,11 +57,7 @@ func (s *Server) Reload() error {
 		return s.reloadFailed(key, err)
 	}
 	old := s.current.Swap(p)
-	var names []string
-	for _, t := range cfg.Targets {
-		names = append(names, t.Name)
-	}
-	s.dedupe.retain(names)
+	s.dedupe.retain(identities(cfg))
 	if old != nil {
 		old.retire()
 	}
@@ -69,7 +65,7 @@ func (s *Server) Reload() error {
 	s.metrics.configReloads.WithLabelValues("success").Inc()
 	s.updateReadyGauge()
 	s.log.Info("config loaded", "source", cfg.Source, "targets", len(cfg.Targets),
-		"auth", cfg.Authentication.Mode, "validation", cfg.Validation)
+		"auth", cfg.Authentication.Mode, "validation", cfg.Validation, "deadLetter", cfg.DeadLetter != nil)
 	if start := s.startConfig; start != nil && s.opts.Addr == "" && (start.Port != cfg.Port || start.MetricsPort != cfg.MetricsPort) {
 		s.log.Warn("port changes take effect on restart", "port", start.Port, "metricsPort", start.MetricsPort)
 	}

@@ -2,10 +2,11 @@ package receiver
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -43,11 +44,12 @@ func newFieldDropper(paths []string) fieldDropper {
 	return d
 }
 
-// apply returns the event with the fields removed. The input is not modified.
+// apply returns the event with the fields removed. The input is not modified, and an event that
+// has none of the fields keeps its received bytes.
 func (d fieldDropper) apply(ev Event) (Event, error) {
-	raw := []byte(ev.Raw)
+	raw := ev.Raw
 	for _, path := range d.paths {
-		out, changed, err := DropField(raw, path)
+		out, changed, err := dropField(raw, path)
 		if err != nil {
 			return ev, err
 		}
@@ -61,10 +63,10 @@ func (d fieldDropper) apply(ev Event) (Event, error) {
 
 var errNotObject = errors.New("not a JSON object")
 
-// DropField removes the member at path (keys from the outside in) from a JSON object. Paths that
+// dropField removes the member at path (keys from the outside in) from a JSON object. Paths that
 // do not exist, or cross a value that is not an object, leave it unchanged. Every occurrence of a
 // duplicated key is removed, since consumers disagree on which one wins.
-func DropField(obj []byte, path []string) ([]byte, bool, error) {
+func dropField(obj []byte, path []string) ([]byte, bool, error) {
 	members, err := objectMembers(obj)
 	if err != nil {
 		return obj, false, err
@@ -84,7 +86,7 @@ func DropField(obj []byte, path []string) ([]byte, bool, error) {
 		if value[0] != '{' {
 			continue
 		}
-		out, ch, err := DropField(value, path[1:])
+		out, ch, err := dropField(value, path[1:])
 		if err != nil {
 			return obj, false, err
 		}
@@ -126,34 +128,31 @@ type member struct {
 	replacement            []byte
 }
 
-// objectMembers locates each member of a JSON object by decoder offsets.
+// objectMembers locates each member of a JSON object by the tokenizer's offsets.
 func objectMembers(obj []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	dec := decoders.Get().(*jsontext.Decoder)
+	defer decoders.Put(dec)
+	dec.Reset(bytes.NewBuffer(obj), decoderOptions...)
+	defer dec.Reset(bytes.NewBuffer(nil))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return nil, errNotObject
 	}
 	var members []member
-	prevEnd := int(dec.InputOffset())
-	for dec.More() {
-		tok, err := dec.Token()
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
 		if err != nil {
 			return nil, err
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errNotObject
-		}
-		// Between the previous value and this key there is only whitespace and a comma.
-		start := prevEnd + bytes.IndexByte(obj[prevEnd:], '"')
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
+		start := int(dec.InputOffset()) - len(name)
+		key, _ := jsontext.AppendUnquote(nil, name) // validated: at worst invalid UTF-8, replaced
+		value, err := dec.ReadValue()
+		if err != nil {
 			return nil, err
 		}
 		end := int(dec.InputOffset())
-		members = append(members, member{key: key, start: start, valueStart: end - len(value), end: end})
-		prevEnd = end
+		members = append(members, member{key: string(key), start: start, valueStart: end - len(value), end: end})
 	}
-	if _, err := dec.Token(); err != nil {
+	if _, err := dec.ReadToken(); err != nil {
 		return nil, err
 	}
 	return members, nil

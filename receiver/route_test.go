@@ -52,7 +52,7 @@ func TestDropField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, changed, err := DropField([]byte(tt.in), strings.Split(tt.path, "."))
+			out, changed, err := dropField([]byte(tt.in), strings.Split(tt.path, "."))
 			if err != nil {
 				t.Fatal(err)
 			}

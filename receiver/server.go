@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,7 +74,8 @@ type Server struct {
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
 	inFlight   atomic.Int64
-	bodies     *semaphore.Weighted // bytes of request bodies held at once
+	bodies     *semaphore.Weighted // bytes of request bodies and decoded events held at once
+	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
 
@@ -133,7 +136,8 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	s.bodies = semaphore.NewWeighted(start.Limits.MaxBufferedBytes)
+	s.bodyBudget = start.Limits.MaxBufferedBytes
+	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.httpServer = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,
@@ -247,9 +251,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handler is the webhook and health handler (the server itself), for in-process use.
-func (s *Server) Handler() http.Handler { return s }
-
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
@@ -273,13 +274,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	code, events, reason := s.serveWebhook(w, r, p, start)
-	s.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.metrics.request(code)
 	level := slog.LevelDebug
 	switch {
 	case code >= 500, code == http.StatusTooManyRequests:
 		level = slog.LevelWarn
 	case code >= 400:
 		level = slog.LevelInfo
+	}
+	if !s.log.Enabled(r.Context(), level) {
+		return // the common 200 at Info: skip building the attributes
 	}
 	// Never log bodies or headers: they carry user data and credentials.
 	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
@@ -369,18 +373,20 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return http.StatusBadRequest, 0, "reading body"
 	}
 
-	if !p.auth.verifyBody(r.Header, body) {
+	scanner := newEventScanner(body, cfg.Validation, cfg.Limits.MaxEvents)
+	defer scanner.release()
+	if !p.auth.verifyBody(r.Header, body, scanner.firstElement) {
 		s.metrics.signatureFailures.Inc()
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
 		return http.StatusUnauthorized, 0, "signature"
 	}
-
-	events, err := DecodeEvents(body, cfg.Validation, cfg.Limits.MaxEvents)
-	if err != nil {
-		var verr *ValidationError
-		if !errors.As(err, &verr) {
-			verr = invalid(-1, "", "invalid body")
-		}
+	decoded, verr := scanner.finish()
+	if verr == nil && len(decoded.invalid) > 0 && p.deadLetter == nil {
+		// Without a dead-letter target an invalid event refuses the whole request, so that
+		// nothing is half-delivered; Segment does not retry a 400, so the batch is dropped.
+		verr = decoded.invalid[0].err
+	}
+	if verr != nil {
 		resp := errorBody{Error: "invalid event", Field: verr.Field, Reason: verr.Reason}
 		if verr.Index >= 0 {
 			resp.Index = &verr.Index
@@ -391,21 +397,56 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	events := decoded.events
+	// Decoded events and the copies made for targets count against the same memory budget as
+	// the bodies; at most what the body left, so that a request alone always fits.
+	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
+	if !s.bodies.TryAcquire(decodedCost) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
+		return http.StatusTooManyRequests, 0, "buffered bytes limit"
+	}
+	defer s.bodies.Release(decodedCost)
 	for i := range events {
-		s.metrics.events.WithLabelValues(eventTypeLabel(events[i].Type)).Inc()
+		s.metrics.event(events[i].Type)
 	}
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
-	if !p.deliver(ctx, events, &s.background) {
+	failed, refused := p.deliver(ctx, events, &s.background)
+	total := len(events) + len(decoded.invalid)
+	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
-		return http.StatusServiceUnavailable, len(events), "delivery"
+		return http.StatusServiceUnavailable, total, "delivery"
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(events)})
-	return http.StatusOK, len(events), ""
+	letters := deadLetters(cfg.Source, decoded.invalid, refused)
+	if len(letters) > 0 {
+		sent, ok := p.sendDeadLetters(ctx, letters)
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead-letter delivery failed; retry later"})
+			return http.StatusServiceUnavailable, total, "dead-letter delivery"
+		}
+		for _, letter := range sent {
+			s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
+		}
+	}
+	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters)})
+	return http.StatusOK, total, ""
+}
+
+// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
+// and its share of the routing structures.
+const eventMemory = 512
+
+// acceptedBody answers a 2xx: accepted counts every event of the request, deadLettered those of
+// them (and the refusals) that went to the dead-letter target.
+type acceptedBody struct {
+	Accepted     int `json:"accepted"`
+	DeadLettered int `json:"deadLettered,omitempty"`
 }
 
 // deliveryTimeout leaves a safety margin of the budget for writing the answer.
@@ -421,17 +462,30 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 }
 
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
-// Content-Length headers. It allocates the declared length at once, which the caller has
-// already reserved against maxBufferedBytes.
+// Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
+// length (which the caller has reserved against maxBufferedBytes), so a client that declares a
+// large body and sends little holds little memory.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // +MinRead so reading EOF does not grow it
+	reader := http.MaxBytesReader(w, r.Body, limit)
+	size := limit
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		return nil, err
+	// One byte beyond the expected size lets the last Read report EOF without growing.
+	buf := make([]byte, 0, min(size, 64<<10)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(min(cap(buf), int(size)+1-len(buf)), bytes.MinRead))
+		}
+		n, err := reader.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

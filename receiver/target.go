@@ -12,25 +12,28 @@ import (
 )
 
 // Target is one downstream transport. The receiver handles filtering, dropped fields, retries,
-// backoff, dedupe, optional targets and metrics around it, so an implementation only sends.
+// backoff, dedupe, optional targets, dead letters and metrics around it, so an implementation
+// only sends.
 //
-// Deliver sends one event and returns nil only once the target has durably accepted it. It must
-// honour ctx (the request's delivery deadline). Errors are retried unless wrapped with Permanent.
-// The event's MessageID is its idempotency key: pass it on (Idempotency-Key header, Kafka message
-// key, Nats-Msg-Id) so that a target seeing a redelivery can drop it.
+// Deliver sends all the events one request routes to the target, in as few round trips as the
+// transport allows, and returns one outcome per event, in order: nil once the target has durably
+// accepted the event, else an error, retried unless wrapped with Permanent. It must honour ctx
+// (the request's delivery deadline). The receiver calls Deliver again with only the events that
+// failed. An event's MessageID is its idempotency key: pass it on (Idempotency-Key header, Kafka
+// message key, Nats-Msg-Id) so that a target seeing a redelivery can drop it.
 //
 // Close releases connections. The receiver calls it once, after every Deliver call on this
 // instance has returned (a config reload builds new targets and retires the old ones).
 //
 // To add a kind: write target_<kind>.go with a constructor, and add a case to newTarget.
 type Target interface {
-	Deliver(ctx context.Context, ev Event) error
+	Deliver(ctx context.Context, events []Event) []error
 	Close() error
 }
 
 // PermanentError marks a failure that retrying cannot fix, such as an HTTP 4xx other than 408
-// and 429. The request still fails (503) unless the target is optional, but within the request
-// the event is not retried.
+// and 429. The event is not retried within the request; it is dead-lettered when a dead-letter
+// target is configured, and fails the request (503) otherwise, unless the target is optional.
 type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return e.Err.Error() }

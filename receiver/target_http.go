@@ -3,18 +3,22 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
-// httpTarget POSTs (or PUTs/PATCHes) one request per event.
+// httpTarget POSTs (or PUTs/PATCHes) one request per event, or with batch set JSON arrays of
+// events. Requests run concurrently, at most concurrency at once over all webhook requests.
 type httpTarget struct {
 	client   *http.Client
 	url      string
@@ -22,6 +26,8 @@ type httpTarget struct {
 	format   string
 	ceSource string
 	headers  http.Header
+	batch    *config.HTTPBatch
+	slots    chan struct{}
 }
 
 func newHTTPTarget(c config.HTTPTarget, env targetEnv) (*httpTarget, error) {
@@ -42,9 +48,9 @@ func newHTTPTarget(c config.HTTPTarget, env targetEnv) (*httpTarget, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	// Batches fan out concurrently per target; the default of 2 idle connections would churn.
-	transport.MaxIdleConnsPerHost = 64
-	transport.MaxIdleConns = 256
+	// Requests fan out concurrently; the default of 2 idle connections would churn.
+	transport.MaxIdleConnsPerHost = c.Concurrency
+	transport.MaxIdleConns = max(c.Concurrency, 100)
 	return &httpTarget{
 		client: &http.Client{
 			Transport: transport,
@@ -56,6 +62,8 @@ func newHTTPTarget(c config.HTTPTarget, env targetEnv) (*httpTarget, error) {
 		format:   c.Format,
 		ceSource: cloudEventsSource(env.source),
 		headers:  headers,
+		batch:    c.Batch,
+		slots:    make(chan struct{}, c.Concurrency),
 	}, nil
 }
 
@@ -71,8 +79,67 @@ func cloudEventsSource(source string) string {
 	return "segment-webhook-operator/" + (&url.URL{Path: source}).EscapedPath()
 }
 
-func (t *httpTarget) Deliver(ctx context.Context, ev Event) error {
-	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(ev.Raw))
+// Deliver sends every event, or every chunk of events with batch set, in its own request, as
+// many at once as the concurrency allows.
+func (t *httpTarget) Deliver(ctx context.Context, events []Event) []error {
+	outcomes := make([]error, len(events))
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(events); {
+		hi := lo + 1
+		if t.batch != nil {
+			hi = t.chunkEnd(events, lo)
+		}
+		select {
+		case t.slots <- struct{}{}:
+		case <-ctx.Done():
+			for i := lo; i < len(events); i++ {
+				outcomes[i] = fmt.Errorf("waiting for a free connection: %w", context.Cause(ctx))
+			}
+			wg.Wait()
+			return outcomes
+		}
+		send := func(chunk []Event, out []error) {
+			defer func() { <-t.slots }()
+			err := t.post(ctx, chunk)
+			for i := range out {
+				out[i] = err
+			}
+		}
+		if lo == 0 && hi == len(events) {
+			send(events, outcomes) // a single request needs no goroutine
+			break
+		}
+		wg.Add(1)
+		go func(chunk []Event, out []error) {
+			defer wg.Done()
+			send(chunk, out)
+		}(events[lo:hi], outcomes[lo:hi])
+		lo = hi
+	}
+	wg.Wait()
+	return outcomes
+}
+
+// chunkEnd returns the end of the chunk starting at lo: at most batch.maxEvents events and,
+// unless a single event is larger, at most batch.maxBytes bytes of JSON array.
+func (t *httpTarget) chunkEnd(events []Event, lo int) int {
+	size := int64(1 + len(events[lo].Raw) + 1)
+	hi := lo + 1
+	for hi < len(events) && hi-lo < t.batch.MaxEvents && size+int64(len(events[hi].Raw))+1 <= t.batch.MaxBytes {
+		size += int64(len(events[hi].Raw)) + 1
+		hi++
+	}
+	return hi
+}
+
+// post sends one event as itself, or a chunk as a JSON array in Segment's batch shape, so that
+// one receiver can feed another.
+func (t *httpTarget) post(ctx context.Context, events []Event) error {
+	body, key := events[0].Raw, events[0].MessageID
+	if t.batch != nil {
+		body, key = jsonArray(events), chunkKey(events)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(body))
 	if err != nil {
 		return Permanent(err)
 	}
@@ -80,20 +147,10 @@ func (t *httpTarget) Deliver(ctx context.Context, ev Event) error {
 		req.Header[name] = values
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", ev.MessageID)
+	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("User-Agent", "segment-webhook-receiver")
 	if t.format == config.FormatCloudEvents {
-		// Binary content mode: attributes in ce-* headers, the event JSON as the data.
-		req.Header.Set("ce-specversion", "1.0")
-		req.Header.Set("ce-id", ev.MessageID)
-		req.Header.Set("ce-type", "com.segment."+ev.Type)
-		req.Header.Set("ce-source", t.ceSource)
-		if !ev.Timestamp.IsZero() {
-			req.Header.Set("ce-time", ev.Timestamp.UTC().Format(time.RFC3339Nano))
-		}
-		if ev.UserID != "" {
-			req.Header.Set("ce-subject", ev.UserID)
-		}
+		setCloudEventsHeaders(req.Header, events[0], t.ceSource)
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -108,6 +165,52 @@ func (t *httpTarget) Deliver(ctx context.Context, ev Event) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	return classifyStatus(resp.StatusCode)
+}
+
+// setCloudEventsHeaders puts the attributes in ce-* headers (binary content mode); the event
+// JSON is the data.
+func setCloudEventsHeaders(h http.Header, ev Event, source string) {
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", ev.MessageID)
+	h.Set("ce-type", "com.segment."+ev.Type)
+	h.Set("ce-source", source)
+	if !ev.Timestamp.IsZero() {
+		h.Set("ce-time", ev.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	if ev.UserID != "" {
+		h.Set("ce-subject", ev.UserID)
+	}
+	for name, value := range ev.Attributes {
+		h.Set("ce-"+name, value)
+	}
+}
+
+// jsonArray joins the events' bytes into one JSON array, with no spaces, as Segment sends it.
+func jsonArray(events []Event) []byte {
+	size := 2
+	for _, ev := range events {
+		size += len(ev.Raw) + 1
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '[')
+	for i, ev := range events {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, ev.Raw...)
+	}
+	return append(body, ']')
+}
+
+// chunkKey is a chunk's Idempotency-Key: a digest of its events' messageIds, so the same events
+// sent again (Segment's retry, or our own) carry the same key.
+func chunkKey(events []Event) string {
+	h := sha256.New()
+	for _, ev := range events {
+		h.Write([]byte(ev.MessageID))
+		h.Write([]byte{'\n'})
+	}
+	return "swh-batch-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // classifyStatus: 2xx accepted; 408, 429 and 5xx retried; anything else is permanent.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -44,7 +46,8 @@ func newKafkaTarget(c config.KafkaTarget, env targetEnv, log *slog.Logger) (*kaf
 		// Idempotent writes are franz-go's default; they need acks from every in-sync replica.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchCompression(codec),
-		// Each request waits for its records: do not linger, batch what is buffered meanwhile.
+		// A request produces all its records at once and waits for them: do not linger, batch
+		// what is buffered meanwhile.
 		kgo.ProducerLinger(0),
 		// A broker that does not answer is noticed within about the delivery budget, so the
 		// client moves on (other broker, reconnect) while Segment retries.
@@ -127,30 +130,51 @@ func kafkaKey(mode string, ev Event) string {
 	return ev.MessageID
 }
 
-// Deliver produces the event and waits for the brokers' acknowledgement, or for ctx. The wait
-// is bounded by ctx even when a request is in flight: an idempotent producer cannot fail a record
-// it has sent before the broker answers, so ProduceSync could outlive the delivery budget. A
-// record still in flight when ctx ends may be written later; Segment's retry then produces it
-// again under the same key and segment-message-id header, which consumers can dedupe on.
-func (t *kafkaTarget) Deliver(ctx context.Context, ev Event) error {
-	record := &kgo.Record{
-		Topic: t.topic,
-		Key:   []byte(kafkaKey(t.key, ev)),
-		Value: ev.Raw,
-		Headers: []kgo.RecordHeader{
-			{Key: KafkaHeaderType, Value: []byte(ev.Type)},
-			{Key: KafkaHeaderMessageID, Value: []byte(ev.MessageID)},
-			{Key: KafkaHeaderContent, Value: []byte("application/json")},
-		},
+// Deliver produces every record at once, asynchronously, and then waits once for the brokers'
+// acknowledgements, or for ctx. The wait is bounded by ctx even when requests are in flight: an
+// idempotent producer cannot fail a record it has sent before the broker answers, so waiting for
+// every callback could outlive the delivery budget. A record still in flight when ctx ends may be
+// written later; Segment's retry then produces it again under the same key and
+// segment-message-id header, which consumers can dedupe on.
+func (t *kafkaTarget) Deliver(ctx context.Context, events []Event) []error {
+	var mu sync.Mutex
+	outcomes := make([]error, len(events))
+	acked := make([]bool, len(events))
+	remaining := len(events)
+	allAcked := make(chan struct{})
+	for i, ev := range events {
+		record := &kgo.Record{
+			Topic: t.topic,
+			Key:   []byte(kafkaKey(t.key, ev)),
+			Value: ev.Raw,
+			Headers: []kgo.RecordHeader{
+				{Key: KafkaHeaderType, Value: []byte(ev.Type)},
+				{Key: KafkaHeaderMessageID, Value: []byte(ev.MessageID)},
+				{Key: KafkaHeaderContent, Value: []byte("application/json")},
+			},
+		}
+		t.client.Produce(ctx, record, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			outcomes[i], acked[i] = classifyKafkaError(err), true
+			if remaining--; remaining == 0 {
+				close(allAcked)
+			}
+		})
 	}
-	done := make(chan error, 1)
-	t.client.Produce(ctx, record, func(_ *kgo.Record, err error) { done <- err })
 	select {
-	case err := <-done:
-		return classifyKafkaError(err)
+	case <-allAcked:
 	case <-ctx.Done():
-		return fmt.Errorf("kafka did not acknowledge in time: %w", context.Cause(ctx))
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	result := slices.Clone(outcomes)
+	for i := range result {
+		if !acked[i] {
+			result[i] = fmt.Errorf("kafka did not acknowledge in time: %w", context.Cause(ctx))
+		}
+	}
+	return result
 }
 
 // permanentKafkaErrors are failures that retrying within the request cannot fix: the record or

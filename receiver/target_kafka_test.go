@@ -334,3 +334,29 @@ func testTLS(t testing.TB) (caPEM []byte, server *tls.Config) {
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	return caPEM, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}
 }
+
+// A 4000-event batch is produced at once and lands in the topic each event exactly once; Segment's
+// retry of it produces nothing again.
+func TestKafkaLargestBatchExactlyOnce(t *testing.T) {
+	cluster := startKafka(t)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	h := startHarness(t, secretVol, bigBatchConfig(secretVol, kafkaTargetTo("stream", cluster)))
+	body, first := segmentBatch(4000)
+	for range 2 {
+		if r := h.do("POST", body, map[string]string{SignatureHeader: hmacHex(testSecret, first)}); r.code != 200 {
+			t.Fatalf("got %d %s", r.code, r.body)
+		}
+	}
+	counts := map[string]int{}
+	for _, r := range consume(t, 4000, kgo.SeedBrokers(cluster.ListenAddrs()...)) {
+		counts[header(r, KafkaHeaderMessageID)]++
+	}
+	for i := range 4000 {
+		if id := fmt.Sprintf("seg-%05d", i); counts[id] != 1 {
+			t.Fatalf("%s produced %d times, want 1", id, counts[id])
+		}
+	}
+	if got := h.metric("segment_receiver_target_attempts_total", "target", "stream"); got != 1 {
+		t.Fatalf("%v attempts, want one Deliver call for the whole batch", got)
+	}
+}

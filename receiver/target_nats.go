@@ -120,7 +120,10 @@ func (t *natsTarget) connect(urls string, opts []nats.Option) {
 	conn, err := nats.Connect(urls, opts...)
 	var js jetstream.JetStream
 	if err == nil {
-		js, err = jetstream.New(conn)
+		// A batch is published at once: let a few of Segment's largest be pending together, and
+		// give up on an ack after Segment's own timeout so no future waits forever.
+		js, err = jetstream.New(conn, jetstream.WithPublishAsyncMaxPending(4*config.MaxEventsLimit),
+			jetstream.WithPublishAsyncTimeout(config.MaxBudget))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -159,34 +162,59 @@ func subjectToken(s string) string {
 	}, s)
 }
 
-func (t *natsTarget) Deliver(ctx context.Context, ev Event) error {
+// Deliver publishes every event asynchronously, then awaits every PubAck, the stream's word that
+// it stored the message (or already had it: a duplicate).
+func (t *natsTarget) Deliver(ctx context.Context, events []Event) []error {
+	outcomes := make([]error, len(events))
 	select {
 	case <-t.ready:
 	case <-ctx.Done():
-		return fmt.Errorf("NATS connection not set up in time: %w", context.Cause(ctx))
+		return fillErr(outcomes, fmt.Errorf("NATS connection not set up in time: %w", context.Cause(ctx)))
 	}
 	t.mu.Lock()
 	js, setupErr := t.js, t.err
 	t.mu.Unlock()
 	if setupErr != nil {
-		return Permanent(setupErr)
+		return fillErr(outcomes, Permanent(setupErr))
 	}
 	if js == nil {
-		return Permanent(errors.New("NATS target is closed"))
+		return fillErr(outcomes, Permanent(errors.New("NATS target is closed")))
 	}
-	msg := &nats.Msg{Subject: t.subjectFor(ev), Data: ev.Raw, Header: nats.Header{}}
-	msg.Header.Set(NATSHeaderType, ev.Type)
-	msg.Header.Set(NATSHeaderMessageID, ev.MessageID)
-	msg.Header.Set(NATSHeaderContent, "application/json")
-	opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.MessageID)}
-	if t.stream != "" {
-		opts = append(opts, jetstream.WithExpectStream(t.stream))
+	futures := make([]jetstream.PubAckFuture, len(events))
+	for i, ev := range events {
+		msg := &nats.Msg{Subject: t.subjectFor(ev), Data: ev.Raw, Header: nats.Header{}}
+		msg.Header.Set(NATSHeaderType, ev.Type)
+		msg.Header.Set(NATSHeaderMessageID, ev.MessageID)
+		msg.Header.Set(NATSHeaderContent, "application/json")
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.MessageID)}
+		if t.stream != "" {
+			opts = append(opts, jetstream.WithExpectStream(t.stream))
+		}
+		if futures[i], outcomes[i] = js.PublishMsgAsync(msg, opts...); outcomes[i] != nil {
+			outcomes[i] = classifyNATSError(outcomes[i])
+		}
 	}
-	// A PubAck is the stream's word that it stored the message (or already had it: Duplicate).
-	if _, err := js.PublishMsg(ctx, msg, opts...); err != nil {
-		return classifyNATSError(err)
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			outcomes[i] = classifyNATSError(err)
+		case <-ctx.Done():
+			outcomes[i] = fmt.Errorf("NATS did not acknowledge in time: %w", context.Cause(ctx))
+		}
 	}
-	return nil
+	return outcomes
+}
+
+// fillErr sets every outcome to err.
+func fillErr(outcomes []error, err error) []error {
+	for i := range outcomes {
+		outcomes[i] = err
+	}
+	return outcomes
 }
 
 // classifyNATSError: JetStream's 4xx answers (wrong stream, message over the stream's size

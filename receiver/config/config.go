@@ -25,10 +25,10 @@ const (
 	DefaultPath             = "/webhook"
 	DefaultPort             = 8080
 	DefaultMetricsPort      = 9090
-	DefaultMaxBodyBytes     = 4 << 20 // a 1000-event Actions batch of typical events fits
-	DefaultMaxEvents        = 1000
+	DefaultMaxBodyBytes     = 16 << 20 // Segment's largest batch (4000 events) of events up to 4 KiB
+	DefaultMaxEvents        = MaxEventsLimit
 	DefaultMaxInFlight      = 256
-	DefaultMaxBufferedBytes = 32 << 20 // well inside the receiver's default 256Mi memory limit
+	DefaultMaxBufferedBytes = 64 << 20 // well inside the receiver's default 256Mi memory limit
 	DefaultMaxHeaderBytes   = 64 << 10
 	DefaultReadHeaderTime   = 5 * time.Second
 	DefaultReadTimeout      = 10 * time.Second
@@ -48,11 +48,33 @@ const (
 	DefaultConfigDirectory  = "/etc/segment-webhook/config"
 )
 
+// Delivery defaults for HTTP targets and the dead-letter target.
+const (
+	// DefaultHTTPConcurrency lets a 4000-event batch reach a target 20 ms away, one request per
+	// event, in about 4000/128 x 20 ms = 0.6 s.
+	DefaultHTTPConcurrency = 128
+	MaxHTTPConcurrency     = 1024
+	DefaultBatchMaxEvents  = 500
+	DefaultBatchMaxBytes   = 1 << 20
+	// DeadLetterName names the dead-letter target in metrics and logs.
+	DeadLetterName = "dead-letter"
+)
+
 // Authentication modes.
 const (
 	AuthHMAC   = "HMAC"
 	AuthBearer = "Bearer"
 	AuthNone   = "None"
+)
+
+// Signature modes (HMAC authentication).
+const (
+	// SignatureAny accepts X-Segment-Signature over the whole body, or X-Signature over the
+	// whole body or, for a batch, over its first element only (Segment's Actions batches).
+	SignatureAny = "Any"
+	// SignatureFullBody accepts only signatures over the whole body: a batch signed over its
+	// first element only is refused, since events after element 0 could be forged.
+	SignatureFullBody = "FullBody"
 )
 
 // Validation modes.
@@ -123,6 +145,10 @@ type Config struct {
 	Limits     Limits   `json:"limits"`
 	Delivery   Delivery `json:"delivery"`
 	Targets    []Target `json:"targets"`
+	// DeadLetter, when set, receives each event that fails validation and each event a required
+	// target refuses for good, wrapped in an envelope; the request is then acknowledged. Its
+	// name is DeadLetterName; filter, dropFields and optional do not apply to it.
+	DeadLetter *Target `json:"deadLetter,omitempty"`
 }
 
 // Authentication says how a request proves it comes from Segment.
@@ -132,6 +158,8 @@ type Authentication struct {
 	// SecretFiles hold the shared secrets (HMAC) or tokens (Bearer). Any one of them is accepted,
 	// which is how rotation works: Segment sends no key id.
 	SecretFiles []string `json:"secretFiles,omitempty"`
+	// Signature is Any (the default) or FullBody; it applies to mode HMAC.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Limits bound what one request may cost.
@@ -163,7 +191,9 @@ type Delivery struct {
 	MaxAttempts    int      `json:"maxAttempts,omitempty"`
 	InitialBackoff Duration `json:"initialBackoff,omitempty"`
 	MaxBackoff     Duration `json:"maxBackoff,omitempty"`
-	// DedupeWindow is how long a target's accepted messageIds are remembered.
+	// DedupeWindow is how long a target's accepted messageIds are remembered. Unset (or 0)
+	// means DefaultDedupeWindow; the memory cannot be turned off, since without it every Segment
+	// retry would re-send to the targets that already accepted.
 	DedupeWindow Duration `json:"dedupeWindow,omitempty"`
 	// DedupeSize bounds the remembered messageIds per target.
 	DedupeSize int `json:"dedupeSize,omitempty"`
@@ -189,7 +219,8 @@ type Filter struct {
 	TrackEvents []string `json:"trackEvents,omitempty"`
 }
 
-// HTTPTarget forwards events to an HTTP endpoint, one request per event.
+// HTTPTarget forwards events to an HTTP endpoint: one request per event, or JSON arrays when
+// Batch is set.
 type HTTPTarget struct {
 	URL    string `json:"url"`
 	Method string `json:"method,omitempty"`
@@ -199,6 +230,17 @@ type HTTPTarget struct {
 	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
 	// Format is "segment" (the event as received) or "cloudevents" (binary mode).
 	Format string `json:"format,omitempty"`
+	// Concurrency bounds the requests in flight to this target at once, over all webhook
+	// requests.
+	Concurrency int `json:"concurrency,omitempty"`
+	// Batch sends events as JSON arrays (Segment's own batch shape) instead of one per request.
+	Batch *HTTPBatch `json:"batch,omitempty"`
+}
+
+// HTTPBatch bounds one array request. An event larger than MaxBytes goes alone.
+type HTTPBatch struct {
+	MaxEvents int   `json:"maxEvents,omitempty"`
+	MaxBytes  int64 `json:"maxBytes,omitempty"`
 }
 
 // TLS configures TLS towards a broker. Its presence enables TLS; without CAFile the system roots
@@ -308,6 +350,9 @@ func (c *Config) Default() {
 	setDefault(&c.Port, DefaultPort)
 	setDefault(&c.MetricsPort, DefaultMetricsPort)
 	setDefault(&c.Authentication.Mode, AuthHMAC)
+	if c.Authentication.Mode == AuthHMAC {
+		setDefault(&c.Authentication.Signature, SignatureAny)
+	}
 	setDefault(&c.Validation, ValidationStrict)
 	setDefault(&c.Limits.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&c.Limits.MaxEvents, DefaultMaxEvents)
@@ -325,14 +370,27 @@ func (c *Config) Default() {
 	setDefault(&c.Delivery.DedupeWindow, D(DefaultDedupeWindow))
 	setDefault(&c.Delivery.DedupeSize, DefaultDedupeSize)
 	for i := range c.Targets {
-		if h := c.Targets[i].HTTP; h != nil {
-			setDefault(&h.Method, DefaultHTTPMethod)
-			setDefault(&h.Format, FormatSegment)
+		c.Targets[i].defaults()
+	}
+	if c.DeadLetter != nil {
+		setDefault(&c.DeadLetter.Name, DeadLetterName)
+		c.DeadLetter.defaults()
+	}
+}
+
+func (t *Target) defaults() {
+	if h := t.HTTP; h != nil {
+		setDefault(&h.Method, DefaultHTTPMethod)
+		setDefault(&h.Format, FormatSegment)
+		setDefault(&h.Concurrency, DefaultHTTPConcurrency)
+		if b := h.Batch; b != nil {
+			setDefault(&b.MaxEvents, DefaultBatchMaxEvents)
+			setDefault(&b.MaxBytes, DefaultBatchMaxBytes)
 		}
-		if k := c.Targets[i].Kafka; k != nil {
-			setDefault(&k.Key, KafkaKeyMessageID)
-			setDefault(&k.Compression, DefaultCompression)
-		}
+	}
+	if k := t.Kafka; k != nil {
+		setDefault(&k.Key, KafkaKeyMessageID)
+		setDefault(&k.Compression, DefaultCompression)
 	}
 }
 
@@ -377,6 +435,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("authentication.mode", "must be HMAC, Bearer or None, got %q", c.Authentication.Mode)
 	}
+	switch {
+	case c.Authentication.Mode == AuthHMAC && c.Authentication.Signature != SignatureAny && c.Authentication.Signature != SignatureFullBody:
+		bad("authentication.signature", "must be Any or FullBody, got %q", c.Authentication.Signature)
+	case c.Authentication.Mode != AuthHMAC && c.Authentication.Signature != "":
+		bad("authentication.signature", "applies to mode HMAC only")
+	}
 	if c.Validation != ValidationStrict && c.Validation != ValidationLenient {
 		bad("validation", "must be Strict or Lenient, got %q", c.Validation)
 	}
@@ -417,8 +481,8 @@ func (c *Config) Validate() error {
 	if d.InitialBackoff.Duration <= 0 || d.MaxBackoff.Duration < d.InitialBackoff.Duration {
 		bad("delivery.initialBackoff", "must be above 0 and at most maxBackoff (%s), got %s", d.MaxBackoff, d.InitialBackoff)
 	}
-	if d.DedupeWindow.Duration < 0 {
-		bad("delivery.dedupeWindow", "must not be negative, got %s", d.DedupeWindow)
+	if d.DedupeWindow.Duration <= 0 {
+		bad("delivery.dedupeWindow", "must be above 0 (unset means the default %s), got %s", DefaultDedupeWindow, d.DedupeWindow)
 	}
 	if d.DedupeSize < 1 {
 		bad("delivery.dedupeSize", "must be at least 1, got %d", d.DedupeSize)
@@ -433,6 +497,15 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("targets[%d].name", i), "duplicate target name %q", t.Name)
 		}
 		seen[t.Name] = true
+	}
+	if dl := c.DeadLetter; dl != nil {
+		errs = append(errs, dl.validate("deadLetter")...)
+		if dl.Name != DeadLetterName {
+			bad("deadLetter.name", "must be %q, got %q", DeadLetterName, dl.Name)
+		}
+		if dl.Optional || len(dl.DropFields) > 0 || len(dl.Filter.EventTypes) > 0 || len(dl.Filter.TrackEvents) > 0 {
+			bad("deadLetter", "optional, filter and dropFields do not apply to the dead-letter target")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -491,6 +564,20 @@ func (h *HTTPTarget) validate(at string) []error {
 	for name := range h.HeaderFiles {
 		if _, static := h.Headers[name]; static {
 			errs = append(errs, fmt.Errorf("%s.headerFiles: header %q is also a static header", at, name))
+		}
+	}
+	if h.Concurrency < 1 || h.Concurrency > MaxHTTPConcurrency {
+		errs = append(errs, fmt.Errorf("%s.concurrency: must be 1-%d, got %d", at, MaxHTTPConcurrency, h.Concurrency))
+	}
+	if b := h.Batch; b != nil {
+		if b.MaxEvents < 1 || b.MaxEvents > MaxEventsLimit {
+			errs = append(errs, fmt.Errorf("%s.batch.maxEvents: must be 1-%d, got %d", at, MaxEventsLimit, b.MaxEvents))
+		}
+		if b.MaxBytes < 1024 {
+			errs = append(errs, fmt.Errorf("%s.batch.maxBytes: must be at least 1024, got %d", at, b.MaxBytes))
+		}
+		if h.Format != FormatSegment {
+			errs = append(errs, fmt.Errorf("%s.batch: needs format segment (a JSON array of events), got %q", at, h.Format))
 		}
 	}
 	return errs
@@ -621,7 +708,8 @@ func ValidateNATSSubject(subject string) error {
 	return nil
 }
 
-// Files lists every file the config refers to: the receiver watches them for reloads.
+// Files lists every file the config refers to, sorted and without repeats: the receiver reads and
+// fingerprints them in this order, so unchanged files always give the same fingerprint.
 func (c *Config) Files() []string {
 	files := append([]string(nil), c.Authentication.SecretFiles...)
 	add := func(paths ...string) {
@@ -636,7 +724,11 @@ func (c *Config) Files() []string {
 			add(t.CAFile, t.CertFile, t.KeyFile)
 		}
 	}
-	for _, t := range c.Targets {
+	targets := c.Targets
+	if c.DeadLetter != nil {
+		targets = append(slices.Clip(targets), *c.DeadLetter)
+	}
+	for _, t := range targets {
 		if t.HTTP != nil {
 			for _, f := range t.HTTP.HeaderFiles {
 				files = append(files, f)
@@ -653,5 +745,6 @@ func (c *Config) Files() []string {
 			addTLS(n.TLS)
 		}
 	}
-	return files
+	slices.Sort(files)
+	return slices.Compact(files)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -23,9 +24,9 @@ func TestKafkaAndNATSTargetsDefaultAndParse(t *testing.T) {
 	if k.Key != KafkaKeyMessageID || k.Compression != CompressionSnappy {
 		t.Fatalf("kafka defaults not filled: key %q compression %q", k.Key, k.Compression)
 	}
-	want := []string{"/s/ca", "/s/u", "/s/p", "/s/token", "/s/nca", "/s/crt", "/s/key"}
+	want := []string{"/s/ca", "/s/crt", "/s/key", "/s/nca", "/s/p", "/s/token", "/s/u"}
 	if got := c.Files(); !slices.Equal(got, want) {
-		t.Fatalf("Files() = %v, want %v (the reload must watch every secret file)", got, want)
+		t.Fatalf("Files() = %v, want %v (every secret file, sorted, so the reload fingerprint is stable)", got, want)
 	}
 }
 
@@ -72,5 +73,58 @@ func TestNATSSubjectTemplate(t *testing.T) {
 		if err := ValidateNATSSubject(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// Files is sorted and holds each path once, whatever the map order of headerFiles, and it
+// includes the dead-letter target's files.
+func TestFilesSortedAndDeduplicated(t *testing.T) {
+	c, err := parseTarget(t, `{"name":"h","http":{"url":"http://sink/","headerFiles":{"A":"/s/z","B":"/s/a","C":"/s/m","D":"/s/a"}}},
+		{"name":"k","kafka":{"brokers":["kafka:9092"],"topic":"t","sasl":{"mechanism":"PLAIN","usernameFile":"/s/m","passwordFile":"/s/b"}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DeadLetter = &Target{Name: DeadLetterName, HTTP: &HTTPTarget{URL: "http://dlq/", HeaderFiles: map[string]string{"X": "/s/dlq"}}}
+	want := []string{"/s/a", "/s/b", "/s/dlq", "/s/m", "/s/z"}
+	for range 20 {
+		if got := c.Files(); !slices.Equal(got, want) {
+			t.Fatalf("Files() = %v, want %v", got, want)
+		}
+	}
+}
+
+func TestBatchConcurrencySignatureAndDeadLetter(t *testing.T) {
+	c, err := Parse([]byte(`{"source":"ns/n","authentication":{"mode":"HMAC","secretFiles":["/s/h"]},
+		"targets":[{"name":"h","http":{"url":"http://sink/","batch":{}}}],"deadLetter":{"nats":{"urls":["nats://n:4222"],"subject":"dlq"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Targets[0].HTTP
+	if h.Concurrency != DefaultHTTPConcurrency || h.Batch.MaxEvents != DefaultBatchMaxEvents || h.Batch.MaxBytes != DefaultBatchMaxBytes ||
+		c.Authentication.Signature != SignatureAny || c.DeadLetter.Name != DeadLetterName ||
+		c.Limits.MaxEvents != 4000 || c.Limits.MaxBodyBytes != 16<<20 {
+		t.Fatalf("defaults not filled: %+v %+v %+v %+v", h, h.Batch, c.Authentication, c.Limits)
+	}
+	base := `{"source":"ns/n","authentication":{"mode":"None"%s},"targets":[%s]%s}`
+	okTarget := `{"name":"h","http":{"url":"http://sink/"}}`
+	for body, field := range map[string]string{
+		fmt.Sprintf(base, "", `{"name":"h","http":{"url":"http://sink/","concurrency":5000}}`, ""):                "targets[0].http.concurrency",
+		fmt.Sprintf(base, "", `{"name":"h","http":{"url":"http://sink/","batch":{"maxEvents":5000}}}`, ""):        "targets[0].http.batch.maxEvents",
+		fmt.Sprintf(base, "", `{"name":"h","http":{"url":"http://sink/","batch":{"maxBytes":10}}}`, ""):           "targets[0].http.batch.maxBytes",
+		fmt.Sprintf(base, "", `{"name":"h","http":{"url":"http://sink/","format":"cloudevents","batch":{}}}`, ""): "targets[0].http.batch",
+		fmt.Sprintf(base, `,"signature":"FullBody"`, okTarget, ""):                                                "authentication.signature",
+		fmt.Sprintf(base, "", okTarget, `,"deadLetter":{"name":"other","http":{"url":"http://dlq/"}}`):            "deadLetter.name",
+		fmt.Sprintf(base, "", okTarget, `,"deadLetter":{"optional":true,"http":{"url":"http://dlq/"}}`):           "deadLetter",
+		fmt.Sprintf(base, "", okTarget, `,"deadLetter":{}`):                                                       "deadLetter",
+		fmt.Sprintf(base, "", okTarget, `,"delivery":{"dedupeWindow":"-1s"}`):                                     "delivery.dedupeWindow",
+	} {
+		_, err := Parse([]byte(body))
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: got %v, want an error naming %s", body, err, field)
+		}
+	}
+	bad, err := Parse([]byte(`{"source":"ns/n","authentication":{"mode":"HMAC","secretFiles":["/s/h"],"signature":"Element0"},"targets":[` + okTarget + `]}`))
+	if err == nil || !strings.Contains(err.Error(), "authentication.signature") {
+		t.Errorf("signature Element0: got %v, %v", bad, err)
 	}
 }

@@ -1,0 +1,82 @@
+package receiver
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+)
+
+// Dead-letter reasons, the "reason" of an envelope and the label of the dead-letter metric.
+const (
+	// ReasonInvalid: the event failed validation (Segment would not retry a 400).
+	ReasonInvalid = "invalid"
+	// ReasonRefused: a required target refused the event for good (a 4xx, an unknown topic...).
+	ReasonRefused = "refused"
+)
+
+// DeadLetterType is the type of a dead-letter envelope: the NATS {type} token, the Kafka
+// segment-type header, and "com.segment.dead-letter" as a CloudEvents type.
+const DeadLetterType = "dead-letter"
+
+// CloudEvents extension attributes of a dead letter (ce-deadletterreason, ce-deadlettertarget).
+const (
+	deadLetterReasonAttribute = "deadletterreason"
+	deadLetterTargetAttribute = "deadlettertarget"
+)
+
+// deadLetter is the envelope sent to the dead-letter target. Event holds the event's bytes
+// exactly as received, spliced in rather than re-encoded.
+type deadLetter struct {
+	Reason    string `json:"reason"`
+	Error     string `json:"error"`
+	Field     string `json:"field,omitempty"`
+	Target    string `json:"target,omitempty"`
+	Index     int    `json:"index"`
+	MessageID string `json:"messageId,omitempty"`
+	Source    string `json:"source"`
+}
+
+// envelope wraps raw as a dead letter. Its messageId is derived from what it holds, so Segment's
+// retry of the same request dead-letters under the same idempotency key.
+func (d deadLetter) envelope(raw []byte) Event {
+	head, _ := json.Marshal(d) // a struct of strings and an int cannot fail
+	body := make([]byte, 0, len(head)+len(raw)+10)
+	body = append(body, head[:len(head)-1]...)
+	body = append(body, `,"event":`...)
+	body = append(body, raw...)
+	body = append(body, '}')
+
+	h := sha256.New()
+	for _, part := range []string{d.Reason, d.Target, strconv.Itoa(d.Index), d.Source} {
+		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
+		h.Write([]byte(part))
+	}
+	h.Write(raw)
+	attrs := map[string]string{deadLetterReasonAttribute: d.Reason}
+	if d.Target != "" {
+		attrs[deadLetterTargetAttribute] = d.Target
+	}
+	return Event{
+		Raw:        body,
+		Index:      d.Index,
+		Type:       DeadLetterType,
+		MessageID:  "swh-dl-" + hex.EncodeToString(h.Sum(nil)[:16]),
+		Attributes: attrs,
+	}
+}
+
+// deadLetters wraps the invalid events and the refused ones.
+func deadLetters(source string, invalid []invalidEvent, refused []refusal) []Event {
+	var letters []Event
+	for _, ie := range invalid {
+		letters = append(letters, deadLetter{Reason: ReasonInvalid, Error: ie.err.Reason, Field: ie.err.Field,
+			Index: ie.err.Index, Source: source}.envelope(ie.raw))
+	}
+	for _, rf := range refused {
+		letters = append(letters, deadLetter{Reason: ReasonRefused, Error: rf.err.Error(), Target: rf.target,
+			Index: rf.event.Index, MessageID: rf.event.MessageID, Source: source}.envelope(rf.event.Raw))
+	}
+	return letters
+}
