@@ -318,6 +318,16 @@ func TestSendHMAC(t *testing.T) {
 		t.Errorf("warehouse has %d events, want 1 + 3", got)
 	}
 
+	// The Actions destination's "Use X-Segment-Signature Header": HMAC over the whole body.
+	out, err = kubectlSWH(t, "send", "events", "-n", ns, "--url", base, "--type", "batch", "--signature", "x-segment-signature")
+	if err != nil {
+		t.Fatalf("send --signature x-segment-signature: %v\n%s", err, out)
+	}
+	wantOutput(t, out, "X-Segment-Signature", "Answer: 200 OK")
+	if got := len(targets.received("warehouse")); got != 7 {
+		t.Errorf("warehouse has %d events, want 1 + 3 + 3", got)
+	}
+
 	// The same URL without the path gets the webhook path; the in-cluster status.url needs a
 	// port-forward from here, and the plugin says so.
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -262,8 +262,9 @@ func explain(swh *segmentv1alpha1.SegmentWebhook, req *segmentsend.Request, resp
 			line("  - this request was signed with secretRefs[0], so the running receiver does not have that value:")
 			line("    a Secret changed a moment ago reaches the pods after the kubelet's sync (up to a minute or so);")
 			line("    the receiver then reloads by itself. During a rotation keep both keys in secretRefs.")
-			if header == segmentsend.XSegmentSignature {
-				line("  - X-Segment-Signature needs a receiver that accepts it; try --signature x-signature.")
+			if header == segmentsend.XSignature && swh.Spec.Authentication.Signature == segmentv1alpha1.SignatureFullBody {
+				line("  - authentication.signature is FullBody, which refuses batches signed over element 0 only:")
+				line("    send with --signature x-segment-signature, as Segment does with \"Use X-Segment-Signature Header\".")
 			}
 			line("  - in Segment, the destination's Shared Secret must be exactly the Secret's value (one trailing")
 			line("    newline is ignored, other whitespace is not).")
