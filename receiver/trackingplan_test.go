@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -445,4 +447,55 @@ func TestTrackingPlanConfig(t *testing.T) {
 	if !slices.Contains(cfg.Files(), "/p.json") {
 		t.Errorf("Files() %v lacks the plan", cfg.Files())
 	}
+}
+
+// Kafka and NATS carry the violation as a record or message header.
+func TestTrackingPlanViolationHeaderOnBrokers(t *testing.T) {
+	start := func(t *testing.T, target config.Target) *harness {
+		secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+		configVol := newVolume(t, map[string]string{planFile: testPlan})
+		cfg := testConfig(secretVol, target)
+		cfg.TrackingPlan = &config.TrackingPlan{Files: []string{configVol.Path(planFile)}}
+		configVol.Update(t, map[string]string{planFile: testPlan, config.FileName: configJSON(t, cfg)})
+		return startHarnessOn(t, configVol, secretVol)
+	}
+	ok, bad := planVectors[0], planVectors[1]
+	t.Run("kafka", func(t *testing.T) {
+		cluster := startKafka(t)
+		h := start(t, kafkaTargetTo("stream", cluster))
+		if r := h.post(batch(ok.event, bad.event)); r.code != 200 {
+			t.Fatalf("got %d %s", r.code, r.body)
+		}
+		for _, rec := range consume(t, 2, kgo.SeedBrokers(cluster.ListenAddrs()...)) {
+			want := ""
+			if header(rec, KafkaHeaderMessageID) == bad.id {
+				want = bad.violation
+			}
+			if got := header(rec, KafkaHeaderPlanViolation); got != want {
+				t.Errorf("%s: %s %q, want %q", header(rec, KafkaHeaderMessageID), KafkaHeaderPlanViolation, got, want)
+			}
+		}
+	})
+	t.Run("nats", func(t *testing.T) {
+		srv := startNATS(t, -1, t.TempDir())
+		js := natsClient(t, natsURL(srv))
+		createStream(t, js)
+		h := start(t, natsTargetTo("stream", natsURL(srv)))
+		if r := h.post(batch(ok.event, bad.event)); r.code != 200 {
+			t.Fatalf("got %d %s", r.code, r.body)
+		}
+		msgs := streamMessages(t, js)
+		if len(msgs) != 2 {
+			t.Fatalf("stream holds %d messages, want 2", len(msgs))
+		}
+		for _, m := range msgs {
+			want := ""
+			if m.Header.Get(NATSHeaderMessageID) == bad.id {
+				want = bad.violation
+			}
+			if got := m.Header.Get(NATSHeaderPlanViolation); got != want {
+				t.Errorf("%s: %s %q, want %q", m.Header.Get(NATSHeaderMessageID), NATSHeaderPlanViolation, got, want)
+			}
+		}
+	})
 }
