@@ -67,7 +67,7 @@ demo: envtest ## Run the product on this machine: control plane, operator, sampl
 ##@ Benchmarks
 
 .PHONY: bench-receiver
-bench-receiver: ## Load the real receiver binary and compare it with bare net/http and a reverse proxy.
+bench-receiver: ## Load the real receiver binary against a naive forwarder, a reverse proxy and bare net/http; batches over HTTP, Kafka, NATS.
 	hack/bench-receiver.sh
 
 .PHONY: bench-operator

@@ -1,86 +1,149 @@
 #!/usr/bin/env bash
-# Measures the real receiver binary under load against two baselines, in one run on this machine:
-#   1. the receiver (HMAC verify, strict validation, forwarding) to a sink,
-#   2. a bare net/http handler answering 200 (the sink itself),
-#   3. an httputil.ReverseProxy forwarding to the same sink,
-#   4. the receiver publishing to NATS JetStream (an embedded nats-server with a file-backed
-#      stream, hack/bench/natsjs): every 200 means the stream acknowledged the event.
-# Each request carries one event, so requests/s is events/s. Everything listens on 127.0.0.1. The load generator signs every request and sends a fresh
-# messageId each time.
+# Measures the real receiver binary under load, in one run on this machine, everything on 127.0.0.1.
 #
-# Env: DURATION (default 10s), CONCURRENCY (default 32), BASE_PORT (default 18081).
+# Single events (one signed track event per request, ~940 bytes, CONCURRENCY connections), in
+# rotating order, ROUNDS times, after a warm-up each:
+#   - the receiver (HMAC verify, strict validation, forwarding over HTTP) to a sink,
+#   - a naive forwarder (HMAC verify, encoding/json into a map, http.Client; hack/bench/naive),
+#   - httputil.ReverseProxy to the same sink, and the bare sink (net/http answering 200),
+#   - the receiver publishing to NATS JetStream (embedded nats-server, file-backed stream).
+# Batches (Segment-shaped arrays signed over element 0, BATCH_CONCURRENCY at once) of 100, 1000
+# and 4000 events: HTTP to a sink answering at once and one 20 ms away, one request per event
+# (default concurrency) and with `batch`; Kafka (kfake, franz-go's in-process broker); NATS.
+# Receiver rows show its CPU seconds and peak RSS (VmHWM, reset before each row) in the window.
+#
+# Last, one 4000-event batch at a time to the 20 ms sink, with and without `batch`: the latency
+# Segment sees for its largest batch. Receiver logs (warnings) go to a file, summarized at the end.
+#
+# Env: DURATION (10s), BATCH_DURATION (5s), WARMUP (2s), ROUNDS (3), CONCURRENCY (32),
+#      BATCH_CONCURRENCY (4), BASE_PORT (18081), ONLY (single or batch: run only that part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
+BATCH_DURATION=${BATCH_DURATION:-5s}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-32}
+BATCH_CONCURRENCY=${BATCH_CONCURRENCY:-4}
 BASE_PORT=${BASE_PORT:-18081}
-sink_port=$BASE_PORT proxy_port=$((BASE_PORT + 1)) receiver_port=$((BASE_PORT + 2)) metrics_port=$((BASE_PORT + 3))
-nats_port=$((BASE_PORT + 4)) nats_receiver_port=$((BASE_PORT + 5)) nats_metrics_port=$((BASE_PORT + 6))
+port() { echo $((BASE_PORT + $1)); }
+sink_port=$(port 0) slow_sink_port=$(port 1) proxy_port=$(port 2) naive_port=$(port 3)
+nats_port=$(port 4) kafka_port=$(port 5)
 
 tmp=$(mktemp -d)
-pids=() nats_pid=
+pids=() broker_pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait "${pids[@]}" 2>/dev/null || true
-  # NATS goes last, so the receiver does not log a disconnect on its way out.
-  [[ -z "$nats_pid" ]] || kill "$nats_pid" 2>/dev/null || true
+  # Brokers go last, so the receivers do not log disconnects on their way out.
+  for pid in "${broker_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 echo "building..." >&2
-go build -o "$tmp/receiver" ./cmd/receiver
-go build -o "$tmp/sink" ./hack/bench/sink
-go build -o "$tmp/load" ./hack/bench/load
-go build -o "$tmp/natsjs" ./hack/bench/natsjs
-
+for cmd in receiver; do go build -o "$tmp/$cmd" ./cmd/$cmd; done
+for cmd in sink load natsjs naive kafka; do go build -o "$tmp/$cmd" ./hack/bench/$cmd; done
 printf 'bench-secret\n' >"$tmp/hmac"
-cat >"$tmp/config.json" <<JSON
-{
-  "source": "bench/receiver",
-  "port": $receiver_port,
-  "metricsPort": $metrics_port,
-  "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
-  "validation": "Strict",
-  "limits": {},
-  "delivery": {},
-  "targets": [{"name": "sink", "http": {"url": "http://127.0.0.1:$sink_port/ingest"}}]
-}
-JSON
 
-cat >"$tmp/config-nats.json" <<JSON
-{
-  "source": "bench/receiver-nats",
-  "port": $nats_receiver_port,
-  "metricsPort": $nats_metrics_port,
-  "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
-  "validation": "Strict",
-  "limits": {},
-  "delivery": {},
-  "targets": [{"name": "jetstream", "nats": {"urls": ["nats://127.0.0.1:$nats_port"], "subject": "segment.{type}", "stream": "SEGMENT"}}]
-}
+# receiver NAME INDEX TARGET-JSON: starts a receiver on ports 20+2*INDEX and 21+2*INDEX; sets
+# receiver_url[NAME] and receiver_pid[NAME].
+declare -A receiver_url receiver_pid
+receiver() {
+  local name=$1 p m
+  p=$(port $((20 + 2 * $2))) m=$(port $((21 + 2 * $2)))
+  cat >"$tmp/$name.json" <<JSON
+{"source": "bench/$name", "port": $p, "metricsPort": $m,
+ "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
+ "validation": "Strict", "limits": {}, "delivery": {}, "targets": [$3]}
 JSON
+  "$tmp/receiver" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
+    --log-level warn --drain-delay 0s 2>>"$tmp/receivers.log" &
+  receiver_pid[$name]=$! receiver_url[$name]="http://127.0.0.1:$p/webhook"
+  pids+=($!)
+}
 
 "$tmp/sink" -addr "127.0.0.1:$sink_port" & pids+=($!)
+"$tmp/sink" -addr "127.0.0.1:$slow_sink_port" -delay 20ms & pids+=($!)
 "$tmp/sink" -addr "127.0.0.1:$proxy_port" -upstream "http://127.0.0.1:$sink_port" & pids+=($!)
-"$tmp/receiver" --config "$tmp/config.json" --addr "127.0.0.1:$receiver_port" \
-  --metrics-addr "127.0.0.1:$metrics_port" --log-level warn --drain-delay 0s & pids+=($!)
+"$tmp/naive" -addr "127.0.0.1:$naive_port" -upstream "http://127.0.0.1:$sink_port/ingest" & pids+=($!)
 mkdir "$tmp/jetstream"
-"$tmp/natsjs" -addr "127.0.0.1:$nats_port" -store "$tmp/jetstream" & nats_pid=$!
-"$tmp/receiver" --config "$tmp/config-nats.json" --addr "127.0.0.1:$nats_receiver_port" \
-  --metrics-addr "127.0.0.1:$nats_metrics_port" --log-level warn --drain-delay 0s & pids+=($!)
+"$tmp/natsjs" -addr "127.0.0.1:$nats_port" -store "$tmp/jetstream" & broker_pids+=($!)
+"$tmp/kafka" -port "$kafka_port" -topic segment-events & broker_pids+=($!)
 for _ in $(seq 100); do "$tmp/natsjs" -count -addr "127.0.0.1:$nats_port" >/dev/null 2>&1 && break; sleep 0.1; done
-for url in "http://127.0.0.1:$nats_receiver_port/readyz" "http://127.0.0.1:$sink_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$receiver_port/readyz"; do
+
+http_target() { echo "{\"name\": \"sink\", \"http\": {\"url\": \"http://127.0.0.1:$1/ingest\"$2}}"; }
+receiver http 0 "$(http_target "$sink_port" "")"
+receiver http-batch 1 "$(http_target "$sink_port" ', "batch": {}')"
+receiver http-20ms 2 "$(http_target "$slow_sink_port" "")"
+receiver http-20ms-batch 3 "$(http_target "$slow_sink_port" ', "batch": {}')"
+receiver nats 4 '{"name": "jetstream", "nats": {"urls": ["nats://127.0.0.1:'"$nats_port"'"], "subject": "segment.{type}", "stream": "SEGMENT"}}'
+receiver kafka 5 '{"name": "kafka", "kafka": {"brokers": ["127.0.0.1:'"$kafka_port"'"], "topic": "segment-events"}}'
+for url in "http://127.0.0.1:$sink_port/" "http://127.0.0.1:$slow_sink_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$naive_port/"; do
   "$tmp/load" -wait-for "$url"
 done
+for name in "${!receiver_url[@]}"; do "$tmp/load" -wait-for "${receiver_url[$name]%/webhook}/readyz"; done
 
-echo "$(nproc) cores, concurrency $CONCURRENCY, $DURATION per scenario"
+others=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 {printf "%s(%s%%) ", $2, $1}' | head -c 300)
+echo "$(nproc) cores; busiest processes at start: ${others:-none above 5%}"
+echo
+echo "Single events: concurrency $CONCURRENCY, $DURATION per row after a $WARMUP warm-up, $ROUNDS rounds in rotating order"
 "$tmp/load" -header
-run() { "$tmp/load" -label "$1" -url "$2" -concurrency "$CONCURRENCY" -duration "$DURATION"; }
-run "receiver -> sink" "http://127.0.0.1:$receiver_port/webhook"
-run "bare net/http 200" "http://127.0.0.1:$sink_port/webhook"
-run "httputil.ReverseProxy -> sink" "http://127.0.0.1:$proxy_port/webhook"
-run "receiver -> NATS JetStream" "http://127.0.0.1:$nats_receiver_port/webhook"
-echo "JetStream stream SEGMENT holds $("$tmp/natsjs" -count -addr "127.0.0.1:$nats_port") messages (one per event answered 200)"
+contenders=(receiver naive proxy bare nats)
+single() {
+  local url pid=0
+  case $1 in
+    receiver) url=${receiver_url[http]} pid=${receiver_pid[http]} ;;
+    naive) url="http://127.0.0.1:$naive_port/webhook" ;;
+    proxy) url="http://127.0.0.1:$proxy_port/webhook" ;;
+    bare) url="http://127.0.0.1:$sink_port/webhook" ;;
+    nats) url=${receiver_url[nats]} pid=${receiver_pid[nats]} ;;
+  esac
+  local -A labels=([receiver]="receiver -> sink" [naive]="naive forwarder -> sink" [proxy]="httputil.ReverseProxy -> sink" \
+    [bare]="bare net/http 200" [nats]="receiver -> NATS JetStream")
+  "$tmp/load" -label "${labels[$1]}" -url "$url" -pid "$pid" -concurrency "$CONCURRENCY" -duration "$DURATION" -warmup "$WARMUP" |
+    tee -a "$tmp/single.txt"
+}
+if [[ ${ONLY:-single} == single ]]; then
+  for round in $(seq 0 $((ROUNDS - 1))); do
+    for i in "${!contenders[@]}"; do
+      single "${contenders[$(((i + round) % ${#contenders[@]}))]}"
+    done
+  done
+  echo
+  echo "Median over the $ROUNDS rounds (req/s, p99 in ms), and the receiver against the naive forwarder:"
+  awk '
+    function ms(v) { if (v ~ /µs$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    function median(list,   n, a, i, j, t) {
+      n = split(list, a, " "); for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    { f = split($0, x, " "); n = f - 8; label = x[1]; for (i = 2; i < n; i++) label = label " " x[i]
+      rps[label] = rps[label] " " x[n + 1]; p99[label] = p99[label] " " ms(x[n + 4]); if (!(label in seen)) { seen[label] = 1; order[++k] = label } }
+    END {
+      for (i = 1; i <= k; i++) { l = order[i]; m[l] = median(rps[l]); printf "  %-34s %8.0f req/s  p99 %6.2f ms\n", l, m[l], median(p99[l]) }
+      if (m["naive forwarder -> sink"] > 0) printf "  receiver / naive forwarder: %.0f%%\n", 100 * m["receiver -> sink"] / m["naive forwarder -> sink"]
+    }' "$tmp/single.txt"
+fi
+if [[ ${ONLY:-batch} != batch ]]; then exit 0; fi
+
+echo
+echo "Batches: concurrency $BATCH_CONCURRENCY, $BATCH_DURATION per row after a $WARMUP warm-up"
+"$tmp/load" -header
+for events in 100 1000 4000; do
+  for name in http http-batch http-20ms http-20ms-batch kafka nats; do
+    "$tmp/load" -label "$events-event batch -> receiver $name" -url "${receiver_url[$name]}" -pid "${receiver_pid[$name]}" \
+      -events "$events" -concurrency "$BATCH_CONCURRENCY" -duration "$BATCH_DURATION" -warmup "$WARMUP"
+  done
+done
+echo
+echo "Segment's largest batch, one at a time, to the sink 20 ms away ($BATCH_DURATION per row)"
+"$tmp/load" -header
+for name in http-20ms-batch http-20ms; do
+  "$tmp/load" -label "4000-event batch, alone -> receiver $name" -url "${receiver_url[$name]}" -pid "${receiver_pid[$name]}" \
+    -events 4000 -concurrency 1 -duration "$BATCH_DURATION" -warmup "$WARMUP"
+done
+echo
+echo "receiver warnings: $(grep -c '"level":"WARN"' "$tmp/receivers.log" || true) lines, $(grep -c '"code":503' "$tmp/receivers.log" || true) answers 503"
+echo "JetStream stream SEGMENT holds $("$tmp/natsjs" -count -addr "127.0.0.1:$nats_port") messages"

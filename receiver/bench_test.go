@@ -118,7 +118,7 @@ func BenchmarkHandler(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- server.Run(ctx) }()
 			defer func() { cancel(); <-done }()
-			handler := server.Handler()
+			handler := server // the webhook and health handler
 			body := benchBatch(n)
 			if n == 1 {
 				body = benchEvent(0)

@@ -178,6 +178,22 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	deadline, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	record := func(r *route, originals []Event, outcomes []error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, err := range outcomes {
+			switch {
+			case err == nil:
+			case IsPermanent(err):
+				refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
+			default:
+				failed = true
+			}
+		}
+	}
+	// The last required target with events is delivered to in this goroutine: with a single
+	// target, the common case, no goroutine is started at all.
+	var inline func()
 	for _, r := range p.routes {
 		batch, originals, unprepared := r.prepare(events)
 		if !r.optional {
@@ -198,22 +214,17 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 			}()
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outcomes := r.send(ctx, batch)
-			mu.Lock()
-			defer mu.Unlock()
-			for i, err := range outcomes {
-				switch {
-				case err == nil:
-				case IsPermanent(err):
-					refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
-				default:
-					failed = true
-				}
-			}
-		}()
+		if inline != nil {
+			wg.Add(1)
+			go func(deliver func()) {
+				defer wg.Done()
+				deliver()
+			}(inline)
+		}
+		inline = func() { record(r, originals, r.send(ctx, batch)) }
+	}
+	if inline != nil {
+		inline()
 	}
 	wg.Wait()
 	return failed, refused
@@ -345,8 +356,13 @@ func (r *route) send(ctx context.Context, events []Event) []error {
 		if r.optional {
 			level = slog.LevelInfo
 		}
-		r.log.Log(ctx, level, "delivery failed", "events", len(events), "accepted", accepted,
-			"permanent", permanent, "transient", transient, "attempts", attempts, "error", firstErr)
+		// Events still failing when the deadline ended the request may have reached the target.
+		abandoned := 0
+		if ctx.Err() != nil {
+			abandoned = transient
+		}
+		r.log.Log(ctx, level, "delivery failed", "events", len(events), "accepted", accepted, "permanent", permanent,
+			"transient", transient, "abandonedAtDeadline", abandoned, "attempts", attempts, "error", firstErr)
 	}
 	return outcomes
 }

@@ -36,32 +36,32 @@ type Event struct {
 	properties, traits, context []byte
 }
 
-// ValidationError refuses a request or one event of it. Status is 400, or 413 when the batch holds
+// validationError refuses a request or one event of it. Status is 400, or 413 when the batch holds
 // too many events. Index is the event's position in a batch (0 for a single event, -1 when no
 // event is to blame).
-type ValidationError struct {
+type validationError struct {
 	Status int
 	Index  int
 	Field  string
 	Reason string
 }
 
-func (e *ValidationError) Error() string {
+func (e *validationError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("event %d: %s", e.Index, e.Reason)
 	}
 	return fmt.Sprintf("event %d: %s: %s", e.Index, e.Field, e.Reason)
 }
 
-func invalid(index int, field, reason string) *ValidationError {
-	return &ValidationError{Status: http.StatusBadRequest, Index: index, Field: field, Reason: reason}
+func invalid(index int, field, reason string) *validationError {
+	return &validationError{Status: http.StatusBadRequest, Index: index, Field: field, Reason: reason}
 }
 
 // invalidEvent is an event that failed validation, or broke the tracking plan (violations set);
 // its bytes can still be dead-lettered.
 type invalidEvent struct {
 	raw        []byte
-	err        *ValidationError
+	err        *validationError
 	violations []trackingplan.Violation
 }
 
@@ -90,7 +90,7 @@ type eventScanner struct {
 	batch   bool
 	n       int // elements read
 	done    bool
-	err     *ValidationError // a problem with the body as a whole: nothing of it can be used
+	err     *validationError // a problem with the body as a whole: nothing of it can be used
 	decoded decodedBody
 }
 
@@ -120,7 +120,7 @@ func newEventScanner(body []byte, mode string, maxEvents int) *eventScanner {
 // jsonSpace is the whitespace JSON allows between tokens.
 const jsonSpace = " \t\r\n"
 
-func (s *eventScanner) fail(err *ValidationError) {
+func (s *eventScanner) fail(err *validationError) {
 	s.err, s.done = err, true
 	s.release()
 }
@@ -151,7 +151,7 @@ func (s *eventScanner) firstElement() []byte {
 }
 
 // finish reads the rest of the body.
-func (s *eventScanner) finish() (decodedBody, *ValidationError) {
+func (s *eventScanner) finish() (decodedBody, *validationError) {
 	for s.step() {
 	}
 	return s.decoded, s.err
@@ -178,7 +178,7 @@ func (s *eventScanner) step() bool {
 			return false
 		}
 		if s.n == s.max {
-			s.fail(&ValidationError{Status: http.StatusRequestEntityTooLarge, Index: s.n,
+			s.fail(&validationError{Status: http.StatusRequestEntityTooLarge, Index: s.n,
 				Reason: fmt.Sprintf("a batch may hold at most %d events", s.max)})
 			return false
 		}
@@ -278,7 +278,7 @@ type eventFields [fieldCount][]byte
 
 // readEvent reads one object. err is a syntax error (the body is unusable); verr refuses only
 // this event.
-func (s *eventScanner) readEvent(index int) (ev Event, verr *ValidationError, err error) {
+func (s *eventScanner) readEvent(index int) (ev Event, verr *validationError, err error) {
 	d := s.dec
 	if _, err := d.ReadToken(); err != nil {
 		return ev, nil, err
@@ -313,26 +313,22 @@ func (s *eventScanner) readEvent(index int) (ev Event, verr *ValidationError, er
 }
 
 // fill validates the fields and copies the ones routing needs into ev.
-func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
-	typ, ok := f.str(fieldType)
+func (f *eventFields) fill(ev *Event, strict bool, index int) *validationError {
+	typ, ok := f.eventType()
 	if !ok || typ == "" {
 		return invalid(index, "type", "every event needs a non-empty string type")
 	}
 	ev.Type = typ
 	if strict {
-		if err := f.validateStrict(typ, index); err != nil {
+		if err := f.validateStrict(typ, index, &ev.Timestamp); err != nil {
 			return err
 		}
+	} else if ts, ok := f.text(fieldTimestamp); ok {
+		ev.Timestamp, _ = time.Parse(time.RFC3339Nano, string(ts))
 	}
 	// In Lenient mode fields of an unexpected kind are simply not used.
-	ev.MessageID, _ = f.str(fieldMessageID)
-	ev.UserID, _ = f.str(fieldUserID)
-	ev.AnonymousID, _ = f.str(fieldAnonymousID)
-	ev.Name, _ = f.str(fieldEvent)
+	f.strings(&ev.MessageID, &ev.UserID, &ev.AnonymousID, &ev.Name)
 	ev.properties, ev.traits, ev.context = f[fieldProperties], f[fieldTraits], f[fieldContext]
-	if ts, ok := f.str(fieldTimestamp); ok {
-		ev.Timestamp, _ = time.Parse(time.RFC3339Nano, ts)
-	}
 	if ev.MessageID == "" {
 		ev.MessageID = deriveMessageID(ev.Raw)
 	}
@@ -342,7 +338,7 @@ func (f *eventFields) fill(ev *Event, strict bool, index int) *ValidationError {
 // validateStrict enforces the Segment Spec. Identifiers must be strings: Segment's libraries send
 // strings, and a numeric userId is more likely a mapping mistake than intent. JSON null counts as
 // absent, since Segment sends "userId": null for anonymous users.
-func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
+func (f *eventFields) validateStrict(typ string, index int, timestamp *time.Time) *validationError {
 	if !slices.Contains(config.EventTypes, typ) {
 		return invalid(index, "type", fmt.Sprintf("unknown event type %q", typ))
 	}
@@ -360,21 +356,25 @@ func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
 		if !f.present(i) {
 			continue
 		}
-		s, ok := f.str(i)
+		s, ok := f.text(i)
 		if !ok {
 			return invalid(index, fieldNames[i], "must be an ISO-8601 (RFC 3339) timestamp string")
 		}
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+		t, err := time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
 			return invalid(index, fieldNames[i], "must be an ISO-8601 (RFC 3339) timestamp such as 2024-05-01T12:00:00.000Z")
 		}
+		if i == fieldTimestamp {
+			*timestamp = t
+		}
 	}
-	need := func(i int, reason string) *ValidationError {
-		if v, _ := f.str(i); v == "" {
+	need := func(i int, reason string) *validationError {
+		if v, _ := f.text(i); len(v) == 0 {
 			return invalid(index, fieldNames[i], reason)
 		}
 		return nil
 	}
-	var err *ValidationError
+	var err *validationError
 	switch typ {
 	case "track":
 		err = need(fieldEvent, "track events need a non-empty event name")
@@ -390,30 +390,74 @@ func (f *eventFields) validateStrict(typ string, index int) *ValidationError {
 	if err != nil {
 		return err
 	}
-	userID, _ := f.str(fieldUserID)
-	anonymousID, _ := f.str(fieldAnonymousID)
-	if userID == "" && anonymousID == "" {
+	userID, _ := f.text(fieldUserID)
+	anonymousID, _ := f.text(fieldAnonymousID)
+	if len(userID) == 0 && len(anonymousID) == 0 {
 		return invalid(index, "userId", "every event needs a non-empty userId or anonymousId")
 	}
 	return nil
 }
 
+// eventType is the type, without allocating for the known types.
+func (f *eventFields) eventType() (string, bool) {
+	if v := f[fieldType]; len(v) > 2 && v[0] == '"' {
+		for _, known := range config.EventTypes {
+			if string(v[1:len(v)-1]) == known {
+				return known, true
+			}
+		}
+	}
+	return f.str(fieldType)
+}
+
 // present reports whether field i is there and not null.
 func (f *eventFields) present(i int) bool { return f[i] != nil && string(f[i]) != "null" }
 
-// str returns field i's value when it is a JSON string.
-func (f *eventFields) str(i int) (string, bool) {
+// text returns the content of field i when it is a JSON string, without copying unless it holds
+// escapes.
+func (f *eventFields) text(i int) ([]byte, bool) {
 	v := f[i]
 	if len(v) < 2 || v[0] != '"' {
-		return "", false
+		return nil, false
 	}
 	// The tokenizer has validated the string, so one without escapes needs no decoding.
 	if inner := v[1 : len(v)-1]; bytes.IndexByte(inner, '\\') < 0 {
-		return string(inner), true
+		return inner, true
 	}
 	// The only error left is invalid UTF-8, which is replaced like encoding/json does.
 	s, _ := jsontext.AppendUnquote(nil, v)
-	return string(s), true
+	return s, true
+}
+
+// str returns field i's value when it is a JSON string.
+func (f *eventFields) str(i int) (string, bool) {
+	s, ok := f.text(i)
+	return string(s), ok
+}
+
+// strings sets the messageId, userId, anonymousId and event name from one allocation: a string
+// holding all four, sliced.
+func (f *eventFields) strings(messageID, userID, anonymousID, name *string) {
+	fields := [4]int{fieldMessageID, fieldUserID, fieldAnonymousID, fieldEvent}
+	var parts [4][]byte
+	size := 0
+	for j, i := range fields {
+		parts[j], _ = f.text(i)
+		size += len(parts[j])
+	}
+	var buf [256]byte // usually enough: joined on the stack, one allocation for the string
+	joined := buf[:0]
+	if size > len(buf) {
+		joined = make([]byte, 0, size)
+	}
+	for _, p := range parts {
+		joined = append(joined, p...)
+	}
+	all := string(joined)
+	out := [4]*string{messageID, userID, anonymousID, name}
+	for j, p := range parts {
+		*out[j], all = all[:len(p)], all[len(p):]
+	}
 }
 
 // deriveMessageID gives an event without a messageId a stable one, so that dedupe and the

@@ -97,9 +97,9 @@ func TestDecodeEvents(t *testing.T) {
 				}
 				return
 			}
-			var verr *ValidationError
+			var verr *validationError
 			if !errors.As(err, &verr) {
-				t.Fatalf("got %v, want a ValidationError", err)
+				t.Fatalf("got %v, want a validationError", err)
 			}
 			if verr.Status != tt.wantStatus || verr.Index != tt.wantIndex || verr.Field != tt.wantField || verr.Reason == "" {
 				t.Fatalf("got %+v, want status %d index %d field %q", verr, tt.wantStatus, tt.wantIndex, tt.wantField)
@@ -142,7 +142,7 @@ func TestDerivedMessageIDIsStable(t *testing.T) {
 
 func TestValidationErrorStatus(t *testing.T) {
 	_, err := decodeEvents([]byte(`[{"type":"a"},{"type":"a"}]`), config.ValidationLenient, 1)
-	var verr *ValidationError
+	var verr *validationError
 	if !errors.As(err, &verr) || verr.Status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("got %v", err)
 	}

@@ -34,9 +34,9 @@ func FuzzDecodeEvents(f *testing.F) {
 		const maxEvents = 50
 		events, err := decodeEvents(body, mode, maxEvents)
 		if err != nil {
-			var verr *ValidationError
+			var verr *validationError
 			if !errors.As(err, &verr) {
-				t.Fatalf("error is not a ValidationError: %v", err)
+				t.Fatalf("error is not a validationError: %v", err)
 			}
 			if verr.Status != http.StatusBadRequest && verr.Status != http.StatusRequestEntityTooLarge {
 				t.Fatalf("status %d", verr.Status)

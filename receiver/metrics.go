@@ -1,7 +1,8 @@
 package receiver
 
 import (
-	"slices"
+	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +28,9 @@ type metrics struct {
 	ready             prometheus.Gauge
 	planViolations    *prometheus.CounterVec
 	planUnplanned     prometheus.Counter
+
+	eventsByType   map[string]prometheus.Counter // read-only once built
+	requestsByCode map[int]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -95,16 +99,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
+	m.eventsByType = map[string]prometheus.Counter{"other": m.events.WithLabelValues("other")}
+	for _, t := range config.EventTypes {
+		m.eventsByType[t] = m.events.WithLabelValues(t)
+	}
+	m.requestsByCode = map[int]prometheus.Counter{}
+	for _, code := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		m.requestsByCode[code] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
 	m.deadLettered.WithLabelValues(ReasonInvalid)
 	m.deadLettered.WithLabelValues(ReasonRefused)
 	m.deadLettered.WithLabelValues(ReasonTrackingPlan)
 	return m
 }
 
-// eventTypeLabel bounds the label's cardinality: Lenient mode forwards arbitrary types.
-func eventTypeLabel(t string) string {
-	if slices.Contains(config.EventTypes, t) {
-		return t
+// event counts one event. Unknown types count as "other": Lenient mode forwards arbitrary types,
+// and the label's cardinality must stay bounded.
+func (m *metrics) event(eventType string) {
+	c, ok := m.eventsByType[eventType]
+	if !ok {
+		c = m.eventsByType["other"]
 	}
-	return "other"
+	c.Inc()
+}
+
+// request counts one answer; the codes of the busy path are looked up once.
+func (m *metrics) request(code int) {
+	if c, ok := m.requestsByCode[code]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }

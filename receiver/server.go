@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -247,9 +249,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handler is the webhook and health handler (the server itself), for in-process use.
-func (s *Server) Handler() http.Handler { return s }
-
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
@@ -273,13 +272,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	code, events, reason := s.serveWebhook(w, r, p, start)
-	s.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.metrics.request(code)
 	level := slog.LevelDebug
 	switch {
 	case code >= 500, code == http.StatusTooManyRequests:
 		level = slog.LevelWarn
 	case code >= 400:
 		level = slog.LevelInfo
+	}
+	if !s.log.Enabled(r.Context(), level) {
+		return // the common 200 at Info: skip building the attributes
 	}
 	// Never log bodies or headers: they carry user data and credentials.
 	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
@@ -404,7 +406,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	}
 	defer s.bodies.Release(decodedCost)
 	for i := range events {
-		s.metrics.events.WithLabelValues(eventTypeLabel(events[i].Type)).Inc()
+		s.metrics.event(events[i].Type)
 	}
 	blocked := p.plan.enforce(&decoded)
 	events = decoded.events
@@ -462,17 +464,30 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 }
 
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
-// Content-Length headers. It allocates the declared length at once, which the caller has
-// already reserved against maxBufferedBytes.
+// Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
+// length (which the caller has reserved against maxBufferedBytes), so a client that declares a
+// large body and sends little holds little memory.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // +MinRead so reading EOF does not grow it
+	reader := http.MaxBytesReader(w, r.Body, limit)
+	size := limit
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		return nil, err
+	// One byte beyond the expected size lets the last Read report EOF without growing.
+	buf := make([]byte, 0, min(size, 64<<10)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(min(cap(buf), int(size)+1-len(buf)), bytes.MinRead))
+		}
+		n, err := reader.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

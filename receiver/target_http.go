@@ -99,14 +99,21 @@ func (t *httpTarget) Deliver(ctx context.Context, events []Event) []error {
 			wg.Wait()
 			return outcomes
 		}
-		wg.Add(1)
-		go func(chunk []Event, out []error) {
-			defer wg.Done()
+		send := func(chunk []Event, out []error) {
 			defer func() { <-t.slots }()
 			err := t.post(ctx, chunk)
 			for i := range out {
 				out[i] = err
 			}
+		}
+		if lo == 0 && hi == len(events) {
+			send(events, outcomes) // a single request needs no goroutine
+			break
+		}
+		wg.Add(1)
+		go func(chunk []Event, out []error) {
+			defer wg.Done()
+			send(chunk, out)
 		}(events[lo:hi], outcomes[lo:hi])
 		lo = hi
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -86,7 +87,7 @@ func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
 		case config.ViolationBlock:
 			blocked++
 		case config.ViolationDeadLetter:
-			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &ValidationError{
+			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &validationError{
 				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
 		case config.ViolationOmitProperties:
 			forward = append(forward, omit(ev, r.Violations))
@@ -145,5 +146,8 @@ func planEventLabel(ev *Event, unplanned bool) string {
 	case ev.Type == "track":
 		return ev.Name
 	}
-	return eventTypeLabel(ev.Type)
+	if slices.Contains(config.EventTypes, ev.Type) {
+		return ev.Type
+	}
+	return "other" // Lenient mode forwards arbitrary types
 }

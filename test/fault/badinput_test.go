@@ -392,7 +392,7 @@ func TestHeldLargeBodies(t *testing.T) {
 		Authentication: config.Authentication{Mode: config.AuthHMAC, SecretFiles: []string{secretVol.Path("hmac")}},
 		Targets:        []config.Target{{Name: "target", HTTP: &config.HTTPTarget{URL: target.url()}}},
 	}
-	cfg.Default() // maxBodyBytes 4 MiB, maxInFlight 256
+	cfg.Default() // maxBodyBytes 16 MiB, maxBufferedBytes 64 MiB, maxInFlight 256
 	configVol := newVolume(t, nil)
 	writeConfig(t, configVol, cfg)
 	recv := startReceiver(t, configVol.Path(config.FileName))

@@ -69,20 +69,48 @@ func (e *env) reloads() float64 {
 }
 
 type scenario struct {
-	name    string
-	targets []string // at start; all required
-	budget  time.Duration
+	name     string
+	targets  []string // at start; required unless listed in optional
+	optional []string
+	// deadLetter adds a dead-letter target (sink "dlq"): a required target's refusals go there.
+	deadLetter bool
+	budget     time.Duration
+	// setup prepares the sinks before the receiver starts.
+	setup func(e *env)
 	// fault runs concurrently with the sending; it uses e.at to time itself.
 	fault func(e *env)
 	// restartsLoseDedupe: the receiver's in-memory dedupe memory is lost, so duplicates at the
 	// targets are expected and only reported.
 	restartsLoseDedupe bool
+	// happened checks, after the run, that the fault really hit: it returns what is missing, or
+	// "" when the fault shows in the figures. A scenario whose fault did not happen proves nothing.
+	happened func(e *env) string
+}
+
+// refusedBy selects about one event in twenty, the same ones on every attempt.
+func refusedBy(id string) bool {
+	sum := 0
+	for _, c := range id {
+		sum += int(c)
+	}
+	return sum%20 == 0
+}
+
+// above returns "" when got > 0, else a note naming what.
+func above(what string, got float64) string {
+	if got > 0 {
+		return ""
+	}
+	return what + " is 0"
 }
 
 var scenarios = []scenario{
 	{
 		name: "target 500s on 30%", targets: []string{"flaky", "steady"}, budget: 2 * time.Second,
 		fault: func(e *env) { e.sinks["flaky"].failRate.store(0.3) },
+		happened: func(e *env) string {
+			return above("requests the flaky target answered 500", float64(e.sinks["flaky"].failed.load()))
+		},
 	},
 	{
 		name: "target down, then back", targets: []string{"down", "steady"}, budget: 2 * time.Second,
@@ -94,6 +122,10 @@ var scenarios = []scenario{
 			e.sinks["down"].up()
 			e.note("target up")
 		},
+		happened: func(e *env) string {
+			return above("receiver answers 503", float64(e.sender.c503.load())) +
+				above(" transient failures at target down", e.recv.metric("segment_receiver_target_failures_total", "target", "down", "kind", "transient"))
+		},
 	},
 	{
 		name: "target slower than budget", targets: []string{"slow", "steady"}, budget: time.Second,
@@ -104,6 +136,10 @@ var scenarios = []scenario{
 			e.at(0.6)
 			e.sinks["slow"].delay.store(0)
 			e.note("target fast again")
+		},
+		happened: func(e *env) string {
+			return above("receiver answers 503", float64(e.sender.c503.load())) +
+				above(" transient failures at target slow", e.recv.metric("segment_receiver_target_failures_total", "target", "slow", "kind", "transient"))
 		},
 	},
 	{
@@ -119,6 +155,9 @@ var scenarios = []scenario{
 			e.recv.start()
 			e.note("receiver restarted and ready")
 		},
+		happened: func(e *env) string {
+			return above("sender connection errors and 503s at the kill", float64(e.sender.netErrs.load()+e.sender.c503.load()))
+		},
 	},
 	{
 		name: "config reload: target added", targets: []string{"a"}, budget: 2 * time.Second,
@@ -133,6 +172,9 @@ var scenarios = []scenario{
 			e.requiredFrom["b"] = time.Now()
 			e.mu.Unlock()
 			e.note("config with target b loaded")
+		},
+		happened: func(e *env) string {
+			return above("events at the added target b", float64(len(e.sinks["b"].snapshot())))
 		},
 	},
 	{
@@ -153,6 +195,42 @@ var scenarios = []scenario{
 			e.secretVol.Update(e.t, map[string]string{"hmac-a": newSecret + "\n", "hmac-b": newSecret + "\n"})
 			e.recv.waitReloads(before + 1)
 			e.note("old secret retired")
+		},
+		happened: func(e *env) string {
+			if got := e.reloads(); got < 3 {
+				return fmt.Sprintf("%v successful loads, want the first and two rotations", got)
+			}
+			return ""
+		},
+	},
+	{
+		// An optional target goes down: its failures never reach Segment as 503s.
+		name: "optional target down", targets: []string{"steady", "down"}, optional: []string{"down"}, budget: 2 * time.Second,
+		fault: func(e *env) {
+			e.at(0.3)
+			e.sinks["down"].down()
+			e.note("optional target down")
+			e.at(0.6)
+			e.sinks["down"].up()
+			e.note("optional target up")
+		},
+		happened: func(e *env) string {
+			if c := e.sender.c503.load(); c > 0 {
+				return fmt.Sprintf("%d answers were 503: an optional target must not fail requests", c)
+			}
+			return above("failures at the optional target", e.recv.metric("segment_receiver_target_failures_total", "target", "down", "kind", "transient"))
+		},
+	},
+	{
+		// A target refuses some events for good (422). Segment would not retry a 4xx, so the
+		// receiver must not answer one: the refused events go to the dead-letter target and the
+		// requests are acknowledged.
+		name: "target refuses 5% (422), dead-letter", targets: []string{"picky", "steady"}, deadLetter: true, budget: 2 * time.Second,
+		setup: func(e *env) { e.sinks["picky"].refuse = refusedBy },
+		fault: func(*env) {},
+		happened: func(e *env) string {
+			return above("events the target refused", float64(e.sinks["picky"].refused.load())) +
+				above(" refused events dead-lettered", e.recv.metric("segment_receiver_dead_lettered_events_total", "reason", "refused"))
 		},
 	},
 }
@@ -216,8 +294,12 @@ func TestFaultMatrix(t *testing.T) {
 
 func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed uint64) {
 	e := &env{t: t, sinks: map[string]*sink{}, pace: sz.pace, requiredFrom: map[string]time.Time{}}
-	for _, name := range []string{"flaky", "steady", "down", "slow", "a", "b"} {
+	for _, name := range []string{"flaky", "steady", "down", "slow", "a", "b", "picky", "dlq"} {
 		e.sinks[name] = newSink(t, name)
+	}
+	e.sinks["dlq"].byBodyID = true
+	if sc.setup != nil {
+		sc.setup(e)
 	}
 	e.secretVol = newVolume(t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": oldSecret + "\n"})
 	e.cfg = &config.Config{
@@ -234,8 +316,14 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 		},
 	}
 	for _, name := range sc.targets {
-		e.cfg.Targets = append(e.cfg.Targets, config.Target{Name: name, HTTP: &config.HTTPTarget{URL: e.sinks[name].url()}})
-		e.requiredFrom[name] = time.Time{}
+		optional := slices.Contains(sc.optional, name)
+		e.cfg.Targets = append(e.cfg.Targets, config.Target{Name: name, Optional: optional, HTTP: &config.HTTPTarget{URL: e.sinks[name].url()}})
+		if !optional {
+			e.requiredFrom[name] = time.Time{}
+		}
+	}
+	if sc.deadLetter {
+		e.cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: e.sinks["dlq"].url()}}
 	}
 	e.configVol = newVolume(t, nil)
 	writeConfig(t, e.configVol, e.cfg)
@@ -274,6 +362,7 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	for name := range e.requiredFrom {
 		snap[name] = e.sinks[name].snapshot()
 	}
+	deadLettered := e.sinks["dlq"].snapshot()
 	for name, from := range e.requiredFrom {
 		missing := 0
 		var example string
@@ -282,7 +371,8 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 				continue
 			}
 			for _, id := range reqs[i].ids {
-				if snap[name][id] == 0 {
+				// A refused event counts as delivered once the dead-letter target has it.
+				if snap[name][id] == 0 && !(sc.deadLetter && e.sinks[name].refuse != nil && e.sinks[name].refuse(id) && deadLettered[id] > 0) {
 					missing++
 					example = id
 				}
@@ -323,6 +413,11 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	}
 	t.Logf("ambiguous (deadline) failures by target: %v", ambiguous)
 
+	// The fault really happened: a scenario whose fault did not hit proves nothing.
+	if missing := sc.happened(e); missing != "" {
+		t.Errorf("the fault did not show: %s", missing)
+	}
+
 	// The receiver still answers and stops cleanly.
 	e.recv.stop()
 
@@ -337,7 +432,7 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	resultsMu.Unlock()
 }
 
-// deadlineFailures counts, per target, the receiver's logged delivery failures that ended at the
+// deadlineFailures counts, per target, the events the receiver logged as abandoned at the
 // deadline: the target may have received those events.
 func deadlineFailures(logs *logBuffer) map[string]int {
 	out := map[string]int{}
@@ -345,11 +440,9 @@ func deadlineFailures(logs *logBuffer) map[string]int {
 		if e["msg"] != "delivery failed" {
 			continue
 		}
-		msg, _ := e["error"].(string)
-		if strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "context canceled") || strings.Contains(msg, "timeout") {
-			target, _ := e["target"].(string)
-			out[target]++
-		}
+		abandoned, _ := e["abandonedAtDeadline"].(float64)
+		target, _ := e["target"].(string)
+		out[target] += int(abandoned)
 	}
 	return out
 }

@@ -320,9 +320,16 @@ type sink struct {
 	name string
 	addr string
 
-	failRate   atomicFloat   // share of requests answered 500 (not recorded)
-	delay      atomicDur     // sleep before accepting; the delivery is recorded even if the client left
-	requests   atomicCounter // every request that reached the handler
+	failRate atomicFloat   // share of requests answered 500 (not recorded)
+	delay    atomicDur     // sleep before accepting; the delivery is recorded even if the client left
+	requests atomicCounter // every request that reached the handler
+	failed   atomicCounter // requests answered 500
+	refused  atomicCounter // requests answered 422
+	// refuse, when set, answers 422 (a permanent refusal) to the events it selects.
+	refuse func(messageID string) bool
+	// byBodyID records deliveries by the messageId in the body instead of the Idempotency-Key
+	// header: a dead-letter sink records the refused event's own id.
+	byBodyID   bool
 	mu         sync.Mutex
 	srv        *http.Server
 	counts     map[string]int
@@ -360,16 +367,29 @@ func (s *sink) serve(l net.Listener) {
 }
 
 func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
+	body, _ := io.ReadAll(r.Body)
 	s.requests.add(1)
 	if rate := s.failRate.load(); rate > 0 && randFloat() < rate {
+		s.failed.add(1)
 		w.WriteHeader(http.StatusInternalServerError)
 		return
+	}
+	id := r.Header.Get("Idempotency-Key")
+	if s.refuse != nil && s.refuse(id) {
+		s.refused.add(1)
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		return
+	}
+	if s.byBodyID {
+		var envelope struct {
+			MessageID string `json:"messageId"`
+		}
+		_ = json.Unmarshal(body, &envelope)
+		id = envelope.MessageID
 	}
 	if d := s.delay.load(); d > 0 {
 		time.Sleep(d) // a slow target still commits what it was sent
 	}
-	id := r.Header.Get("Idempotency-Key")
 	s.mu.Lock()
 	if id == "" {
 		s.missingKey++
