@@ -69,8 +69,9 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client
-	// SecretReader reads Secrets without caching them: the operator watches only Secret
-	// metadata, so it never holds every Secret of the cluster in memory.
+	// SecretReader reads Secrets (and tracking plan ConfigMaps) without caching them: the
+	// operator watches only their metadata, so it never holds every Secret of the cluster in
+	// memory.
 	SecretReader client.Reader
 	Recorder     events.EventRecorder
 	Options      RenderOptions
@@ -124,7 +125,14 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionTrue,
 		segmentv1alpha1.ReasonSecretsResolved, "all referenced Secret keys exist")
 
-	if err := r.reconcileChildren(ctx, swh, secretData); err != nil {
+	// Tracking plan (trackingplan.go): a missing or invalid plan leaves the running receivers, and
+	// their last good plan, as they are.
+	planDocs, planOK, err := r.resolveTrackingPlan(ctx, original, swh)
+	if err != nil || !planOK {
+		return ctrl.Result{}, err
+	}
+
+	if err := r.reconcileChildren(ctx, swh, secretData, planDocs); err != nil {
 		setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionFalse,
 			segmentv1alpha1.ReasonReconcileFailed, err.Error())
 		return ctrl.Result{}, err
@@ -187,8 +195,9 @@ func want[T any, P interface {
 	return child{desired: desired, live: live}
 }
 
-func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte) error {
+func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte, planDocs trackingPlanDocs) error {
 	cfg := ReceiverConfig(swh)
+	cfg.TrackingPlan = receiverTrackingPlan(swh, planDocs) // trackingplan.go
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("rendering receiver config: %w", err)
 	}
@@ -197,7 +206,7 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		return err
 	}
 	children := []child{
-		want(swh, ConfigMap(swh, configJSON)),
+		want(swh, withTrackingPlan(ConfigMap(swh, configJSON), planDocs)), // trackingplan.go
 		want(swh, Deployment(swh, r.Options, ConfigHash(configJSON, secretData))),
 		want(swh, Service(swh)),
 		want(swh, Ingress(swh)),
@@ -271,11 +280,12 @@ func setCondition(swh *segmentv1alpha1.SegmentWebhook, t string, status metav1.C
 // summarize derives Ready from the finer conditions: the first one that is not True explains it.
 func summarize(swh *segmentv1alpha1.SegmentWebhook) {
 	swh.Status.ObservedGeneration = swh.Generation
-	for _, t := range []string{
-		segmentv1alpha1.ConditionSecretsResolved,
-		segmentv1alpha1.ConditionChildrenReconciled,
-		segmentv1alpha1.ConditionAvailable,
-	} {
+	conditions := []string{segmentv1alpha1.ConditionSecretsResolved}
+	if swh.Spec.TrackingPlan != nil { // trackingplan.go
+		conditions = append(conditions, segmentv1alpha1.ConditionTrackingPlanCompiled)
+	}
+	conditions = append(conditions, segmentv1alpha1.ConditionChildrenReconciled, segmentv1alpha1.ConditionAvailable)
+	for _, t := range conditions {
 		c := meta.FindStatusCondition(swh.Status.Conditions, t)
 		if c == nil || c.ObservedGeneration != swh.Generation {
 			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, "Progressing", "waiting for "+t)
@@ -328,6 +338,10 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return o.(*segmentv1alpha1.SegmentWebhook).Spec.SecretNames() }); err != nil {
 		return err
 	}
+	planSource, err := r.trackingPlanSource(ctx, mgr) // trackingplan.go
+	if err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
@@ -337,6 +351,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+		WatchesRawSource(planSource).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)
