@@ -10,7 +10,8 @@
 # Batches (Segment-shaped arrays signed over element 0, BATCH_CONCURRENCY at once) of 100, 1000
 # and 4000 events: HTTP to a sink answering at once and one 20 ms away, one request per event
 # (default concurrency) and with `batch`; Kafka (kfake, franz-go's in-process broker); NATS.
-# Receiver rows show its CPU seconds and peak RSS (VmHWM, reset before each row) in the window.
+# Rows show the CPU seconds and peak RSS (VmHWM, reset before each row) of the process under test
+# (the receiver, the naive forwarder, the proxy or the bare sink; not the sink behind them).
 #
 # Last, one 4000-event batch at a time to the 20 ms sink, with and without `batch`: the latency
 # Segment sees for its largest batch. Receiver logs (warnings) go to a file, summarized at the end.
@@ -65,10 +66,10 @@ JSON
   pids+=($!)
 }
 
-"$tmp/sink" -addr "127.0.0.1:$sink_port" & pids+=($!)
+"$tmp/sink" -addr "127.0.0.1:$sink_port" & pids+=($!) sink_pid=$!
 "$tmp/sink" -addr "127.0.0.1:$slow_sink_port" -delay 20ms & pids+=($!)
-"$tmp/sink" -addr "127.0.0.1:$proxy_port" -upstream "http://127.0.0.1:$sink_port" & pids+=($!)
-"$tmp/naive" -addr "127.0.0.1:$naive_port" -upstream "http://127.0.0.1:$sink_port/ingest" & pids+=($!)
+"$tmp/sink" -addr "127.0.0.1:$proxy_port" -upstream "http://127.0.0.1:$sink_port" & pids+=($!) proxy_pid=$!
+"$tmp/naive" -addr "127.0.0.1:$naive_port" -upstream "http://127.0.0.1:$sink_port/ingest" & pids+=($!) naive_pid=$!
 mkdir "$tmp/jetstream"
 "$tmp/natsjs" -addr "127.0.0.1:$nats_port" -store "$tmp/jetstream" & broker_pids+=($!)
 "$tmp/kafka" -port "$kafka_port" -topic segment-events & broker_pids+=($!)
@@ -96,9 +97,9 @@ single() {
   local url pid=0
   case $1 in
     receiver) url=${receiver_url[http]} pid=${receiver_pid[http]} ;;
-    naive) url="http://127.0.0.1:$naive_port/webhook" ;;
-    proxy) url="http://127.0.0.1:$proxy_port/webhook" ;;
-    bare) url="http://127.0.0.1:$sink_port/webhook" ;;
+    naive) url="http://127.0.0.1:$naive_port/webhook" pid=$naive_pid ;;
+    proxy) url="http://127.0.0.1:$proxy_port/webhook" pid=$proxy_pid ;;
+    bare) url="http://127.0.0.1:$sink_port/webhook" pid=$sink_pid ;;
     nats) url=${receiver_url[nats]} pid=${receiver_pid[nats]} ;;
   esac
   local -A labels=([receiver]="receiver -> sink" [naive]="naive forwarder -> sink" [proxy]="httputil.ReverseProxy -> sink" \
@@ -141,7 +142,7 @@ echo
 echo "Segment's largest batch, one at a time, to the sink 20 ms away ($BATCH_DURATION per row)"
 "$tmp/load" -header
 for name in http-20ms-batch http-20ms; do
-  "$tmp/load" -label "4000-event batch, alone -> receiver $name" -url "${receiver_url[$name]}" -pid "${receiver_pid[$name]}" \
+  "$tmp/load" -label "4000 events, alone -> receiver $name" -url "${receiver_url[$name]}" -pid "${receiver_pid[$name]}" \
     -events 4000 -concurrency 1 -duration "$BATCH_DURATION" -warmup "$WARMUP"
 done
 echo

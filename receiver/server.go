@@ -74,7 +74,8 @@ type Server struct {
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
 	inFlight   atomic.Int64
-	bodies     *semaphore.Weighted // bytes of request bodies held at once
+	bodies     *semaphore.Weighted // bytes of request bodies and decoded events held at once
+	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
 
@@ -135,7 +136,8 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	s.bodies = semaphore.NewWeighted(start.Limits.MaxBufferedBytes)
+	s.bodyBudget = start.Limits.MaxBufferedBytes
+	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.httpServer = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,
@@ -397,8 +399,8 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	}
 	events := decoded.events
 	// Decoded events and the copies made for targets count against the same memory budget as
-	// the bodies.
-	decodedCost := int64(len(events)+len(decoded.invalid))*eventMemory + int64(len(body))
+	// the bodies; at most what the body left, so that a request alone always fits.
+	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
 	if !s.bodies.TryAcquire(decodedCost) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
 		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})

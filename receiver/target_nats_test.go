@@ -478,3 +478,30 @@ func TestNATSLargestBatchExactlyOnce(t *testing.T) {
 		t.Fatalf("stream holds %d distinct messages, want 4000", len(counts))
 	}
 }
+
+// The dead-letter target may be any kind: here JetStream, with {type} = dead-letter.
+func TestNATSDeadLetterTarget(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	js := natsClient(t, natsURL(srv))
+	createStream(t, js)
+	target := newSink(t)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secretVol, httpTargetTo("orders", target))
+	dl := natsTargetTo("", natsURL(srv))
+	cfg.DeadLetter = &config.Target{NATS: dl.NATS}
+	h := startHarness(t, secretVol, cfg)
+	bad := `{"type":"track","userId":"u-1","messageId":"nd-2"}`
+	if r := h.post(batch(track("nd-1"), bad)); r.code != 200 {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	msgs := streamMessages(t, js)
+	if len(msgs) != 1 {
+		t.Fatalf("stream holds %d messages, want the one dead letter", len(msgs))
+	}
+	m := msgs[0]
+	if m.Subject != "segment.dead-letter" || m.Header.Get(NATSHeaderType) != DeadLetterType ||
+		!strings.HasPrefix(m.Header.Get(jetstream.MsgIDHeader), "swh-dl-") ||
+		!strings.Contains(string(m.Data), `"reason":"invalid"`) || !strings.HasSuffix(string(m.Data), `"event":`+bad+`}`) {
+		t.Fatalf("dead letter %s %v %s", m.Subject, m.Header, m.Data)
+	}
+}
