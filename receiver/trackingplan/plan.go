@@ -22,10 +22,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"regexp"
 	"slices"
@@ -361,7 +359,7 @@ var printer = message.NewPrinter(language.English)
 func check(schema *jsonschema.Schema, member string, raw []byte, out []Violation) []Violation {
 	var value any = map[string]any{}
 	if len(raw) > 0 && string(raw) != "null" {
-		v, err := unmarshal(raw)
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw)) // numbers as json.Number: exact
 		if err != nil {
 			// The decoder has already validated the JSON; this cannot happen.
 			return append(out, Violation{Pointer: "/" + member, Keyword: "type", Message: err.Error()})
@@ -374,19 +372,6 @@ func check(schema *jsonschema.Schema, member string, raw []byte, out []Violation
 		return out
 	}
 	return appendLeaves(out, member, verr)
-}
-
-func unmarshal(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // the library compares numbers exactly as json.Number
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON value")
-	}
-	return v, nil
 }
 
 // appendLeaves flattens the error tree into its leaves, the violations a person can act on.
