@@ -94,16 +94,23 @@ func describe(r received) string {
 	}
 	var e map[string]any
 	if json.Unmarshal(r.body, &e) == nil {
-		s := fmt.Sprint(e["type"])
-		if name, ok := e["event"]; ok {
-			s += fmt.Sprintf(" %q", name)
+		if reason, ok := e["reason"]; ok {
+			parts = append(parts, fmt.Sprintf("dead letter, reason %v", reason))
+		} else {
+			s := fmt.Sprint(e["type"])
+			if name, ok := e["event"]; ok {
+				s += fmt.Sprintf(" %q", name)
+			}
+			parts = append(parts, s)
 		}
-		parts = append(parts, s)
 		if ctx, ok := e["context"].(map[string]any); ok {
 			if _, hasIP := ctx["ip"]; !hasIP {
 				parts = append(parts, "context.ip dropped")
 			}
 		}
+	}
+	if v := r.header.Get("X-Segment-Tracking-Plan-Violation"); v != "" {
+		parts = append(parts, "X-Segment-Tracking-Plan-Violation="+v)
 	}
 	if k := r.header.Get("Idempotency-Key"); k != "" {
 		parts = append(parts, "Idempotency-Key="+k)
@@ -318,7 +325,7 @@ func (d *demo) configHash(ctx context.Context) string {
 	return dep.Spec.Template.Annotations[controllers.ConfigHashAnnotation]
 }
 
-// 9. The metrics an operator of this service watches.
+// 10. The metrics an operator of this service watches.
 func (d *demo) showMetrics(ctx context.Context) error {
 	d.stepf("Metrics")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.metricsURL, nil)
