@@ -48,6 +48,9 @@ const TrackingPlanConfigMapIndex = ".spec.trackingPlan.configMapRef.name"
 // plan and the config it belongs to reach the pods in one volume update.
 const planKeyPrefix = "trackingplan."
 
+// maxConfigMapKey is Kubernetes' limit on a ConfigMap key.
+const maxConfigMapKey = 253
+
 // trackingPlanDocs are the plan documents to render into the receiver ConfigMap, by their key
 // there; nil without a tracking plan.
 type trackingPlanDocs map[string]string
@@ -97,6 +100,9 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, orig
 		if !found {
 			return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q has no key %q", cm.Name, key))
 		}
+		if len(planKeyPrefix+key) > maxConfigMapKey {
+			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q is longer than %d characters", cm.Name, key, maxConfigMapKey-len(planKeyPrefix)))
+		}
 		plan = append(plan, trackingplan.Document{Name: key, Data: []byte(data)})
 		docs[planKeyPrefix+key] = data
 	}
@@ -109,8 +115,11 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, orig
 		}
 		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
 	}
-	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionTrue, segmentv1alpha1.ReasonTrackingPlanCompiled,
-		fmt.Sprintf("%d track events planned (%s)", compiled.Events, compiled.Hash))
+	msg := fmt.Sprintf("%d track events planned (%s)", compiled.Events, compiled.Hash)
+	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionTrue, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
+	if conditionChanged(original, swh, segmentv1alpha1.ConditionTrackingPlanCompiled) {
+		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, segmentv1alpha1.ReasonTrackingPlanCompiled, "CompileTrackingPlan", "%s", msg)
+	}
 	swh.Status.TrackingPlan = &segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}
 	return docs, true, nil
 }

@@ -92,7 +92,8 @@ type Plan struct {
 	sections map[string]*jsonschema.Schema // identify, group, page, screen, context
 	// Events is the number of planned track events.
 	Events int
-	// Hash identifies the plan's content (the documents' names and bytes).
+	// Hash identifies the plan's content: the documents' bytes in the order of their names, so
+	// the operator (ConfigMap keys) and the receiver (files named after them) agree.
 	Hash string
 }
 
@@ -128,7 +129,7 @@ func Compile(docs []Document) (*Plan, error) {
 	p := &Plan{track: map[string]*jsonschema.Schema{}, sections: map[string]*jsonschema.Schema{}}
 	h := sha256.New()
 	for _, d := range docs {
-		fmt.Fprintf(h, "%d:%s%d:", len(d.Name), d.Name, len(d.Data))
+		fmt.Fprintf(h, "%d:", len(d.Data))
 		h.Write(d.Data)
 		if err := p.compileDocument(d); err != nil {
 			return nil, err

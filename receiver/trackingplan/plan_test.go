@@ -199,6 +199,11 @@ func TestCompileMergesDocuments(t *testing.T) {
 	if q := mustCompile(t, catalog, checkout); q.Hash != p.Hash {
 		t.Errorf("hash depends on document order")
 	}
+	// The receiver names documents after its files, "trackingplan.<key>": the hash is the same.
+	renamed := mustCompile(t, Document{Name: "trackingplan.catalog.json", Data: catalog.Data}, Document{Name: "trackingplan.checkout.json", Data: checkout.Data})
+	if renamed.Hash != p.Hash {
+		t.Errorf("hash depends on the documents' names")
+	}
 	changed := mustCompile(t, Document{Name: "checkout.json", Data: []byte(`{"track":{"Order Completed":{}}}`)}, catalog)
 	if changed.Hash == p.Hash {
 		t.Errorf("hash did not change with the content")
