@@ -311,7 +311,10 @@ func TestTrackingPlanViolationAttribute(t *testing.T) {
 // dead-letter target, and Segment gets a 2xx.
 func TestTrackingPlanBatchDeadLetter(t *testing.T) {
 	h, target, dlq := planHarness(t, config.UnplannedAllow, config.ViolationDeadLetter, config.FormatSegment,
-		func(c *config.Config) { c.Limits.MaxBodyBytes = 1 << 20 })
+		func(c *config.Config) {
+			c.Limits.MaxBodyBytes = 1 << 20
+			c.Targets[0].HTTP.Batch = &config.HTTPBatch{} // arrays, as a target of Segment-sized batches should
+		})
 	events := make([]string, 1000)
 	violating := map[string]bool{}
 	for i := range events {
