@@ -146,8 +146,9 @@ if [[ ${ONLY:-plan} == plan ]]; then
     function median(list,   n, a, i, j, t) {
       n = split(list, a, " "); for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    { n = split($0, x, " "); label = x[3]; rps[label] = rps[label] " " x[n - 7] }
-    END { p = median(rps["sink-plan"]); b = median(rps["sink"]); printf "  median req/s: %.0f with the plan, %.0f without: %.0f%%\n", p, b, 100 * p / b }' "$tmp/plan.txt"
+    { n = split($0, x, " "); label = x[3]; rps[label] = rps[label] " " x[n - 7]; req[label] += x[n - 8]; cpu[label] += x[n - 1] }
+    END { p = median(rps["sink-plan"]); b = median(rps["sink"]); printf "  median req/s: %.0f with the plan, %.0f without: %.0f%%\n", p, b, 100 * p / b
+      printf "  receiver CPU per request: %.0f µs with the plan, %.0f µs without\n", 1e6 * cpu["sink-plan"] / req["sink-plan"], 1e6 * cpu["sink"] / req["sink"] }' "$tmp/plan.txt"
 fi
 if [[ ${ONLY:-batch} != batch ]]; then exit 0; fi
 
