@@ -43,7 +43,8 @@ type SegmentWebhookSpec struct {
 	Authentication Authentication `json:"authentication,omitempty"`
 
 	// Targets receive the events. A request is acknowledged to Segment only when every target
-	// that is not optional has accepted every event routed to it.
+	// that is not optional has accepted every event routed to it (or, with deadLetter, the
+	// dead-letter target has the events a target refused for good).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
@@ -106,7 +107,7 @@ type SegmentWebhookSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// Resources of the receiver container. Defaults to requests of 50m CPU and 64Mi memory and a
-	// 256Mi memory limit.
+	// 256Mi memory limit. The receiver's GOMEMLIMIT is set to the memory limit.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
