@@ -398,6 +398,9 @@ func appendLeaves(out []Violation, member string, e *jsonschema.ValidationError)
 		}
 		return out
 	}
+	if v.Keyword == "unevaluatedProperties" || v.Keyword == "unevaluatedItems" {
+		v.Message = "not allowed by " + v.Keyword // rather than the library's "false schema"
+	}
 	if len(e.InstanceLocation) > 0 {
 		v.omit = []string{member, e.InstanceLocation[0]}
 	}
