@@ -18,6 +18,10 @@ package controllers
 
 import (
 	"context"
+	"maps"
+	"reflect"
+	"slices"
+	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -179,3 +183,35 @@ var _ = Describe("Tracking plans", func() {
 		}, "spec.trackingPlan.configMapRef.name"),
 	)
 })
+
+// The pure render side: the plan documents sit beside config.json, and their content does not
+// change the pod template (a changed plan is a hot reload, not a rollout).
+func TestTrackingPlanRendering(t *testing.T) {
+	swh := defaultedWebhook()
+	swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "plan"}}
+	docs := trackingPlanDocs{"trackingplan.b.json": checkoutPlan, "trackingplan.a.json": catalogPlan}
+	cfg := ReceiverConfig(swh)
+	cfg.TrackingPlan = receiverTrackingPlan(swh, docs)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := &config.TrackingPlan{
+		Files:           []string{"/etc/segment-webhook/config/trackingplan.a.json", "/etc/segment-webhook/config/trackingplan.b.json"},
+		UnplannedEvents: config.UnplannedAllow, OnViolation: config.ViolationForward,
+	}
+	if !reflect.DeepEqual(cfg.TrackingPlan, want) {
+		t.Errorf("receiver tracking plan %+v, want %+v", cfg.TrackingPlan, want)
+	}
+	configJSON, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := withTrackingPlan(ConfigMap(swh, configJSON), docs)
+	if len(cm.Data) != 3 || cm.Data["trackingplan.b.json"] != checkoutPlan || cm.Data[config.FileName] != string(configJSON) {
+		t.Errorf("ConfigMap data keys %v", slices.Sorted(maps.Keys(cm.Data)))
+	}
+	swh.Spec.TrackingPlan = nil
+	if receiverTrackingPlan(swh, nil) != nil || len(withTrackingPlan(ConfigMap(swh, configJSON), nil).Data) != 1 {
+		t.Error("without a tracking plan, nothing of it is rendered")
+	}
+}
