@@ -22,13 +22,16 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"sync"
 	"slices"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
@@ -360,7 +363,7 @@ var printer = message.NewPrinter(language.English)
 func check(schema *jsonschema.Schema, member string, raw []byte, out []Violation) []Violation {
 	var value any = map[string]any{}
 	if len(raw) > 0 && string(raw) != "null" {
-		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw)) // numbers as json.Number: exact
+		v, err := unmarshal(raw)
 		if err != nil {
 			// The decoder has already validated the JSON; this cannot happen.
 			return append(out, Violation{Pointer: "/" + member, Keyword: "type", Message: err.Error()})
@@ -373,6 +376,64 @@ func check(schema *jsonschema.Schema, member string, raw []byte, out []Violation
 		return out
 	}
 	return appendLeaves(out, member, verr)
+}
+
+var decoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
+
+// unmarshal builds the value the validator reads, as jsonschema.UnmarshalJSON does (maps, slices,
+// strings, json.Number so numbers stay exact, bools, nil), with the tokenizer the receiver
+// decodes with: twice as fast as encoding/json's reflection, which was a third of a check.
+func unmarshal(raw []byte) (any, error) {
+	dec := decoders.Get().(*jsontext.Decoder)
+	defer decoders.Put(dec)
+	// Duplicate names and invalid UTF-8 pass, as in the receiver's decoder (the last name wins).
+	dec.Reset(bytes.NewBuffer(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer dec.Reset(bytes.NewBuffer(nil))
+	v, err := readValue(dec)
+	if err == nil && dec.PeekKind() != 0 {
+		err = errors.New("data after the JSON value")
+	}
+	return v, err
+}
+
+func readValue(dec *jsontext.Decoder) (any, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '{':
+		obj := map[string]any{}
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			if obj[name.String()], err = readValue(dec); err != nil {
+				return nil, err
+			}
+		}
+		_, err = dec.ReadToken()
+		return obj, err
+	case '[':
+		arr := []any{}
+		for dec.PeekKind() != ']' {
+			v, err := readValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		_, err = dec.ReadToken()
+		return arr, err
+	case '"':
+		return tok.String(), nil
+	case '0':
+		return json.Number(tok.String()), nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	}
+	return nil, nil // null
 }
 
 // appendLeaves flattens the error tree into its leaves, the violations a person can act on.

@@ -3,9 +3,12 @@ package trackingplan
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // ecommerce is the README's plan: two track events sharing a product schema, identify traits,
@@ -265,5 +268,31 @@ func TestRefCycleIsAViolation(t *testing.T) {
 	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(`{"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"track":{"A":{"$ref":"#/$defs/a"}}}`)})
 	if r := p.Check(Event{Type: "track", Name: "A", Properties: []byte(`{}`)}); len(r.Violations) == 0 {
 		t.Errorf("a $ref cycle passed")
+	}
+}
+
+// unmarshal must build exactly what the library's own UnmarshalJSON builds.
+func TestUnmarshalMatchesTheLibrary(t *testing.T) {
+	for _, doc := range []string{
+		`{}`, `[]`, `null`, `true`, `"x"`, `0`, `-1.5e+300`, `12345678901234567890123`,
+		`{"a":[1,2.50,{"b":null,"c":false}],"d":"\u00e9\n\"","e":{}}`,
+		`{"ip":"203.0.113.9","page":{"title":"Paiement – Boutique"},"n":[[],[[]]]}`,
+	} {
+		got, err := unmarshal([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		want, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %#v, want %#v", doc, got, want)
+		}
+	}
+	for _, bad := range []string{`{`, `{"a":1}}`, `[1,]`, `{"a" 1}`} {
+		if _, err := unmarshal([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
 	}
 }
