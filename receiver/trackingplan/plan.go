@@ -27,9 +27,9 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"sync"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
