@@ -96,6 +96,8 @@ func refusedBy(id string) bool {
 	return sum%20 == 0
 }
 
+func ptr[T any](v T) *T { return &v }
+
 // above returns "" when got > 0, else a note naming what.
 func above(what string, got float64) string {
 	if got > 0 {
@@ -226,7 +228,7 @@ var scenarios = []scenario{
 		// receiver must not answer one: the refused events go to the dead-letter target and the
 		// requests are acknowledged.
 		name: "target refuses 5% (422), dead-letter", targets: []string{"picky", "steady"}, deadLetter: true, budget: 2 * time.Second,
-		setup: func(e *env) { e.sinks["picky"].refuse = refusedBy },
+		setup: func(e *env) { e.sinks["picky"].refuse.Store(ptr(refusedBy)) },
 		fault: func(*env) {},
 		happened: func(e *env) string {
 			return above("events the target refused", float64(e.sinks["picky"].refused.load())) +
@@ -372,7 +374,8 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 			}
 			for _, id := range reqs[i].ids {
 				// A refused event counts as delivered once the dead-letter target has it.
-				if snap[name][id] == 0 && !(sc.deadLetter && e.sinks[name].refuse != nil && e.sinks[name].refuse(id) && deadLettered[id] > 0) {
+				refuse := e.sinks[name].refuse.Load()
+				if snap[name][id] == 0 && !(refuse != nil && (*refuse)(id) && deadLettered[id] > 0) {
 					missing++
 					example = id
 				}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -326,7 +327,7 @@ type sink struct {
 	failed   atomicCounter // requests answered 500
 	refused  atomicCounter // requests answered 422
 	// refuse, when set, answers 422 (a permanent refusal) to the events it selects.
-	refuse func(messageID string) bool
+	refuse atomic.Pointer[func(messageID string) bool]
 	// byBodyID records deliveries by the messageId in the body instead of the Idempotency-Key
 	// header: a dead-letter sink records the refused event's own id.
 	byBodyID   bool
@@ -375,7 +376,7 @@ func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.Header.Get("Idempotency-Key")
-	if s.refuse != nil && s.refuse(id) {
+	if refuse := s.refuse.Load(); refuse != nil && (*refuse)(id) {
 		s.refused.add(1)
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		return
