@@ -69,8 +69,9 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client
-	// SecretReader reads Secrets without caching them: the operator watches only Secret
-	// metadata, so it never holds every Secret of the cluster in memory.
+	// SecretReader reads Secrets (and tracking plan ConfigMaps) without caching them: the
+	// operator watches only their metadata, so it never holds every Secret of the cluster in
+	// memory.
 	SecretReader client.Reader
 	Recorder     events.EventRecorder
 	Options      RenderOptions
@@ -126,7 +127,14 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionTrue,
 		segmentv1alpha1.ReasonSecretsResolved, "all referenced Secret keys exist")
 
-	if err := r.reconcileChildren(ctx, swh, secretData); err != nil {
+	// Tracking plan (trackingplan.go): a missing or invalid plan leaves the running receivers, and
+	// their last good plan, as they are.
+	planDocs, planOK, err := r.resolveTrackingPlan(ctx, original, swh)
+	if err != nil || !planOK {
+		return ctrl.Result{}, err
+	}
+
+	if err := r.reconcileChildren(ctx, swh, secretData, planDocs); err != nil {
 		setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionFalse,
 			segmentv1alpha1.ReasonReconcileFailed, err.Error())
 		return ctrl.Result{}, err
@@ -192,8 +200,9 @@ func want[T any, P interface {
 	return child{desired: desired, live: live}
 }
 
-func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte) error {
+func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte, planDocs trackingPlanDocs) error {
 	cfg := ReceiverConfig(swh)
+	cfg.TrackingPlan = receiverTrackingPlan(swh, planDocs) // trackingplan.go
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("rendering receiver config: %w", err)
 	}
@@ -202,7 +211,7 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		return err
 	}
 	children := []child{
-		want(swh, ConfigMap(swh, configJSON)),
+		want(swh, withTrackingPlan(ConfigMap(swh, configJSON), planDocs)), // trackingplan.go
 		want(swh, Deployment(swh, r.Options, ConfigHash(configJSON, secretData))),
 		want(swh, Service(swh)),
 		want(swh, Ingress(swh)),
@@ -284,8 +293,9 @@ func setCondition(swh *segmentv1alpha1.SegmentWebhook, t string, status metav1.C
 // summarize derives Ready from the finer conditions: the first one that is not True explains it.
 func summarize(swh *segmentv1alpha1.SegmentWebhook) {
 	swh.Status.ObservedGeneration = swh.Generation
-	conditions := []string{
-		segmentv1alpha1.ConditionSecretsResolved,
+	conditions := []string{segmentv1alpha1.ConditionSecretsResolved}
+	if swh.Spec.TrackingPlan != nil { // trackingplan.go
+		conditions = append(conditions, segmentv1alpha1.ConditionTrackingPlanCompiled)
 	}
 	if len(ClaimedHosts(swh)) > 0 {
 		conditions = append(conditions, segmentv1alpha1.ConditionHostsClaimed)
@@ -354,6 +364,10 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return ClaimedHosts(o.(*segmentv1alpha1.SegmentWebhook)) }); err != nil {
 		return err
 	}
+	planSource, err := r.trackingPlanSource(ctx, mgr) // trackingplan.go
+	if err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
@@ -364,6 +378,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+		WatchesRawSource(planSource).
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	return r.ownGateway(mgr, b).

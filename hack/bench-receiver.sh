@@ -49,8 +49,8 @@ for cmd in receiver; do go build -o "$tmp/$cmd" ./cmd/$cmd; done
 for cmd in sink load natsjs naive kafka; do go build -o "$tmp/$cmd" ./hack/bench/$cmd; done
 printf 'bench-secret\n' >"$tmp/hmac"
 
-# receiver NAME INDEX TARGET-JSON: starts a receiver on ports 20+2*INDEX and 21+2*INDEX; sets
-# receiver_url[NAME] and receiver_pid[NAME].
+# receiver NAME INDEX TARGET-JSON [MORE-CONFIG]: starts a receiver on ports 20+2*INDEX and
+# 21+2*INDEX; sets receiver_url[NAME] and receiver_pid[NAME]. MORE-CONFIG adds config members.
 declare -A receiver_url receiver_pid
 receiver() {
   local name=$1 p m
@@ -58,7 +58,7 @@ receiver() {
   cat >"$tmp/$name.json" <<JSON
 {"source": "bench/$name", "port": $p, "metricsPort": $m,
  "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
- "validation": "Strict", "limits": {}, "delivery": {}, "targets": [$3]}
+ "validation": "Strict", "limits": {}, "delivery": {}, "targets": [$3]${4:-}}
 JSON
   "$tmp/receiver" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
     --log-level warn --drain-delay 0s 2>>"$tmp/receivers.log" &
@@ -82,6 +82,11 @@ receiver http-20ms 2 "$(http_target "$slow_sink_port" "")"
 receiver http-20ms-batch 3 "$(http_target "$slow_sink_port" ', "batch": {}')"
 receiver nats 4 '{"name": "jetstream", "nats": {"urls": ["nats://127.0.0.1:'"$nats_port"'"], "subject": "segment.{type}", "stream": "SEGMENT"}}'
 receiver kafka 5 '{"name": "kafka", "kafka": {"brokers": ["127.0.0.1:'"$kafka_port"'"], "topic": "segment-events"}}'
+# The same receiver with a 50-event tracking plan (hack/bench/trackingplan-50.json): every event
+# is checked (properties and context) and follows the plan, so all are forwarded.
+receiver http-plan 6 "$(http_target "$sink_port" "")" \
+  ", \"trackingPlan\": {\"files\": [\"$PWD/hack/bench/trackingplan-50.json\"], \"onViolation\": \"DeadLetter\"},
+ \"deadLetter\": {\"http\": {\"url\": \"http://127.0.0.1:$sink_port/dead-letters\"}}"
 for url in "http://127.0.0.1:$sink_port/" "http://127.0.0.1:$slow_sink_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$naive_port/"; do
   "$tmp/load" -wait-for "$url"
 done
@@ -126,6 +131,24 @@ if [[ ${ONLY:-single} == single ]]; then
       for (i = 1; i <= k; i++) { l = order[i]; m[l] = median(rps[l]); printf "  %-34s %8.0f req/s  p99 %6.2f ms\n", l, m[l], median(p99[l]) }
       if (m["naive forwarder -> sink"] > 0) printf "  receiver / naive forwarder: %.0f%%\n", 100 * m["receiver -> sink"] / m["naive forwarder -> sink"]
     }' "$tmp/single.txt"
+fi
+if [[ ${ONLY:-plan} == plan ]]; then
+  echo
+  echo "Tracking plan: the receiver with and without a 50-event plan, single events as above, $ROUNDS rounds in rotating order"
+  "$tmp/load" -header
+  for round in $(seq 0 $((ROUNDS - 1))); do
+    for name in $([[ $((round % 2)) == 0 ]] && echo "http http-plan" || echo "http-plan http"); do
+      "$tmp/load" -label "receiver -> sink${name#http}" -url "${receiver_url[$name]}" -pid "${receiver_pid[$name]}" \
+        -concurrency "$CONCURRENCY" -duration "$DURATION" -warmup "$WARMUP" | tee -a "$tmp/plan.txt"
+    done
+  done
+  awk '
+    function median(list,   n, a, i, j, t) {
+      n = split(list, a, " "); for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    { n = split($0, x, " "); label = x[3]; rps[label] = rps[label] " " x[n - 7]; req[label] += x[n - 8]; cpu[label] += x[n - 1] }
+    END { p = median(rps["sink-plan"]); b = median(rps["sink"]); printf "  median req/s: %.0f with the plan, %.0f without: %.0f%%\n", p, b, 100 * p / b
+      printf "  receiver CPU per request: %.0f µs with the plan, %.0f µs without\n", 1e6 * cpu["sink-plan"] / req["sink-plan"], 1e6 * cpu["sink"] / req["sink"] }' "$tmp/plan.txt"
 fi
 if [[ ${ONLY:-batch} != batch ]]; then exit 0; fi
 

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
 )
 
 // Dead-letter reasons, the "reason" of an envelope and the label of the dead-letter metric.
@@ -14,6 +16,8 @@ const (
 	ReasonInvalid = "invalid"
 	// ReasonRefused: a required target refused the event for good (a 4xx, an unknown topic...).
 	ReasonRefused = "refused"
+	// ReasonTrackingPlan: the event broke the tracking plan, and onViolation is DeadLetter.
+	ReasonTrackingPlan = "tracking-plan"
 )
 
 // DeadLetterType is the type of a dead-letter envelope: the NATS {type} token, the Kafka
@@ -36,6 +40,8 @@ type deadLetter struct {
 	Index     int    `json:"index"`
 	MessageID string `json:"messageId,omitempty"`
 	Source    string `json:"source"`
+	// Violations say where (JSON pointer) and how (schema keyword) the event broke the plan.
+	Violations []trackingplan.Violation `json:"violations,omitempty"`
 }
 
 // envelope wraps raw as a dead letter. Its messageId is derived from what it holds, so Segment's
@@ -71,8 +77,12 @@ func (d deadLetter) envelope(raw []byte) Event {
 func deadLetters(source string, invalid []invalidEvent, refused []refusal) []Event {
 	var letters []Event
 	for _, ie := range invalid {
-		letters = append(letters, deadLetter{Reason: ReasonInvalid, Error: ie.err.Reason, Field: ie.err.Field,
-			Index: ie.err.Index, Source: source}.envelope(ie.raw))
+		reason := ReasonInvalid
+		if ie.violations != nil {
+			reason = ReasonTrackingPlan
+		}
+		letters = append(letters, deadLetter{Reason: reason, Error: ie.err.Reason, Field: ie.err.Field,
+			Index: ie.err.Index, Source: source, Violations: ie.violations}.envelope(ie.raw))
 	}
 	for _, rf := range refused {
 		letters = append(letters, deadLetter{Reason: ReasonRefused, Error: rf.err.Error(), Target: rf.target,

@@ -24,7 +24,8 @@ type pipeline struct {
 	cfg        *config.Config
 	auth       *authenticator
 	routes     []*route
-	deadLetter *route // nil without a dead-letter target
+	deadLetter *route        // nil without a dead-letter target
+	plan       *planEnforcer // nil without a tracking plan
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -51,7 +52,11 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{cfg: cfg, auth: auth}
+	plan, err := newPlanEnforcer(cfg.TrackingPlan, files, m, log)
+	if err != nil {
+		return nil, err
+	}
+	p := &pipeline{cfg: cfg, auth: auth, plan: plan}
 	env := targetEnv{source: cfg.Source, files: files, log: log}
 	newRoute := func(tc config.Target) (*route, error) {
 		target, err := newTarget(tc, env)

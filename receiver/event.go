@@ -14,6 +14,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
 )
 
 // Event is one Segment event: its exact received bytes plus the few fields routing and delivery
@@ -29,6 +30,10 @@ type Event struct {
 	Timestamp   time.Time // "timestamp", zero when absent
 	// Attributes are extra CloudEvents attributes (dead letters carry their reason and target).
 	Attributes map[string]string
+
+	// The members the tracking plan checks, as the decoder located them in the body (nil when
+	// absent).
+	properties, traits, context []byte
 }
 
 // validationError refuses a request or one event of it. Status is 400, or 413 when the batch holds
@@ -52,10 +57,12 @@ func invalid(index int, field, reason string) *validationError {
 	return &validationError{Status: http.StatusBadRequest, Index: index, Field: field, Reason: reason}
 }
 
-// invalidEvent is an event that failed validation; its bytes can still be dead-lettered.
+// invalidEvent is an event that failed validation, or broke the tracking plan (violations set);
+// its bytes can still be dead-lettered.
 type invalidEvent struct {
-	raw []byte
-	err *validationError
+	raw        []byte
+	err        *validationError
+	violations []trackingplan.Violation
 }
 
 // decodedBody is a request body split into events.
@@ -321,6 +328,7 @@ func (f *eventFields) fill(ev *Event, strict bool, index int) *validationError {
 	}
 	// In Lenient mode fields of an unexpected kind are simply not used.
 	f.strings(&ev.MessageID, &ev.UserID, &ev.AnonymousID, &ev.Name)
+	ev.properties, ev.traits, ev.context = f[fieldProperties], f[fieldTraits], f[fieldContext]
 	if ev.MessageID == "" {
 		ev.MessageID = deriveMessageID(ev.Raw)
 	}

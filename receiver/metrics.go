@@ -26,6 +26,8 @@ type metrics struct {
 	deadLettered      *prometheus.CounterVec
 	configReloads     *prometheus.CounterVec
 	ready             prometheus.Gauge
+	planViolations    *prometheus.CounterVec
+	planUnplanned     prometheus.Counter
 
 	eventsByType   map[string]prometheus.Counter // read-only once built
 	requestsByCode map[int]prometheus.Counter
@@ -82,7 +84,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "ready",
 			Help: "1 while a valid config is loaded and the receiver is not draining.",
 		}),
+		planViolations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tracking_plan_violations_total",
+			Help: "Events that broke the tracking plan, by event (a planned track event name, \"unplanned\", or the event type) and action (the plan's onViolation).",
+		}, []string{"event", "action"}),
+		planUnplanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tracking_plan_unplanned_events_total",
+			Help: "Track events whose name the tracking plan does not know (forwarded or blocked as unplannedEvents says).",
+		}),
 	}
+	reg.MustRegister(m.planViolations, m.planUnplanned)
 	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.deliveries,
 		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
@@ -98,6 +109,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.deadLettered.WithLabelValues(ReasonInvalid)
 	m.deadLettered.WithLabelValues(ReasonRefused)
+	m.deadLettered.WithLabelValues(ReasonTrackingPlan)
 	return m
 }
 

@@ -66,6 +66,10 @@ func (s *Server) Reload() error {
 	s.updateReadyGauge()
 	s.log.Info("config loaded", "source", cfg.Source, "targets", len(cfg.Targets),
 		"auth", cfg.Authentication.Mode, "validation", cfg.Validation, "deadLetter", cfg.DeadLetter != nil)
+	if p.plan != nil {
+		s.log.Info("tracking plan loaded", "events", p.plan.plan.Events, "hash", p.plan.plan.Hash,
+			"unplannedEvents", p.plan.unplanned, "onViolation", p.plan.onViolation)
+	}
 	if start := s.startConfig; start != nil && s.opts.Addr == "" && (start.Port != cfg.Port || start.MetricsPort != cfg.MetricsPort) {
 		s.log.Warn("port changes take effect on restart", "port", start.Port, "metricsPort", start.MetricsPort)
 	}

@@ -410,13 +410,15 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	for i := range events {
 		s.metrics.event(events[i].Type)
 	}
+	blocked := p.plan.enforce(&decoded)
+	events = decoded.events
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
 	failed, refused := p.deliver(ctx, events, &s.background)
-	total := len(events) + len(decoded.invalid)
+	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
@@ -434,7 +436,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 			s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
 		}
 	}
-	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters)})
+	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters), Blocked: blocked})
 	return http.StatusOK, total, ""
 }
 
@@ -443,10 +445,12 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 const eventMemory = 512
 
 // acceptedBody answers a 2xx: accepted counts every event of the request, deadLettered those of
-// them (and the refusals) that went to the dead-letter target.
+// them (and the refusals) that went to the dead-letter target, blocked those the tracking plan
+// dropped.
 type acceptedBody struct {
 	Accepted     int `json:"accepted"`
 	DeadLettered int `json:"deadLettered,omitempty"`
+	Blocked      int `json:"blocked,omitempty"`
 }
 
 // deliveryTimeout leaves a safety margin of the budget for writing the answer.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -121,11 +122,13 @@ func (t *httpTarget) Deliver(ctx context.Context, events []Event) []error {
 }
 
 // chunkEnd returns the end of the chunk starting at lo: at most batch.maxEvents events and,
-// unless a single event is larger, at most batch.maxBytes bytes of JSON array.
+// unless a single event is larger, at most batch.maxBytes bytes of JSON array. A chunk's events
+// have the same attributes (such as a tracking plan violation), which its headers carry.
 func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 	size := int64(1 + len(events[lo].Raw) + 1)
 	hi := lo + 1
-	for hi < len(events) && hi-lo < t.batch.MaxEvents && size+int64(len(events[hi].Raw))+1 <= t.batch.MaxBytes {
+	for hi < len(events) && hi-lo < t.batch.MaxEvents && size+int64(len(events[hi].Raw))+1 <= t.batch.MaxBytes &&
+		maps.Equal(events[hi].Attributes, events[lo].Attributes) {
 		size += int64(len(events[hi].Raw)) + 1
 		hi++
 	}
@@ -151,6 +154,9 @@ func (t *httpTarget) post(ctx context.Context, events []Event) error {
 	req.Header.Set("User-Agent", "segment-webhook-receiver")
 	if t.format == config.FormatCloudEvents {
 		setCloudEventsHeaders(req.Header, events[0], t.ceSource)
+	} else if v := events[0].Attributes[violationAttribute]; v != "" {
+		// chunkEnd keeps the events of an array alike in their attributes.
+		req.Header.Set(HTTPHeaderPlanViolation, v)
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

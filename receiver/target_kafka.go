@@ -153,6 +153,9 @@ func (t *kafkaTarget) Deliver(ctx context.Context, events []Event) []error {
 				{Key: KafkaHeaderContent, Value: []byte("application/json")},
 			},
 		}
+		if v := ev.Attributes[violationAttribute]; v != "" {
+			record.Headers = append(record.Headers, kgo.RecordHeader{Key: KafkaHeaderPlanViolation, Value: []byte(v)})
+		}
 		t.client.Produce(ctx, record, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()

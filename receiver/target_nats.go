@@ -186,6 +186,9 @@ func (t *natsTarget) Deliver(ctx context.Context, events []Event) []error {
 		msg.Header.Set(NATSHeaderType, ev.Type)
 		msg.Header.Set(NATSHeaderMessageID, ev.MessageID)
 		msg.Header.Set(NATSHeaderContent, "application/json")
+		if v := ev.Attributes[violationAttribute]; v != "" {
+			msg.Header.Set(NATSHeaderPlanViolation, v)
+		}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.MessageID)}
 		if t.stream != "" {
 			opts = append(opts, jetstream.WithExpectStream(t.stream))

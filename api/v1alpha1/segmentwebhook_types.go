@@ -27,6 +27,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.authentication.mode == 'HMAC' || !has(self.secretRefs) || size(self.secretRefs) == 0",message="secretRefs are only used by authentication mode HMAC"
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either replicas or autoscaling, not both"
 // +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.gateway))",message="set either ingress or gateway, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.trackingPlan) || !has(self.trackingPlan.onViolation) || self.trackingPlan.onViolation != 'DeadLetter' || has(self.deadLetter)",message="trackingPlan.onViolation DeadLetter needs spec.deadLetter"
 type SegmentWebhookSpec struct {
 	// SecretRefs name the Secret keys holding the HMAC shared secret that Segment uses to sign
 	// requests (X-Signature). A request signed with any of them is accepted: list the old and the
@@ -58,6 +59,11 @@ type SegmentWebhookSpec struct {
 	// refusal answers 503 until Segment gives up.
 	// +optional
 	DeadLetter *DeadLetterTarget `json:"deadLetter,omitempty"`
+
+	// TrackingPlan checks every event against JSON Schemas (draft 2020-12) held in a ConfigMap,
+	// before any target sees it. See the README, "Tracking plans".
+	// +optional
+	TrackingPlan *TrackingPlan `json:"trackingPlan,omitempty"`
 
 	// Delivery tunes retries and deduplication towards the targets.
 	// +kubebuilder:default={}
@@ -592,6 +598,50 @@ type PodOverrides struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// TrackingPlan references the plan documents and says what to do with events that break them.
+type TrackingPlan struct {
+	// ConfigMapRef names a ConfigMap in the SegmentWebhook's namespace whose keys are plan
+	// documents: {"$defs": ..., "track": {"<event name>": <schema>}, "identify", "group", "page",
+	// "screen": <schema>, "context": <schema>}. Documents are merged.
+	ConfigMapRef ConfigMapReference `json:"configMapRef"`
+	// Keys selects the ConfigMap's keys that are plan documents; all of them when empty.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=240
+	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +listType=set
+	// +optional
+	Keys []string `json:"keys,omitempty"`
+	// UnplannedEvents says what happens to track events the plan does not name: Allow (forward)
+	// or Block (drop and count).
+	// +kubebuilder:validation:Enum=Allow;Block
+	// +kubebuilder:default=Allow
+	// +optional
+	UnplannedEvents string `json:"unplannedEvents,omitempty"`
+	// OnViolation says what happens to an event that breaks its schema: Forward (count it and
+	// mark it with a violation header or attribute), OmitProperties (drop the properties the
+	// plan does not allow, then forward), DeadLetter (send it to spec.deadLetter with the JSON
+	// pointer and keyword of each violation) or Block (drop and count).
+	// +kubebuilder:validation:Enum=Forward;OmitProperties;DeadLetter;Block
+	// +kubebuilder:default=Forward
+	// +optional
+	OnViolation string `json:"onViolation,omitempty"`
+}
+
+// ConfigMapReference names a ConfigMap in the same namespace.
+type ConfigMapReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// TrackingPlanStatus describes the plan the receivers were last given.
+type TrackingPlanStatus struct {
+	// Events is the number of planned track events.
+	Events int32 `json:"events"`
+	// Hash identifies the plan's content.
+	Hash string `json:"hash"`
+}
+
 // SegmentWebhookStatus is the observed state of a SegmentWebhook.
 type SegmentWebhookStatus struct {
 	// ObservedGeneration is the generation the status describes.
@@ -611,6 +661,10 @@ type SegmentWebhookStatus struct {
 	// ReadyReplicas of the receiver Deployment.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// TrackingPlan is the plan the receivers were last given; it stays while a changed plan does
+	// not compile.
+	// +optional
+	TrackingPlan *TrackingPlanStatus `json:"trackingPlan,omitempty"`
 }
 
 // Condition types and reasons.
@@ -629,6 +683,16 @@ const (
 	ReasonDeploymentUnavailable = "DeploymentUnavailable"
 	ReasonDeploymentProgressing = "DeploymentProgressing"
 	ReasonReady                 = "Ready"
+)
+
+// Tracking plan condition and reasons.
+const (
+	// ConditionTrackingPlanCompiled is present when spec.trackingPlan is set.
+	ConditionTrackingPlanCompiled = "TrackingPlanCompiled"
+
+	ReasonTrackingPlanCompiled = "TrackingPlanCompiled"
+	ReasonTrackingPlanInvalid  = "TrackingPlanInvalid"
+	ReasonTrackingPlanNotFound = "TrackingPlanNotFound"
 )
 
 // SegmentWebhook runs a Segment webhook receiver that verifies, validates and forwards events.

@@ -61,7 +61,7 @@ import (
 )
 
 const (
-	totalSteps    = 9
+	totalSteps    = 10
 	demoNamespace = "demo"
 	fieldOwner    = "segment-webhook-demo"
 	receiverImage = "ghcr.io/segment-webhook-operator/segment-webhook-operator-receiver:v0.1.0"
@@ -168,6 +168,7 @@ func (d *demo) run(ctx context.Context) error {
 		d.startReceiver,
 		d.sendEvents,
 		d.rotateSecret,
+		d.enforceTrackingPlan,
 		d.showMetrics,
 	} {
 		if err := step(ctx); err != nil {
@@ -674,7 +675,8 @@ func (d *demo) materialise(ctx context.Context, report bool) ([]string, error) {
 }
 
 // rewrite walks the config JSON: strings naming a file under a mount path get the local
-// prefix; each target's http.url points at the sink, one path per target.
+// prefix; each target's (and the dead-letter target's) http.url points at the sink, one path per
+// target.
 func (d *demo) rewrite(v any, at string, mountPaths []string, rewrites *[]string) any {
 	switch v := v.(type) {
 	case map[string]any:
@@ -686,7 +688,7 @@ func (d *demo) rewrite(v any, at string, mountPaths []string, rewrites *[]string
 		for _, k := range keys {
 			v[k] = d.rewrite(v[k], joinPath(at, k), mountPaths, rewrites)
 		}
-		if at != "" && strings.HasPrefix(at, "targets[") && strings.HasSuffix(at, "]") {
+		if at == "deadLetter" || (strings.HasPrefix(at, "targets[") && strings.HasSuffix(at, "]")) {
 			if h, ok := v["http"].(map[string]any); ok {
 				sinkURL := d.sink.url + "/" + fmt.Sprint(v["name"])
 				*rewrites = append(*rewrites, fmt.Sprintf("%s.http.url: %s -> %s", at, h["url"], sinkURL))

@@ -70,17 +70,17 @@ func event(typ string, fields map[string]any) []byte {
 
 // exchange sends one request as Segment would (one event, or a batch), signed with secret, prints
 // the answer and what the sink got, and checks the code.
-func (d *demo) exchange(ctx context.Context, title string, events [][]byte, batch bool, secret string, wantCode int) ([]received, error) {
+func (d *demo) exchange(ctx context.Context, title string, events [][]byte, batch bool, secret string, wantCode int) (*segmentsend.Response, []received, error) {
 	before := d.sink.count()
 	resp, err := d.send(ctx, events, batch, secret)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	got := d.sinkAfter(before)
 	d.linef("%s", title)
 	d.expect(resp.Code == wantCode, "answered %d %s (want %d)", resp.Code, resp.Body, wantCode)
 	d.printReceived(got)
-	return got, nil
+	return resp, got, nil
 }
 
 // sinkAfter returns what the sink received after index before. Optional targets are delivered
@@ -139,16 +139,23 @@ func describe(r received) string {
 	}
 	var e map[string]any
 	if json.Unmarshal(r.body, &e) == nil {
-		s := fmt.Sprint(e["type"])
-		if name, ok := e["event"]; ok {
-			s += fmt.Sprintf(" %q", name)
+		if reason, ok := e["reason"]; ok {
+			parts = append(parts, fmt.Sprintf("dead letter, reason %v", reason))
+		} else {
+			s := fmt.Sprint(e["type"])
+			if name, ok := e["event"]; ok {
+				s += fmt.Sprintf(" %q", name)
+			}
+			parts = append(parts, s)
 		}
-		parts = append(parts, s)
 		if ctx, ok := e["context"].(map[string]any); ok {
 			if _, hasIP := ctx["ip"]; !hasIP {
 				parts = append(parts, "context.ip dropped")
 			}
 		}
+	}
+	if v := r.header.Get("X-Segment-Tracking-Plan-Violation"); v != "" {
+		parts = append(parts, "X-Segment-Tracking-Plan-Violation="+v)
 	}
 	if k := r.header.Get("Idempotency-Key"); k != "" {
 		parts = append(parts, "Idempotency-Key="+k)
@@ -209,7 +216,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 	if order == nil {
 		return errors.New("warehouse did not receive the event of a)")
 	}
-	got, err = d.exchange(ctx, "c) the event of a) again, byte for byte, as a Segment retry would send it:", [][]byte{order}, false, secret, http.StatusOK)
+	_, got, err = d.exchange(ctx, "c) the event of a) again, byte for byte, as a Segment retry would send it:", [][]byte{order}, false, secret, http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -217,7 +224,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// d. A wrong secret.
 	stray := event("track", map[string]any{"event": "Order Completed"})
-	got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", [][]byte{stray}, false, "not-the-secret", http.StatusUnauthorized)
+	_, got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", [][]byte{stray}, false, "not-the-secret", http.StatusUnauthorized)
 	if err != nil {
 		return err
 	}
@@ -225,7 +232,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// e. A track event without its event name: a permanent error, Segment does not retry 400.
 	invalid := event("track", map[string]any{"properties": map[string]any{"revenue": 1}})
-	got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", [][]byte{invalid}, false, secret, http.StatusBadRequest)
+	_, got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", [][]byte{invalid}, false, secret, http.StatusBadRequest)
 	if err != nil {
 		return err
 	}
@@ -274,7 +281,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 	}
 	for _, s := range []struct{ name, secret string }{{"old", d.oldSecret}, {"new", rotatedSecret}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), [][]byte{e}, false, s.secret, http.StatusOK); err != nil {
+		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), [][]byte{e}, false, s.secret, http.StatusOK); err != nil {
 			return err
 		}
 	}
@@ -297,7 +304,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 		code         int
 	}{{"old", d.oldSecret, http.StatusUnauthorized}, {"new", rotatedSecret, http.StatusOK}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), [][]byte{e}, false, s.secret, s.code); err != nil {
+		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), [][]byte{e}, false, s.secret, s.code); err != nil {
 			return err
 		}
 	}
@@ -364,7 +371,7 @@ func (d *demo) configHash(ctx context.Context) string {
 	return dep.Spec.Template.Annotations[controllers.ConfigHashAnnotation]
 }
 
-// 9. The metrics an operator of this service watches.
+// 10. The metrics an operator of this service watches.
 func (d *demo) showMetrics(ctx context.Context) error {
 	d.stepf("Metrics")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.metricsURL, nil)

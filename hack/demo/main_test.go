@@ -53,7 +53,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the demo failed after %s: %v", time.Since(start).Round(time.Second), err)
 	}
-	for _, want := range []string{"[9/9] Metrics", "Demo passed"} {
+	for _, want := range []string{"[10/10] Metrics", "Demo passed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo output lacks %q", want)
 		}

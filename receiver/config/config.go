@@ -124,6 +124,17 @@ const (
 // NATSTypePlaceholder in a NATS subject is replaced by the event type.
 const NATSTypePlaceholder = "{type}"
 
+// Tracking plan modes: what happens to unplanned track events, and to events that violate the
+// plan.
+const (
+	UnplannedAllow          = "Allow"
+	UnplannedBlock          = "Block"
+	ViolationForward        = "Forward"
+	ViolationOmitProperties = "OmitProperties"
+	ViolationDeadLetter     = "DeadLetter"
+	ViolationBlock          = "Block"
+)
+
 // EventTypes are the Segment event types the receiver knows. "delete" is Classic's user-deletion
 // notification.
 var EventTypes = []string{"identify", "track", "page", "screen", "group", "alias", "delete"}
@@ -149,6 +160,21 @@ type Config struct {
 	// target refuses for good, wrapped in an envelope; the request is then acknowledged. Its
 	// name is DeadLetterName; filter, dropFields and optional do not apply to it.
 	DeadLetter *Target `json:"deadLetter,omitempty"`
+	// TrackingPlan, when set, checks every event against JSON Schemas before it is routed.
+	TrackingPlan *TrackingPlan `json:"trackingPlan,omitempty"`
+}
+
+// TrackingPlan names the plan documents (see package receiver/trackingplan for their format) and
+// what to do with events that do not follow them. The files are reloaded like secret files.
+type TrackingPlan struct {
+	Files []string `json:"files"`
+	// UnplannedEvents is Allow (the default: forward track events the plan does not name) or
+	// Block (drop and count them).
+	UnplannedEvents string `json:"unplannedEvents,omitempty"`
+	// OnViolation is Forward (the default: forward, counted and marked with the violations),
+	// OmitProperties (drop the offending properties, then forward), DeadLetter (send to the
+	// dead-letter target with the violations) or Block (drop and count).
+	OnViolation string `json:"onViolation,omitempty"`
 }
 
 // Authentication says how a request proves it comes from Segment.
@@ -376,6 +402,10 @@ func (c *Config) Default() {
 		setDefault(&c.DeadLetter.Name, DeadLetterName)
 		c.DeadLetter.defaults()
 	}
+	if tp := c.TrackingPlan; tp != nil {
+		setDefault(&tp.UnplannedEvents, UnplannedAllow)
+		setDefault(&tp.OnViolation, ViolationForward)
+	}
 }
 
 func (t *Target) defaults() {
@@ -505,6 +535,23 @@ func (c *Config) Validate() error {
 		}
 		if dl.Optional || len(dl.DropFields) > 0 || len(dl.Filter.EventTypes) > 0 || len(dl.Filter.TrackEvents) > 0 {
 			bad("deadLetter", "optional, filter and dropFields do not apply to the dead-letter target")
+		}
+	}
+	if tp := c.TrackingPlan; tp != nil {
+		if len(tp.Files) == 0 {
+			bad("trackingPlan.files", "at least one plan document is needed")
+		}
+		if tp.UnplannedEvents != UnplannedAllow && tp.UnplannedEvents != UnplannedBlock {
+			bad("trackingPlan.unplannedEvents", "must be Allow or Block, got %q", tp.UnplannedEvents)
+		}
+		switch tp.OnViolation {
+		case ViolationForward, ViolationOmitProperties, ViolationBlock:
+		case ViolationDeadLetter:
+			if c.DeadLetter == nil {
+				bad("trackingPlan.onViolation", "DeadLetter needs a deadLetter target")
+			}
+		default:
+			bad("trackingPlan.onViolation", "must be Forward, OmitProperties, DeadLetter or Block, got %q", tp.OnViolation)
 		}
 	}
 	return errors.Join(errs...)
@@ -744,6 +791,9 @@ func (c *Config) Files() []string {
 			add(n.CredentialsFile, n.TokenFile, n.UsernameFile, n.PasswordFile)
 			addTLS(n.TLS)
 		}
+	}
+	if c.TrackingPlan != nil {
+		add(c.TrackingPlan.Files...)
 	}
 	slices.Sort(files)
 	return slices.Compact(files)

@@ -1,0 +1,211 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
+)
+
+// TrackingPlanConfigMapIndex indexes SegmentWebhooks by the ConfigMap holding their tracking plan.
+const TrackingPlanConfigMapIndex = ".spec.trackingPlan.configMapRef.name"
+
+// planKeyPrefix marks the plan documents in the receiver's ConfigMap, beside config.json: the
+// plan and the config it belongs to reach the pods in one volume update.
+const planKeyPrefix = "trackingplan."
+
+// maxConfigMapKey is Kubernetes' limit on a ConfigMap key.
+const maxConfigMapKey = 253
+
+// trackingPlanDocs are the plan documents to render into the receiver ConfigMap, by their key
+// there; nil without a tracking plan.
+type trackingPlanDocs map[string]string
+
+// resolveTrackingPlan reads and compiles the referenced plan with the receiver's own compiler, so
+// that the operator refuses exactly the plans the receiver would. ok is false when the plan is
+// missing or does not compile: the condition says why, and the caller leaves the running
+// receivers (and their last good plan) as they are. err is for API trouble only.
+func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook) (docs trackingPlanDocs, ok bool, err error) {
+	spec := swh.Spec.TrackingPlan
+	if spec == nil {
+		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionTrackingPlanCompiled)
+		swh.Status.TrackingPlan = nil
+		return nil, true, nil
+	}
+	refuse := func(reason, msg string) (trackingPlanDocs, bool, error) {
+		setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionFalse, reason, msg)
+		if conditionChanged(original, swh, segmentv1alpha1.ConditionTrackingPlanCompiled) {
+			r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, reason, "CompileTrackingPlan", "%s", msg)
+		}
+		return nil, false, nil
+	}
+	// The plan's ConfigMap is read past the cache, which holds only the operator's own children.
+	cm := &corev1.ConfigMap{}
+	err = r.SecretReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}, cm)
+	if apierrors.IsNotFound(err) {
+		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound,
+			fmt.Sprintf("ConfigMap %q not found in namespace %q", spec.ConfigMapRef.Name, swh.Namespace))
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading tracking plan ConfigMap %q: %w", spec.ConfigMapRef.Name, err)
+	}
+	keys := spec.Keys
+	if len(keys) == 0 {
+		for key := range cm.Data {
+			keys = append(keys, key)
+		}
+		slices.Sort(keys)
+	}
+	if len(keys) == 0 {
+		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q holds no plan documents", cm.Name))
+	}
+	var plan []trackingplan.Document
+	docs = trackingPlanDocs{}
+	for _, key := range keys {
+		data, found := cm.Data[key]
+		if !found {
+			return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q has no key %q", cm.Name, key))
+		}
+		if len(planKeyPrefix+key) > maxConfigMapKey {
+			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q is longer than %d characters", cm.Name, key, maxConfigMapKey-len(planKeyPrefix)))
+		}
+		plan = append(plan, trackingplan.Document{Name: key, Data: []byte(data)})
+		docs[planKeyPrefix+key] = data
+	}
+	compiled, err := trackingplan.Compile(plan)
+	if err != nil {
+		var perr *trackingplan.Error
+		msg := err.Error()
+		if errors.As(err, &perr) && perr.Event != "" {
+			msg = fmt.Sprintf("ConfigMap %q key %q, event %q: %v", cm.Name, perr.Document, perr.Event, perr.Err)
+		}
+		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
+	}
+	msg := fmt.Sprintf("%d track events planned (%s)", compiled.Events, compiled.Hash)
+	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionTrue, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
+	if conditionChanged(original, swh, segmentv1alpha1.ConditionTrackingPlanCompiled) {
+		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, segmentv1alpha1.ReasonTrackingPlanCompiled, "CompileTrackingPlan", "%s", msg)
+	}
+	swh.Status.TrackingPlan = &segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}
+	return docs, true, nil
+}
+
+// truncate keeps a condition message readable; a compiler's output can be long.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// receiverTrackingPlan renders the plan's part of the receiver config: the documents' paths in the
+// mounted receiver ConfigMap, and the actions.
+func receiverTrackingPlan(swh *segmentv1alpha1.SegmentWebhook, docs trackingPlanDocs) *config.TrackingPlan {
+	spec := swh.Spec.TrackingPlan
+	if spec == nil {
+		return nil
+	}
+	tp := &config.TrackingPlan{UnplannedEvents: spec.UnplannedEvents, OnViolation: spec.OnViolation}
+	for key := range docs {
+		tp.Files = append(tp.Files, path.Join(configMountPath, key))
+	}
+	slices.Sort(tp.Files)
+	if tp.UnplannedEvents == "" {
+		tp.UnplannedEvents = config.UnplannedAllow
+	}
+	if tp.OnViolation == "" {
+		tp.OnViolation = config.ViolationForward
+	}
+	return tp
+}
+
+// withTrackingPlan adds the plan documents to the receiver ConfigMap. Their content is not part of
+// the config hash: a changed plan reaches the running pods by the volume update and a hot reload,
+// without a rollout.
+func withTrackingPlan(cm *corev1.ConfigMap, docs trackingPlanDocs) *corev1.ConfigMap {
+	for key, data := range docs {
+		cm.Data[key] = data
+	}
+	return cm
+}
+
+// trackingPlanSource watches the metadata of every ConfigMap (any change bumps the
+// resourceVersion) and enqueues the SegmentWebhooks whose plan it holds, found by a field index.
+// It has a cache of its own: the manager's ConfigMap cache holds only the operator's children (see
+// CacheByObject), and a plan is the user's ConfigMap. Metadata only, without managedFields, keeps
+// that cache small; the plan's data is read past any cache when reconciling.
+func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr ctrl.Manager) (source.Source, error) {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, TrackingPlanConfigMapIndex,
+		func(o client.Object) []string {
+			if tp := o.(*segmentv1alpha1.SegmentWebhook).Spec.TrackingPlan; tp != nil {
+				return []string{tp.ConfigMapRef.Name}
+			}
+			return nil
+		}); err != nil {
+		return nil, err
+	}
+	configMaps, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(configMaps); err != nil {
+		return nil, err
+	}
+	configMap := &metav1.PartialObjectMetadata{}
+	configMap.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	return source.Kind(configMaps, configMap, handler.TypedEnqueueRequestsFromMapFunc(
+		func(ctx context.Context, cm *metav1.PartialObjectMetadata) []reconcile.Request {
+			return r.requestsForTrackingPlan(ctx, cm)
+		})), nil
+}
+
+// requestsForTrackingPlan enqueues the SegmentWebhooks whose plan a ConfigMap holds.
+func (r *SegmentWebhookReconciler) requestsForTrackingPlan(ctx context.Context, cm client.Object) []reconcile.Request {
+	var list segmentv1alpha1.SegmentWebhookList
+	if err := r.List(ctx, &list, client.InNamespace(cm.GetNamespace()),
+		client.MatchingFields{TrackingPlanConfigMapIndex: cm.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a tracking plan ConfigMap", "configMap", cm.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, swh := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&swh)})
+	}
+	return reqs
+}

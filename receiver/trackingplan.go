@@ -1,0 +1,153 @@
+package receiver
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
+)
+
+// violationAttribute carries an event's plan violations to its targets, as "pointer keyword"
+// pairs (trackingplan.Summary): the CloudEvents extension ce-planviolation, and for other formats
+// the headers below. Each target renders the event's attributes in its own way.
+const violationAttribute = "planviolation"
+
+// Headers that mark an event forwarded with violations (onViolation Forward, or OmitProperties
+// when omitting could not repair it).
+const (
+	HTTPHeaderPlanViolation  = "X-Segment-Tracking-Plan-Violation"
+	KafkaHeaderPlanViolation = "segment-tracking-plan-violation"
+	NATSHeaderPlanViolation  = "Segment-Tracking-Plan-Violation"
+)
+
+// maxViolationsInSummary bounds the attribute, so a header stays short.
+const maxViolationsInSummary = 10
+
+// planEnforcer applies a compiled tracking plan to the events of a request before routing.
+type planEnforcer struct {
+	plan        *trackingplan.Plan
+	unplanned   string // config.UnplannedAllow or config.UnplannedBlock
+	onViolation string // config.Violation*
+	metrics     *metrics
+	log         *slog.Logger
+}
+
+// newPlanEnforcer compiles the plan files (already read by the reload); nil without a plan.
+func newPlanEnforcer(tp *config.TrackingPlan, files map[string][]byte, m *metrics, log *slog.Logger) (*planEnforcer, error) {
+	if tp == nil {
+		return nil, nil
+	}
+	docs := make([]trackingplan.Document, 0, len(tp.Files))
+	for _, path := range tp.Files {
+		data, ok := files[path]
+		if !ok {
+			return nil, fmt.Errorf("tracking plan file %s was not read", path)
+		}
+		docs = append(docs, trackingplan.Document{Name: filepath.Base(path), Data: data})
+	}
+	plan, err := trackingplan.Compile(docs)
+	if err != nil {
+		return nil, err
+	}
+	return &planEnforcer{plan: plan, unplanned: tp.UnplannedEvents, onViolation: tp.OnViolation, metrics: m, log: log}, nil
+}
+
+// enforce checks each event against the plan, using the members the decoder located. It leaves
+// in d.events the events to route (some marked, or with properties omitted), adds to d.invalid
+// those to dead-letter, and returns how many it blocked. A nil enforcer passes every event.
+func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
+	if e == nil {
+		return 0
+	}
+	forward := d.events[:0] // filtered in place
+	for _, ev := range d.events {
+		r := e.plan.Check(trackingplan.Event{Type: ev.Type, Name: ev.Name,
+			Properties: ev.properties, Traits: ev.traits, Context: ev.context})
+		if r.Unplanned {
+			e.metrics.planUnplanned.Inc()
+			if e.unplanned == config.UnplannedBlock {
+				blocked++
+				continue
+			}
+		}
+		if len(r.Violations) == 0 {
+			forward = append(forward, ev)
+			continue
+		}
+		e.metrics.planViolations.WithLabelValues(planEventLabel(&ev, r.Unplanned), e.onViolation).Inc()
+		// Messages may quote the event's values: debug logs only.
+		e.log.Debug("tracking plan violation", "index", ev.Index, "messageId", ev.MessageID, "type", ev.Type,
+			"event", ev.Name, "action", e.onViolation, "violations", r.Violations)
+		switch e.onViolation {
+		case config.ViolationBlock:
+			blocked++
+		case config.ViolationDeadLetter:
+			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &validationError{
+				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
+		case config.ViolationOmitProperties:
+			forward = append(forward, omit(ev, r.Violations))
+		default: // config.ViolationForward
+			forward = append(forward, markViolations(ev, r.Violations))
+		}
+	}
+	d.events = forward
+	return blocked
+}
+
+// omit drops the members the plan refused; what omitting cannot repair (a missing required
+// property, say) is marked as with Forward.
+func omit(ev Event, violations []trackingplan.Violation) Event {
+	paths, rest := trackingplan.Omissions(violations)
+	for _, path := range paths {
+		out, changed, err := dropField(ev.Raw, path)
+		if err != nil { // the decoder validated the event: cannot happen
+			return markViolations(ev, violations)
+		}
+		if changed {
+			ev.Raw = out
+		}
+	}
+	if len(rest) > 0 {
+		return markViolations(ev, rest)
+	}
+	return ev
+}
+
+func markViolations(ev Event, violations []trackingplan.Violation) Event {
+	attrs := make(map[string]string, len(ev.Attributes)+1)
+	for k, v := range ev.Attributes {
+		attrs[k] = v
+	}
+	attrs[violationAttribute] = trackingplan.Summary(violations, maxViolationsInSummary)
+	ev.Attributes = attrs
+	return ev
+}
+
+// describe is a dead letter's error: every violation with its message.
+func describe(violations []trackingplan.Violation) string {
+	parts := make([]string, len(violations))
+	for i, v := range violations {
+		parts[i] = fmt.Sprintf("%s: %s: %s", v.Pointer, v.Keyword, v.Message)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// planEventLabel bounds the metric's event label: a planned track event's name (the plan bounds
+// how many), "unplanned" for other track events, else the event type.
+func planEventLabel(ev *Event, unplanned bool) string {
+	switch {
+	case ev.Type == "track" && unplanned:
+		return "unplanned"
+	case ev.Type == "track":
+		return ev.Name
+	}
+	if slices.Contains(config.EventTypes, ev.Type) {
+		return ev.Type
+	}
+	return "other" // Lenient mode forwards arbitrary types
+}

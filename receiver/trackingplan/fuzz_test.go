@@ -1,0 +1,48 @@
+package trackingplan
+
+import (
+	"testing"
+)
+
+// FuzzCompile feeds arbitrary plan documents to Compile. Whatever it accepts must check events
+// without panicking; hostile plans (deep $ref chains, huge enums, backtracking or oversized
+// regexes, deep nesting) are seeds, and must stay refused or bounded.
+func FuzzCompile(f *testing.F) {
+	f.Add([]byte(ecommerce))
+	for name, doc := range hostile() {
+		if name != "too big" { // a 1 MiB seed slows the fuzzer down; TestCompileRefusesHostilePlans has it
+			f.Add([]byte(doc))
+		}
+	}
+	f.Add([]byte(`{"track":{"A":{"properties":{"x":{"pattern":"^(a+)+$"}}}}}`))
+	f.Add([]byte(`{"$defs":{"a":{"$ref":"#/$defs/a"}},"context":{"$ref":"#/$defs/a"}}`))
+	f.Add([]byte(`{"track":{"A":{"$dynamicRef":"#x"}}}`))
+	events := []Event{
+		{Type: "track", Name: "A", Properties: []byte(`{"x":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!","y":[1,2,{"z":null}]}`), Context: []byte(`{"ip":"1.2.3.4"}`)},
+		{Type: "track", Name: "Order Completed", Properties: []byte(`{"order_id":"o","total":1e400,"currency":"USD"}`)},
+		{Type: "identify", Traits: []byte(`{"email":"a@b.c"}`)},
+		{Type: "group", Traits: []byte(`[]`)},
+		{Type: "page", Properties: []byte(`"x"`)},
+		{Type: "screen"},
+		{Type: "alias", Context: []byte(`null`)},
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		p, err := Compile([]Document{{Name: "plan.json", Data: doc}})
+		if err != nil {
+			return
+		}
+		if p.Events > MaxTrackEvents || len(doc) > MaxBytes {
+			t.Fatalf("accepted a plan over the limits: %d events, %d bytes", p.Events, len(doc))
+		}
+		for _, ev := range events {
+			r := p.Check(ev)
+			paths, _ := Omissions(r.Violations)
+			for _, path := range paths {
+				if len(path) != 2 {
+					t.Fatalf("omission %v is not a top-level member", path)
+				}
+			}
+			_ = Summary(r.Violations, 5)
+		}
+	})
+}
