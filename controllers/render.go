@@ -101,8 +101,8 @@ func secretFile(ref segmentv1alpha1.SecretKeyRef) string {
 	return path.Join(secretsMountPath, ref.Name, ref.Key)
 }
 
-// ReceiverConfig renders the receiver's configuration: the contract in receiver/config.
-func ReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
+// newReceiverConfig renders the receiver's configuration: the contract in receiver/config.
+func newReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
 	spec := &swh.Spec
 	c := &config.Config{
 		Source:      "segment-webhook-operator/" + swh.Namespace + "/" + swh.Name,
@@ -213,8 +213,8 @@ func receiverTLS(t *segmentv1alpha1.TargetTLS) *config.TLS {
 	}
 }
 
-// ConfigMap renders the receiver's ConfigMap from its config JSON.
-func ConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.ConfigMap {
+// newConfigMap renders the receiver's ConfigMap from its config JSON.
+func newConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: childMeta(swh),
@@ -222,9 +222,9 @@ func ConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.C
 	}
 }
 
-// ConfigHash digests everything the running receiver reads: its config and the referenced
+// configHash digests everything the running receiver reads: its config and the referenced
 // Secret keys' data (never the values themselves, only their hash, reach the pod template).
-func ConfigHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][]byte) string {
+func configHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][]byte) string {
 	h := sha256.New()
 	h.Write(configJSON)
 	refs := slices.Collect(maps.Keys(secretData))
@@ -241,8 +241,8 @@ func ConfigHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// Deployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
-func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configHash string) *appsv1.Deployment {
+// newDeployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
+func newDeployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, hash string) *appsv1.Deployment {
 	spec := &swh.Spec
 	image := opts.ReceiverImage
 	if spec.Image != "" {
@@ -257,13 +257,14 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 	if podAnnotations == nil {
 		podAnnotations = map[string]string{}
 	}
-	podAnnotations[ConfigHashAnnotation] = configHash
+	podAnnotations[ConfigHashAnnotation] = hash
 
 	var replicas *int32
 	if spec.Autoscaling == nil { // the HPA owns replicas otherwise
 		replicas = ptr.To(ptr.Deref(spec.Replicas, defaultReplicas))
 	}
 
+	volumes, mounts := podVolumes(swh)
 	dep := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: childMeta(swh),
@@ -295,8 +296,8 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 						FSGroup:        ptr.To(receiverUID),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
-					Containers: []corev1.Container{receiverContainerSpec(swh, image)},
-					Volumes:    volumes(swh),
+					Containers: []corev1.Container{receiverContainerSpec(swh, image, mounts)},
+					Volumes:    volumes,
 				},
 			},
 		},
@@ -304,7 +305,7 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 	return dep
 }
 
-func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) corev1.Container {
+func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string, mounts []corev1.VolumeMount) corev1.Container {
 	resources := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("50m"),
@@ -322,12 +323,6 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) co
 			},
 			PeriodSeconds: period,
 		}
-	}
-	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
-	for i, name := range swh.Spec.SecretNames() {
-		mounts = append(mounts, corev1.VolumeMount{
-			Name: secretVolumeName(i), MountPath: path.Join(secretsMountPath, name), ReadOnly: true,
-		})
 	}
 	return corev1.Container{
 		Name:  receiverContainer,
@@ -353,15 +348,17 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) co
 
 func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }
 
-// volumes mount the config and, per referenced Secret, only the referenced keys.
-func volumes(swh *segmentv1alpha1.SegmentWebhook) []corev1.Volume {
-	vols := []corev1.Volume{{
+// podVolumes returns the receiver pod's volumes and the container's mounts of them: the config
+// and, per referenced Secret, only the referenced keys, each under secretsMountPath/<Secret name>.
+func podVolumes(swh *segmentv1alpha1.SegmentWebhook) ([]corev1.Volume, []corev1.VolumeMount) {
+	volumes := []corev1.Volume{{
 		Name: configVolume,
 		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: ChildName(swh)},
 			DefaultMode:          ptr.To(int32(0o444)),
 		}},
 	}}
+	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
 	keys := map[string][]string{}
 	for _, ref := range swh.Spec.SecretKeyRefs() {
 		if !slices.Contains(keys[ref.Name], ref.Key) {
@@ -373,18 +370,21 @@ func volumes(swh *segmentv1alpha1.SegmentWebhook) []corev1.Volume {
 		for _, key := range keys[name] {
 			items = append(items, corev1.KeyToPath{Key: key, Path: key})
 		}
-		vols = append(vols, corev1.Volume{
+		volumes = append(volumes, corev1.Volume{
 			Name: secretVolumeName(i),
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 				SecretName: name, Items: items, DefaultMode: ptr.To(int32(0o440)),
 			}},
 		})
+		mounts = append(mounts, corev1.VolumeMount{
+			Name: secretVolumeName(i), MountPath: path.Join(secretsMountPath, name), ReadOnly: true,
+		})
 	}
-	return vols
+	return volumes, mounts
 }
 
-// Service renders the receiver Service.
-func Service(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
+// newService renders the receiver Service.
+func newService(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
 	svc := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: childMeta(swh),
@@ -401,8 +401,8 @@ func Service(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
 	return svc
 }
 
-// Ingress renders the receiver Ingress, or nil when spec.ingress is not set.
-func Ingress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
+// newIngress renders the receiver Ingress, or nil when spec.ingress is not set.
+func newIngress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 	in := swh.Spec.Ingress
 	if in == nil {
 		return nil
@@ -434,8 +434,8 @@ func Ingress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 	return ing
 }
 
-// HorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.
-func HorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2.HorizontalPodAutoscaler {
+// newHorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.
+func newHorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2.HorizontalPodAutoscaler {
 	as := swh.Spec.Autoscaling
 	if as == nil {
 		return nil
@@ -465,7 +465,7 @@ func HorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2
 
 // PodDisruptionBudget keeps one receiver serving during voluntary disruptions; nil when the
 // receiver may run a single replica, where a PDB would block node drains.
-func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisruptionBudget {
+func newPodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisruptionBudget {
 	minReplicas := ptr.Deref(swh.Spec.Replicas, defaultReplicas)
 	if as := swh.Spec.Autoscaling; as != nil {
 		minReplicas = as.MinReplicas
@@ -483,8 +483,8 @@ func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisru
 	}
 }
 
-// URL is where Segment should send events: the Ingress when there is one, else the Service.
-func URL(swh *segmentv1alpha1.SegmentWebhook) string {
+// publicURL is where Segment should send events: the Ingress when there is one, else the Service.
+func publicURL(swh *segmentv1alpha1.SegmentWebhook) string {
 	if in := swh.Spec.Ingress; in != nil {
 		scheme := "http"
 		if in.TLSSecretName != "" {

@@ -61,7 +61,7 @@ func TestReceiverConfigIsValidAndNamesOnlyFiles(t *testing.T) {
 	swh := defaultedWebhook()
 	swh.Spec.Authentication = segmentv1alpha1.Authentication{Mode: segmentv1alpha1.AuthenticationHMAC}
 	swh.Spec.SecretRefs = append(swh.Spec.SecretRefs, segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "next"})
-	cfg := ReceiverConfig(swh)
+	cfg := newReceiverConfig(swh)
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("rendered config is invalid: %v", err)
 	}
@@ -82,7 +82,7 @@ func TestReceiverConfigIsValidAndNamesOnlyFiles(t *testing.T) {
 
 func TestReceiverConfigDefaultsWhatTheSpecLeavesOut(t *testing.T) {
 	swh := sampleWebhook("team-a") // not defaulted by an API server
-	cfg := ReceiverConfig(swh)
+	cfg := newReceiverConfig(swh)
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config from an undefaulted spec is invalid: %v", err)
 	}
@@ -93,18 +93,18 @@ func TestReceiverConfigDefaultsWhatTheSpecLeavesOut(t *testing.T) {
 
 func TestConfigHashFollowsConfigAndReferencedSecretData(t *testing.T) {
 	ref := segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "shared-secret"}
-	base := ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
+	base := configHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
 	for name, other := range map[string]string{
-		"config changed": ConfigHash([]byte(`{"a":2}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")}),
-		"secret rotated": ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("two")}),
-		"key renamed": ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{
+		"config changed": configHash([]byte(`{"a":2}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")}),
+		"secret rotated": configHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("two")}),
+		"key renamed": configHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{
 			{Name: "segment", Key: "other"}: []byte("one")}),
 	} {
 		if other == base {
 			t.Errorf("%s: hash did not change", name)
 		}
 	}
-	again := ConfigHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
+	again := configHash([]byte(`{"a":1}`), map[segmentv1alpha1.SecretKeyRef][]byte{ref: []byte("one")})
 	if again != base {
 		t.Error("hash is not deterministic")
 	}
@@ -115,7 +115,7 @@ func TestConfigHashFollowsConfigAndReferencedSecretData(t *testing.T) {
 
 func TestDeploymentMountsOnlyReferencedKeys(t *testing.T) {
 	swh := defaultedWebhook()
-	dep := Deployment(swh, RenderOptions{ReceiverImage: "img"}, "hash")
+	dep := newDeployment(swh, RenderOptions{ReceiverImage: "img"}, "hash")
 	var secretVolumes []corev1.Volume
 	for _, v := range dep.Spec.Template.Spec.Volumes {
 		if v.Secret != nil {
@@ -154,7 +154,7 @@ func TestDeploymentOverrides(t *testing.T) {
 		Labels:            map[string]string{"team": "growth", "app.kubernetes.io/instance": "hijack"},
 		Annotations:       map[string]string{"example.com/x": "y"},
 	}
-	dep := Deployment(swh, RenderOptions{ReceiverImage: "default"}, "h")
+	dep := newDeployment(swh, RenderOptions{ReceiverImage: "default"}, "h")
 	pod := dep.Spec.Template
 	if img := pod.Spec.Containers[0].Image; img != "mirror.example.com/receiver:v1" {
 		t.Errorf("image = %q", img)
@@ -175,52 +175,52 @@ func TestDeploymentOverrides(t *testing.T) {
 
 func TestOptionalChildren(t *testing.T) {
 	swh := defaultedWebhook()
-	if Ingress(swh) == nil || PodDisruptionBudget(swh) == nil {
+	if newIngress(swh) == nil || newPodDisruptionBudget(swh) == nil {
 		t.Fatal("ingress and PDB expected for the sample (ingress set, 2 replicas by default)")
 	}
-	if HorizontalPodAutoscaler(swh) != nil {
+	if newHorizontalPodAutoscaler(swh) != nil {
 		t.Error("no HPA without autoscaling")
 	}
-	if d := Deployment(swh, RenderOptions{}, ""); ptr.Deref(d.Spec.Replicas, 0) != 2 {
+	if d := newDeployment(swh, RenderOptions{}, ""); ptr.Deref(d.Spec.Replicas, 0) != 2 {
 		t.Errorf("replicas = %v, want the default 2", d.Spec.Replicas)
 	}
 
 	swh.Spec.Ingress = nil
 	swh.Spec.Replicas = ptr.To(int32(1))
-	if Ingress(swh) != nil || PodDisruptionBudget(swh) != nil {
+	if newIngress(swh) != nil || newPodDisruptionBudget(swh) != nil {
 		t.Error("no ingress without spec.ingress, no PDB with a single replica")
 	}
 
 	swh.Spec.Replicas = nil
 	swh.Spec.Autoscaling = &segmentv1alpha1.Autoscaling{MinReplicas: 3, MaxReplicas: 9, TargetCPUUtilizationPercentage: 60}
-	hpa := HorizontalPodAutoscaler(swh)
+	hpa := newHorizontalPodAutoscaler(swh)
 	if hpa == nil || hpa.Spec.MaxReplicas != 9 || *hpa.Spec.MinReplicas != 3 {
 		t.Fatalf("hpa = %+v", hpa)
 	}
-	if d := Deployment(swh, RenderOptions{}, ""); d.Spec.Replicas != nil {
+	if d := newDeployment(swh, RenderOptions{}, ""); d.Spec.Replicas != nil {
 		t.Error("the Deployment must leave replicas to the HPA")
 	}
-	if PodDisruptionBudget(swh) == nil {
+	if newPodDisruptionBudget(swh) == nil {
 		t.Error("PDB expected when autoscaling keeps at least 3 replicas")
 	}
 }
 
 func TestURL(t *testing.T) {
 	swh := defaultedWebhook()
-	if got := URL(swh); got != "https://segment.example.com/webhook" {
+	if got := publicURL(swh); got != "https://segment.example.com/webhook" {
 		t.Errorf("ingress with TLS: %s", got)
 	}
 	swh.Spec.Ingress.TLSSecretName = ""
 	swh.Spec.Ingress.Path = "/segment"
-	if got := URL(swh); got != "http://segment.example.com/segment" {
+	if got := publicURL(swh); got != "http://segment.example.com/segment" {
 		t.Errorf("ingress without TLS: %s", got)
 	}
-	if ReceiverConfig(swh).Path != "/segment" {
+	if newReceiverConfig(swh).Path != "/segment" {
 		t.Error("the receiver must serve the Ingress path")
 	}
 	swh.Spec.Ingress = nil
 	swh.Spec.Service.Port = 8080
-	if got := URL(swh); got != "http://events-receiver.team-a.svc:8080/webhook" {
+	if got := publicURL(swh); got != "http://events-receiver.team-a.svc:8080/webhook" {
 		t.Errorf("service: %s", got)
 	}
 }

@@ -100,7 +100,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, nil // owner references let the garbage collector remove the children
 	}
 	original := swh.DeepCopy()
-	swh.Status.URL = URL(swh)
+	swh.Status.URL = publicURL(swh)
 	defer func() {
 		summarize(swh)
 		if err := r.patchStatus(ctx, original, swh); err != nil {
@@ -188,7 +188,7 @@ func want[T any, P interface {
 }
 
 func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte) error {
-	cfg := ReceiverConfig(swh)
+	cfg := newReceiverConfig(swh)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("rendering receiver config: %w", err)
 	}
@@ -197,12 +197,12 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		return err
 	}
 	children := []child{
-		want(swh, ConfigMap(swh, configJSON)),
-		want(swh, Deployment(swh, r.Options, ConfigHash(configJSON, secretData))),
-		want(swh, Service(swh)),
-		want(swh, Ingress(swh)),
-		want(swh, HorizontalPodAutoscaler(swh)),
-		want(swh, PodDisruptionBudget(swh)),
+		want(swh, newConfigMap(swh, configJSON)),
+		want(swh, newDeployment(swh, r.Options, configHash(configJSON, secretData))),
+		want(swh, newService(swh)),
+		want(swh, newIngress(swh)),
+		want(swh, newHorizontalPodAutoscaler(swh)),
+		want(swh, newPodDisruptionBudget(swh)),
 	}
 	a := &applier{client: r.Client, owner: swh}
 	log := logf.FromContext(ctx)
