@@ -22,18 +22,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// CacheByObject limits the manager's cache of child kinds to objects this operator manages, so
-// its memory follows the number of SegmentWebhooks, not the size of the cluster. A child whose
-// label was removed looks absent and is simply applied again, which restores the label.
+// CacheByObject limits the manager's cache so that its memory follows the number of
+// SegmentWebhooks, not the size of the cluster:
+//   - child kinds: only objects labelled as managed by this operator. A child whose label was
+//     removed looks absent; the applier then finds it on the API server and restores the label.
+//   - Secrets: metadata only (the Secret watch is metadata-only), trimmed to name and
+//     resourceVersion, which is all secretKeys needs to know when a Secret changed.
 func CacheByObject() map[client.Object]cache.ByObject {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
 		"app.kubernetes.io/managed-by": "segment-webhook-operator",
 	})}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}:                      managed,
 		&corev1.Service{}:                        managed,
@@ -41,5 +47,18 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&networkingv1.Ingress{}:                  managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		secretMeta:                               {Transform: trimSecretMetadata},
 	}
+}
+
+// trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold
+// a kubectl last-applied-configuration with the data) and managedFields are dropped.
+func trimSecretMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}, nil
 }

@@ -21,9 +21,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net"
 	"path"
 	"slices"
-	"sort"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -43,8 +45,7 @@ import (
 // so children can be checked without an API server.
 
 const (
-	// ConfigHashAnnotation on the pod template rolls the pods when the receiver config or the data
-	// of a referenced Secret key changes.
+	// ConfigHashAnnotation on the pod template rolls the pods when the receiver config changes.
 	ConfigHashAnnotation = "segment.webhook-operator.io/config-hash"
 
 	receiverContainer = "receiver"
@@ -222,23 +223,12 @@ func newConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev
 	}
 }
 
-// configHash digests everything the running receiver reads: its config and the referenced
-// Secret keys' data (never the values themselves, only their hash, reach the pod template).
-func configHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][]byte) string {
-	h := sha256.New()
-	h.Write(configJSON)
-	refs := slices.Collect(maps.Keys(secretData))
-	sort.Slice(refs, func(i, j int) bool {
-		if refs[i].Name != refs[j].Name {
-			return refs[i].Name < refs[j].Name
-		}
-		return refs[i].Key < refs[j].Key
-	})
-	for _, ref := range refs {
-		fmt.Fprintf(h, "\x00%s\x00%s\x00%d\x00", ref.Name, ref.Key, len(secretData[ref]))
-		h.Write(secretData[ref])
-	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+// configHash digests the receiver config. Only a config change rolls the pods: Secret values
+// reach running receivers through their mounted files, which the receiver reloads, so rotating a
+// Secret keeps the pods and their per-target messageId memory.
+func configHash(configJSON []byte) string {
+	h := sha256.Sum256(configJSON)
+	return hex.EncodeToString(h[:])[:32]
 }
 
 // newDeployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
@@ -483,8 +473,9 @@ func newPodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDi
 	}
 }
 
-// publicURL is where Segment should send events: the Ingress when there is one, else the Service.
-func publicURL(swh *segmentv1alpha1.SegmentWebhook) string {
+// publicURL is where Segment should send events: the Ingress when there is one, else the address
+// a LoadBalancer Service was given; "" while the receiver is reachable only inside the cluster.
+func publicURL(swh *segmentv1alpha1.SegmentWebhook, svc *corev1.Service) string {
 	if in := swh.Spec.Ingress; in != nil {
 		scheme := "http"
 		if in.TLSSecretName != "" {
@@ -492,9 +483,29 @@ func publicURL(swh *segmentv1alpha1.SegmentWebhook) string {
 		}
 		return scheme + "://" + in.Host + webhookPath(swh)
 	}
-	port := ""
-	if swh.Spec.Service.Port != 80 {
-		port = fmt.Sprintf(":%d", swh.Spec.Service.Port)
+	if svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) == 0 {
+		return ""
 	}
-	return fmt.Sprintf("http://%s.%s.svc%s%s", ChildName(swh), swh.Namespace, port, webhookPath(swh))
+	lb := svc.Status.LoadBalancer.Ingress[0]
+	host := lb.Hostname
+	if host == "" {
+		host = lb.IP
+	}
+	return "http://" + hostPort(host, swh.Spec.Service.Port) + webhookPath(swh)
+}
+
+// inClusterURL is the receiver's address through its Service.
+func inClusterURL(swh *segmentv1alpha1.SegmentWebhook) string {
+	return "http://" + hostPort(ChildName(swh)+"."+swh.Namespace+".svc", swh.Spec.Service.Port) + webhookPath(swh)
+}
+
+// hostPort leaves out the default HTTP port.
+func hostPort(host string, port int32) string {
+	if port == 80 {
+		if strings.Contains(host, ":") { // IPv6
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }

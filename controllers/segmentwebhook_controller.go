@@ -19,7 +19,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -28,11 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -59,38 +53,44 @@ const EventSource = "segment-webhook-operator"
 func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentWebhookReconciler {
 	return &SegmentWebhookReconciler{
 		Client:                  mgr.GetClient(),
-		SecretReader:            mgr.GetAPIReader(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		Options:                 opts,
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
+		secrets:                 newSecretKeys(mgr.GetClient(), mgr.GetAPIReader()),
 	}
 }
 
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client
-	// SecretReader reads Secrets without caching them: the operator watches only Secret
-	// metadata, so it never holds every Secret of the cluster in memory.
-	SecretReader client.Reader
-	Recorder     events.EventRecorder
-	Options      RenderOptions
+	// APIReader reads what the cache does not hold: a referenced Secret when its resourceVersion
+	// changed, and an object that holds a child's name without the operator's label.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options   RenderOptions
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
+
+	secrets *secretKeys
 }
 
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks,verbs=get;list;watch
-// +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/status,verbs=patch
+// blockOwnerDeletion on the children's owner references needs update on finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs.
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile resolves the referenced Secrets, applies the children and reports status. Status
-// is written once, at the end, and only when it changed.
+// Reconcile reads top to bottom: fetch the SegmentWebhook, check its Secrets, render the
+// children, apply them, observe the receiver. Status is computed and written once, in the
+// deferred summarize, from the error (or none) the steps return.
 func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	swh := &segmentv1alpha1.SegmentWebhook{}
 	if err := r.Get(ctx, req.NamespacedName, swh); err != nil {
@@ -99,76 +99,32 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if !swh.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owner references let the garbage collector remove the children
 	}
+	if swh.Spec.Suspend {
+		logf.FromContext(ctx).V(1).Info("reconciliation is suspended")
+		return ctrl.Result{}, nil
+	}
 	original := swh.DeepCopy()
-	swh.Status.URL = publicURL(swh)
-	defer func() {
-		summarize(swh)
-		if err := r.patchStatus(ctx, original, swh); err != nil {
-			retErr = errors.Join(retErr, err)
-		}
-	}()
+	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
 
-	secretData, err := r.resolveSecrets(ctx, swh)
-	if err != nil {
-		var missing *missingSecretError
-		if errors.As(err, &missing) {
-			// Keep the running receiver as it is; the Secret watch brings us back when it appears.
-			setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionFalse, missing.reason, missing.Error())
-			if conditionChanged(original, swh, segmentv1alpha1.ConditionSecretsResolved) {
-				r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, missing.reason, "ResolveSecrets", missing.Error())
-			}
-			return ctrl.Result{}, nil
-		}
+	if err := r.secrets.check(ctx, swh); err != nil {
+		setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, false, reasonOf(err), err.Error())
 		return ctrl.Result{}, err
 	}
-	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionTrue,
+	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, true,
 		segmentv1alpha1.ReasonSecretsResolved, "all referenced Secret keys exist")
 
-	if err := r.reconcileChildren(ctx, swh, secretData); err != nil {
-		setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionFalse,
-			segmentv1alpha1.ReasonReconcileFailed, err.Error())
+	children, err := r.render(swh)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionTrue,
-		segmentv1alpha1.ReasonReconciled, "all children are up to date")
-
-	return ctrl.Result{}, r.observeDeployment(ctx, swh)
-}
-
-// missingSecretError is a user error: a referenced Secret or key does not exist (yet).
-type missingSecretError struct{ reason, msg string }
-
-func (e *missingSecretError) Error() string { return e.msg }
-
-// resolveSecrets reads every referenced Secret key. Their data only feeds the config hash.
-func (r *SegmentWebhookReconciler) resolveSecrets(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (map[segmentv1alpha1.SecretKeyRef][]byte, error) {
-	data := map[segmentv1alpha1.SecretKeyRef][]byte{}
-	secrets := map[string]*corev1.Secret{}
-	for _, ref := range swh.Spec.SecretKeyRefs() {
-		secret, ok := secrets[ref.Name]
-		if !ok {
-			secret = &corev1.Secret{}
-			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ref.Name}, secret)
-			if apierrors.IsNotFound(err) {
-				return nil, &missingSecretError{segmentv1alpha1.ReasonSecretNotFound,
-					fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, swh.Namespace)}
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading Secret %q: %w", ref.Name, err)
-			}
-			secrets[ref.Name] = secret
-		}
-		value, ok := secret.Data[ref.Key]
-		if !ok {
-			return nil, &missingSecretError{segmentv1alpha1.ReasonSecretKeyNotFound,
-				fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}
-		}
-		data[ref] = value
+	if err := r.applyChildren(ctx, original, swh, children); err != nil {
+		return ctrl.Result{}, err
 	}
-	return data, nil
+	return ctrl.Result{}, observe(swh, children)
 }
 
 // child pairs a desired object with an empty one of its type; a nil desired removes the child.
+// After applying, live holds the child as it is on the API server.
 type child struct {
 	desired client.Object
 	live    client.Object
@@ -187,24 +143,33 @@ func want[T any, P interface {
 	return child{desired: desired, live: live}
 }
 
-func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte) error {
+// render builds every child from the spec. A config the receiver would refuse is a Stalled error:
+// only a change of the spec can fix it.
+func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook) ([]child, error) {
 	cfg := newReceiverConfig(swh)
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("rendering receiver config: %w", err)
+		return nil, &notReadyError{reason: segmentv1alpha1.ReasonInvalidConfig, stalled: true,
+			msg: fmt.Sprintf("the rendered receiver config is invalid: %v", err)}
 	}
 	configJSON, err := cfg.Marshal()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	children := []child{
+	return []child{
 		want(swh, newConfigMap(swh, configJSON)),
-		want(swh, newDeployment(swh, r.Options, configHash(configJSON, secretData))),
+		want(swh, newDeployment(swh, r.Options, configHash(configJSON))),
 		want(swh, newService(swh)),
 		want(swh, newIngress(swh)),
 		want(swh, newHorizontalPodAutoscaler(swh)),
 		want(swh, newPodDisruptionBudget(swh)),
-	}
-	a := &applier{client: r.Client, owner: swh}
+	}, nil
+}
+
+// applyChildren applies or removes each child. A change to a child of a Ready SegmentWebhook
+// whose spec did not change is drift (someone edited or deleted it): only that is worth an Event.
+func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
+	a := &applier{client: r.Client, reader: r.APIReader, owner: swh}
+	drift := isReady(original)
 	log := logf.FromContext(ctx)
 	for _, c := range children {
 		var result applyResult
@@ -217,92 +182,19 @@ func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *s
 		if err != nil {
 			return err
 		}
-		if result != resultUnchanged {
-			gvk, err := r.GroupVersionKindFor(c.live)
-			if err != nil {
-				return err
-			}
-			log.Info("child "+strings.ToLower(string(result)), "kind", gvk.Kind, "name", c.live.GetName())
+		if result == resultUnchanged {
+			continue
+		}
+		gvk, err := r.GroupVersionKindFor(c.live)
+		if err != nil {
+			return err
+		}
+		log.Info("child "+strings.ToLower(string(result)), "kind", gvk.Kind, "name", c.live.GetName())
+		if drift {
 			// The child as related object keeps events about different children apart.
-			r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "Child"+string(result), "Reconcile",
+			r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "DriftCorrected", "Reconcile",
 				"%s %s %s", gvk.Kind, c.live.GetName(), strings.ToLower(string(result)))
 		}
-	}
-	return nil
-}
-
-// observeDeployment copies the receiver Deployment's state into status.
-func (r *SegmentWebhookReconciler) observeDeployment(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
-	dep := &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ChildName(swh)}, dep); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	swh.Status.Replicas = dep.Status.Replicas
-	swh.Status.ReadyReplicas = dep.Status.ReadyReplicas
-	available := findDeploymentCondition(dep, appsv1.DeploymentAvailable)
-	switch {
-	case available != nil && available.Status == corev1.ConditionTrue && dep.Status.ReadyReplicas > 0:
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionTrue, segmentv1alpha1.ReasonDeploymentAvailable,
-			fmt.Sprintf("%d of %d receiver replicas ready", dep.Status.ReadyReplicas, dep.Status.Replicas))
-	case available != nil && available.Message != "":
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable, available.Message)
-	default:
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable,
-			"waiting for the receiver Deployment to have ready replicas")
-	}
-	return nil
-}
-
-func findDeploymentCondition(dep *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
-	for i := range dep.Status.Conditions {
-		if dep.Status.Conditions[i].Type == t {
-			return &dep.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
-func setCondition(swh *segmentv1alpha1.SegmentWebhook, t string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&swh.Status.Conditions, metav1.Condition{
-		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: swh.Generation,
-	})
-}
-
-// summarize derives Ready from the finer conditions: the first one that is not True explains it.
-func summarize(swh *segmentv1alpha1.SegmentWebhook) {
-	swh.Status.ObservedGeneration = swh.Generation
-	for _, t := range []string{
-		segmentv1alpha1.ConditionSecretsResolved,
-		segmentv1alpha1.ConditionChildrenReconciled,
-		segmentv1alpha1.ConditionAvailable,
-	} {
-		c := meta.FindStatusCondition(swh.Status.Conditions, t)
-		if c == nil || c.ObservedGeneration != swh.Generation {
-			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, "Progressing", "waiting for "+t)
-			return
-		}
-		if c.Status != metav1.ConditionTrue {
-			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
-			return
-		}
-	}
-	setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionTrue, segmentv1alpha1.ReasonReady,
-		"the receiver is serving at "+swh.Status.URL)
-}
-
-func conditionChanged(before, after *segmentv1alpha1.SegmentWebhook, t string) bool {
-	b := meta.FindStatusCondition(before.Status.Conditions, t)
-	a := meta.FindStatusCondition(after.Status.Conditions, t)
-	return b == nil || a == nil || b.Status != a.Status || b.Reason != a.Reason || b.Message != a.Message
-}
-
-// patchStatus writes status only when it differs, so a no-op reconcile writes nothing.
-func (r *SegmentWebhookReconciler) patchStatus(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook) error {
-	if equality.Semantic.DeepEqual(original.Status, swh.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, swh, client.MergeFrom(original)); err != nil {
-		return client.IgnoreNotFound(err)
 	}
 	return nil
 }
@@ -328,14 +220,17 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return o.(*segmentv1alpha1.SegmentWebhook).Spec.SecretNames() }); err != nil {
 		return err
 	}
+	// Children wake the controller only when something it applies or reads changed, not for the
+	// status noise of HPAs, PDBs and Deployments.
+	owns := builder.WithPredicates(childChanged)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
+		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, resync))).
+		Owns(&corev1.ConfigMap{}, owns).
+		Owns(&appsv1.Deployment{}, owns).
+		Owns(&corev1.Service{}, owns).
+		Owns(&networkingv1.Ingress{}, owns).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, owns).
+		Owns(&policyv1.PodDisruptionBudget{}, owns).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).

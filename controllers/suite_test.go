@@ -31,13 +31,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
@@ -90,14 +87,12 @@ var _ = BeforeSuite(func() {
 	clientset, err = kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
 
-	sync := resyncPeriod
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Cache:   cache.Options{ByObject: CacheByObject(), SyncPeriod: &sync},
-		Metrics: metricsserver.Options{BindAddress: "0"},
+	mgr, err := NewManager(ctx, cfg, ManagerOptions{
+		Render:      RenderOptions{ReceiverImage: testReceiverImage},
+		MetricsAddr: "0",
+		SyncPeriod:  resyncPeriod,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(NewSegmentWebhookReconciler(mgr, RenderOptions{ReceiverImage: testReceiverImage}).SetupWithManager(ctx, mgr)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()
