@@ -218,6 +218,14 @@ func reconciles() float64 {
 	return total
 }
 
+// writesDuring counts the API writes while the controller finishes n more reconciles; the short
+// resync period keeps reconciling every SegmentWebhook without any change.
+func writesDuring(ctx context.Context, n float64) float64 {
+	before, start := apiServerWrites(ctx), reconciles()
+	EventuallyWithOffset(1, reconciles, time.Minute).Should(BeNumerically(">=", start+n))
+	return apiServerWrites(ctx) - before
+}
+
 var _ = Describe("SegmentWebhook controller", func() {
 	var (
 		ctx context.Context
@@ -353,18 +361,11 @@ var _ = Describe("SegmentWebhook controller", func() {
 		Expect(apiServerWrites(ctx)).To(BeNumerically(">=", initial+6), "the counter sees the SegmentWebhook and its children being written")
 		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 
-		// writesDuring counts the API writes while the controller finishes n more reconciles; the
-		// short resync period keeps reconciling every SegmentWebhook without any change.
-		writesDuring := func(n float64) float64 {
-			before, start := apiServerWrites(ctx), reconciles()
-			Eventually(reconciles, time.Minute).Should(BeNumerically(">=", start+n))
-			return apiServerWrites(ctx) - before
-		}
 		// Objects of earlier specs may still be settling; wait for a quiet window first.
-		Eventually(func() float64 { return writesDuring(5) }, 2*time.Minute, time.Millisecond).Should(BeZero())
+		Eventually(func() float64 { return writesDuring(ctx, 5) }, 2*time.Minute, time.Millisecond).Should(BeZero())
 
 		start := reconciles()
-		writes := writesDuring(20)
+		writes := writesDuring(ctx, 20)
 		GinkgoWriter.Printf("no-op resync: %.0f reconciles, %.0f writes\n", reconciles()-start, writes)
 		AddReportEntry("no-op resync writes", fmt.Sprintf("%.0f writes in %.0f reconciles", writes, reconciles()-start))
 		Expect(writes).To(BeZero())
