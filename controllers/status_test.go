@@ -94,7 +94,9 @@ var _ = Describe("kstatus", func() {
 		Expect(readyCondition(ctx, swh)().Message).To(Equal("the receiver is serving at https://segment.example.com/webhook"))
 
 		// A new generation the Deployment controller has not seen yet is a rollout in progress.
-		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Targets[0].HTTP.URL = "https://collector.example.com/v2" })
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {
+			swh.Spec.Targets[0].HTTP.URL = "https://collector.example.com/v2"
+		})
 		Eventually(readyCondition(ctx, swh)).Should(HaveField("Message", ContainSubstring("waiting for the Deployment controller")))
 		Expect(kstatusOf(ctx, swh)()).To(Equal(status.InProgressStatus))
 	})
@@ -122,7 +124,7 @@ var _ = Describe("kstatus", func() {
 			dep.Status.AvailableReplicas = 2
 			dep.Status.Conditions[1] = appsv1.DeploymentCondition{
 				Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded",
-				Message: `ReplicaSet "events-receiver-7d9f" has timed out progressing.`,
+				Message:        `ReplicaSet "events-receiver-7d9f" has timed out progressing.`,
 				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
 			}
 		})
