@@ -49,6 +49,8 @@ type ManagerOptions struct {
 	MetricsCertDir string
 	// EnableHTTP2 for the metrics server; off by default against HTTP/2 rapid-reset attacks.
 	EnableHTTP2 bool
+	// PprofAddr serves net/http/pprof; empty disables it.
+	PprofAddr string
 	// ProbeAddr serves /healthz and /readyz; "0" disables them.
 	ProbeAddr   string
 	LeaderElect bool
@@ -98,6 +100,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctr
 		Cache:                  cacheOpts,
 		Metrics:                metrics,
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       opts.PprofAddr,
 		LeaderElection:         opts.LeaderElect,
 		LeaderElectionID:       "segment-webhook-operator.webhook-operator.io",
 		// The manager exits right after losing the lease, so releasing it on shutdown is safe

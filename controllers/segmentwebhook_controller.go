@@ -19,8 +19,10 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -44,7 +46,7 @@ import (
 const SecretNameIndex = ".spec.secretNames"
 
 // DefaultMaxConcurrentReconciles is how many SegmentWebhooks reconcile in parallel by default.
-const DefaultMaxConcurrentReconciles = 4
+const DefaultMaxConcurrentReconciles = 8
 
 // EventSource names the operator in the Events it records.
 const EventSource = "segment-webhook-operator"
@@ -165,38 +167,45 @@ func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook) (
 	}, nil
 }
 
-// applyChildren applies or removes each child. A change to a child of a Ready SegmentWebhook
-// whose spec did not change is drift (someone edited or deleted it): only that is worth an Event.
+// applyChildren applies or removes the children, concurrently: each is a round trip to the API
+// server, and they do not depend on each other (a pod waits for its ConfigMap anyway). A change to
+// a child of a Ready SegmentWebhook whose spec did not change is drift (someone edited or deleted
+// it): only that is worth an Event.
 func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	a := &applier{client: r.Client, reader: r.APIReader, owner: swh}
 	drift := isReady(original)
 	log := logf.FromContext(ctx)
-	for _, c := range children {
-		var result applyResult
-		var err error
-		if c.desired == nil {
-			result, err = a.remove(ctx, c.live)
-		} else {
-			result, err = a.apply(ctx, c.desired, c.live)
-		}
-		if err != nil {
-			return err
-		}
-		if result == resultUnchanged {
-			continue
-		}
-		gvk, err := r.GroupVersionKindFor(c.live)
-		if err != nil {
-			return err
-		}
-		log.Info("child "+strings.ToLower(string(result)), "kind", gvk.Kind, "name", c.live.GetName())
-		if drift {
-			// The child as related object keeps events about different children apart.
-			r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "DriftCorrected", "Reconcile",
-				"%s %s %s", gvk.Kind, c.live.GetName(), strings.ToLower(string(result)))
-		}
+	errs := make([]error, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Go(func() {
+			var result applyResult
+			var err error
+			if c.desired == nil {
+				result, err = a.remove(ctx, c.live)
+			} else {
+				result, err = a.apply(ctx, c.desired, c.live)
+			}
+			if err != nil || result == resultUnchanged {
+				errs[i] = err
+				return
+			}
+			gvk, err := r.GroupVersionKindFor(c.live)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			kind := gvk.Kind
+			log.Info("child "+strings.ToLower(string(result)), "kind", kind, "name", c.live.GetName())
+			if drift {
+				// The child as related object keeps events about different children apart.
+				r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "DriftCorrected", "Reconcile",
+					"%s %s %s", kind, c.live.GetName(), strings.ToLower(string(result)))
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // requestsForSecret enqueues the SegmentWebhooks that reference a Secret.

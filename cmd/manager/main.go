@@ -40,6 +40,7 @@ func main() {
 	flag.StringVar(&opts.MetricsCertDir, "metrics-cert-dir", "",
 		"Directory holding tls.crt and tls.key for the metrics server; empty uses a self-signed certificate.")
 	flag.BoolVar(&opts.EnableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server.")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "Address of net/http/pprof, for profiling; empty disables it.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "SegmentWebhooks reconciled in parallel.")
 	flag.DurationVar(&opts.SyncPeriod, "sync-period", 0, "How often every SegmentWebhook is reconciled again without a change; 0 keeps the default (10h).")
