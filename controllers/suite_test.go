@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,6 +52,8 @@ var (
 	clientset *kubernetes.Clientset
 	testEnv   *envtest.Environment
 	cancel    context.CancelFunc
+	// metricsAddr is where the manager serves its metrics.
+	metricsAddr string
 )
 
 func TestControllers(t *testing.T) {
@@ -87,9 +90,14 @@ var _ = BeforeSuite(func() {
 	clientset, err = kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
 
+	// Metrics as in production: HTTPS behind authentication and authorization.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	metricsAddr = l.Addr().String()
+	Expect(l.Close()).To(Succeed())
 	mgr, err := NewManager(ctx, cfg, ManagerOptions{
 		Render:      RenderOptions{ReceiverImage: testReceiverImage},
-		MetricsAddr: "0",
+		MetricsAddr: metricsAddr,
 		SyncPeriod:  resyncPeriod,
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -67,7 +67,7 @@ func TestKustomizeDefault(t *testing.T) {
 	if env != receiverImage {
 		t.Errorf("RECEIVER_IMAGE %q, want the Makefile's RECEIVER_IMG default %q", env, receiverImage)
 	}
-	for _, a := range []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
+	for _, a := range []string{"--leader-elect", "--metrics-bind-address=:8443", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("manager args %v lack %s", c.Args, a)
 		}
@@ -146,8 +146,10 @@ func TestKustomizeParts(t *testing.T) {
 	}
 	slices.Sort(names)
 	want := []string{
-		"ClusterRole/manager-role", "ClusterRole/segmentwebhook-editor-role", "ClusterRole/segmentwebhook-viewer-role",
-		"ClusterRoleBinding/manager-rolebinding", "Role/leader-election-role", "RoleBinding/leader-election-rolebinding",
+		"ClusterRole/manager-role", "ClusterRole/metrics-auth-role", "ClusterRole/metrics-reader",
+		"ClusterRole/segmentwebhook-editor-role", "ClusterRole/segmentwebhook-viewer-role",
+		"ClusterRoleBinding/manager-rolebinding", "ClusterRoleBinding/metrics-auth-rolebinding",
+		"Role/leader-election-role", "RoleBinding/leader-election-rolebinding",
 		"ServiceAccount/controller-manager",
 	}
 	if !reflect.DeepEqual(names, want) {
