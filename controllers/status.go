@@ -121,12 +121,17 @@ func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha
 	if before != nil && before.Status == after.Status && before.Reason == after.Reason {
 		return
 	}
+	// An Event's note holds at most 1024 characters.
+	note := after.Message
+	if len(note) > 1024 {
+		note = note[:1021] + "..."
+	}
 	switch {
 	case after.Status == metav1.ConditionTrue:
-		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, after.Reason, "Reconcile", after.Message)
+		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, after.Reason, "Reconcile", "%s", note)
 	case meta.IsStatusConditionTrue(swh.Status.Conditions, segmentv1alpha1.ConditionStalled) ||
 		after.Reason == segmentv1alpha1.ReasonReconcileFailed:
-		r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, after.Reason, "Reconcile", after.Message)
+		r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, after.Reason, "Reconcile", "%s", note)
 	}
 }
 
