@@ -26,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
 // CacheByObject limits the manager's cache so that its memory follows the number of
@@ -35,9 +37,11 @@ import (
 //   - Secrets: metadata only (the Secret watch is metadata-only), trimmed to name and
 //     resourceVersion, which is all secretKeys needs to know when a Secret changed.
 func CacheByObject() map[client.Object]cache.ByObject {
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
-		"app.kubernetes.io/managed-by": "segment-webhook-operator",
-	})}
+	managed := cache.ByObject{
+		Label: labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "segment-webhook-operator"}),
+		// The applier reads only the operator's own managed fields.
+		Transform: keepOwnManagedFields,
+	}
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return map[client.Object]cache.ByObject{
@@ -48,7 +52,25 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
 		secretMeta:                               {Transform: trimSecretMetadata},
+		&segmentv1alpha1.SegmentWebhook{}:        {Transform: cache.TransformStripManagedFields()},
 	}
+}
+
+// keepOwnManagedFields drops the managedFields entries of other field managers (the controllers
+// that write a child's status, for one), which the operator never reads.
+func keepOwnManagedFields(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	own := o.GetManagedFields()[:0]
+	for _, f := range o.GetManagedFields() {
+		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
+			own = append(own, f)
+		}
+	}
+	o.SetManagedFields(own)
+	return obj, nil
 }
 
 // trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold
