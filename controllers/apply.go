@@ -18,9 +18,12 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -83,7 +86,31 @@ type applier struct {
 	// child is created, so an object the operator does not own is never taken over.
 	reader client.Reader
 	owner  *segmentv1alpha1.SegmentWebhook
+	// verified skips reading managedFields again for a child version already known to hold the
+	// intent: extracting them is the costliest step of a no-op reconcile.
+	verified *verifiedIntents
 }
+
+// verifiedIntents remembers, per child, the resourceVersion at which its owned fields were known
+// to equal an intent (by hash). Entries of a deleted SegmentWebhook are dropped with it.
+type verifiedIntents struct{ m sync.Map }
+
+type verifiedIntent struct{ uid, resourceVersion, hash string }
+
+func childID(obj client.Object) string {
+	return fmt.Sprintf("%T/%s/%s", obj, obj.GetNamespace(), obj.GetName())
+}
+
+func (v *verifiedIntents) holds(live client.Object, hash string) bool {
+	got, ok := v.m.Load(childID(live))
+	return ok && got.(verifiedIntent) == verifiedIntent{string(live.GetUID()), live.GetResourceVersion(), hash}
+}
+
+func (v *verifiedIntents) remember(live client.Object, hash string) {
+	v.m.Store(childID(live), verifiedIntent{string(live.GetUID()), live.GetResourceVersion(), hash})
+}
+
+func (v *verifiedIntents) forget(live client.Object) { v.m.Delete(childID(live)) }
 
 // apply makes the child match desired. live is an empty object of desired's type; it is filled with
 // the child as it is after the call.
@@ -91,6 +118,19 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 	if err := controllerutil.SetControllerReference(a.owner, desired, a.client.Scheme()); err != nil {
 		return "", err
 	}
+	intent, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
+	if err != nil {
+		return "", err
+	}
+	delete(intent, "status")
+	pruneNulls(intent)
+	raw, err := json.Marshal(intent)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	hash := hex.EncodeToString(sum[:])
+
 	key := client.ObjectKeyFromObject(desired)
 	result := resultUpdated
 	switch err := a.client.Get(ctx, key, live); {
@@ -108,23 +148,21 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 		if err := a.checkOwner(desired, live); err != nil {
 			return "", err
 		}
+		if a.verified.holds(live, hash) {
+			return resultUnchanged, nil
+		}
 		owned, err := ownedFields(live)
 		if err != nil {
 			return "", err
 		}
 		if equality.Semantic.DeepEqual(owned, desired) {
+			a.verified.remember(live, hash)
 			return resultUnchanged, nil
 		}
 		if err := a.handOverReplicas(ctx, desired, owned, live); err != nil {
 			return "", err
 		}
 	}
-	intent, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
-	if err != nil {
-		return "", err
-	}
-	delete(intent, "status")
-	pruneNulls(intent)
 	applied := &unstructured.Unstructured{Object: intent}
 	// Forced: the object is this SegmentWebhook's child (checked above), and what another manager
 	// changed in the operator's fields is drift to put back.
@@ -132,7 +170,12 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 		client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return "", fmt.Errorf("applying %s %s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetName(), err)
 	}
-	return result, runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, live)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, live); err != nil {
+		return "", err
+	}
+	// What the operator owns now is its intent: the apply was forced.
+	a.verified.remember(live, hash)
+	return result, nil
 }
 
 // unmanaged reports whether an object named like desired exists although the cache does not hold
@@ -197,6 +240,7 @@ func (a *applier) remove(ctx context.Context, obj client.Object) (applyResult, e
 	if err := a.client.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
+	a.verified.forget(obj)
 	return resultDeleted, nil
 }
 

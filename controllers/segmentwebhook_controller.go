@@ -29,6 +29,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -60,6 +62,7 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 		Options:                 opts,
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
 		secrets:                 newSecretKeys(mgr.GetClient(), mgr.GetAPIReader()),
+		verified:                &verifiedIntents{},
 	}
 }
 
@@ -74,7 +77,8 @@ type SegmentWebhookReconciler struct {
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
 
-	secrets *secretKeys
+	secrets  *secretKeys
+	verified *verifiedIntents
 }
 
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks,verbs=get;list;watch
@@ -97,6 +101,9 @@ type SegmentWebhookReconciler struct {
 func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	swh := &segmentv1alpha1.SegmentWebhook{}
 	if err := r.Get(ctx, req.NamespacedName, swh); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetChildren(req)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !swh.DeletionTimestamp.IsZero() {
@@ -173,7 +180,7 @@ func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook) (
 // a child of a Ready SegmentWebhook whose spec did not change is drift (someone edited or deleted
 // it): only that is worth an Event.
 func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
-	a := &applier{client: r.Client, reader: r.APIReader, owner: swh}
+	a := &applier{client: r.Client, reader: r.APIReader, owner: swh, verified: r.verified}
 	drift := isReady(original)
 	log := logf.FromContext(ctx)
 	errs := make([]error, len(children))
@@ -209,6 +216,22 @@ func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, 
 	return errors.Join(errs...)
 }
 
+// forgetChildren drops what the applier remembers of a deleted SegmentWebhook's children.
+func (r *SegmentWebhookReconciler) forgetChildren(req ctrl.Request) {
+	name := ChildName(&segmentv1alpha1.SegmentWebhook{ObjectMeta: metav1.ObjectMeta{Name: req.Name}})
+	for _, obj := range childTypes() {
+		obj.SetNamespace(req.Namespace)
+		obj.SetName(name)
+		r.verified.forget(obj)
+	}
+}
+
+// childTypes are the kinds of the children, one empty object each.
+func childTypes() []client.Object {
+	return []client.Object{&corev1.ConfigMap{}, &appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
+		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}}
+}
+
 // requestsForSecret enqueues the SegmentWebhooks that reference a Secret.
 func (r *SegmentWebhookReconciler) requestsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	var list segmentv1alpha1.SegmentWebhookList
@@ -232,16 +255,12 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 	}
 	// Children wake the controller only when something it applies or reads changed, not for the
 	// status noise of HPAs, PDBs and Deployments.
-	owns := builder.WithPredicates(childChanged)
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, resync))).
-		Owns(&corev1.ConfigMap{}, owns).
-		Owns(&appsv1.Deployment{}, owns).
-		Owns(&corev1.Service{}, owns).
-		Owns(&networkingv1.Ingress{}, owns).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, owns).
-		Owns(&policyv1.PodDisruptionBudget{}, owns).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, resync)))
+	for _, obj := range childTypes() {
+		b = b.Owns(obj, builder.WithPredicates(childChanged))
+	}
+	return b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)
