@@ -27,7 +27,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,6 +56,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -75,6 +75,7 @@ func main() {
 	unrelated := flag.Int("unrelated-secrets", 10000, "Secrets no SegmentWebhook references, created before the manager starts")
 	syncPeriod := flag.Duration("sync-period", 10*time.Second, "the manager's --sync-period: every SegmentWebhook is reconciled again this often")
 	concurrency := flag.Int("max-concurrent-reconciles", 0, "the manager's --max-concurrent-reconciles; 0 keeps its default")
+	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT of the manager (such as 96MiB), as a Deployment would set from its memory limit; empty leaves the Go default")
 	heapProfile := flag.String("heap-profile", "", "save the manager's heap profile (pprof) here at the end")
 	manager := flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -92,7 +93,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 	b := bench{n: *n, unrelated: *unrelated, syncPeriod: *syncPeriod, concurrency: *concurrency,
-		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile}
+		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile, memLimit: *memLimit}
 	if err := b.run(ctx); err != nil {
 		fail(err.Error())
 	}
@@ -114,6 +115,7 @@ type bench struct {
 	n, unrelated, concurrency, workers int
 	syncPeriod                         time.Duration
 	managerBin, crdDir, heapProfile    string
+	memLimit                           string
 
 	cfg         *rest.Config
 	client      client.Client
@@ -193,11 +195,27 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	if err != nil {
 		return err
 	}
-	events, err := watcher.Watch(ctx, &segmentv1alpha1.SegmentWebhookList{}, client.InNamespace(ns))
+	applied := map[string]bool{}
+	// watchApplied lists the SegmentWebhooks, then watches them from there; it is called again
+	// when the API server ends the watch.
+	watchApplied := func() (watch.Interface, error) {
+		var list segmentv1alpha1.SegmentWebhookList
+		if err := b.client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			if childrenApplied(&list.Items[i]) {
+				applied[list.Items[i].Name] = true
+			}
+		}
+		return watcher.Watch(ctx, &segmentv1alpha1.SegmentWebhookList{},
+			&client.ListOptions{Namespace: ns, Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	}
+	events, err := watchApplied()
 	if err != nil {
 		return err
 	}
-	defer events.Stop()
+	defer func() { events.Stop() }()
 	start = time.Now()
 	if err := createAll(ctx, b.client, ns, b.n, b.workers); err != nil {
 		return err
@@ -206,14 +224,16 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	step("%d SegmentWebhooks and Secrets created in %s", b.n, created.Round(time.Millisecond))
 
 	cpuAtStart := cpuSeconds(mgr.cmd.Process.Pid)
-	applied := map[string]bool{}
 	report := time.NewTicker(5 * time.Second)
 	defer report.Stop()
 	for len(applied) < b.n {
 		select {
 		case ev, ok := <-events.ResultChan():
 			if !ok {
-				return errors.New("the SegmentWebhook watch ended")
+				if events, err = watchApplied(); err != nil {
+					return err
+				}
+				continue
 			}
 			if swh, ok := ev.Object.(*segmentv1alpha1.SegmentWebhook); ok && childrenApplied(swh) {
 				applied[swh.Name] = true
@@ -320,6 +340,9 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager as its own process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
 	fmt.Printf("  SegmentWebhooks (N)                 %d (each with its Secret; children: ConfigMap, Deployment, Service, PDB, Ingress)\n", b.n)
 	fmt.Printf("  unrelated Secrets in the cluster    %d\n", b.unrelated)
+	if b.memLimit != "" {
+		fmt.Printf("  manager GOMEMLIMIT                  %s\n", b.memLimit)
+	}
 	fmt.Printf("  created in                          %s\n", created.Round(time.Millisecond))
 	fmt.Printf("  time until all ready                %s (status current with every child applied, then all 5 children listed)\n", allReady.Round(time.Millisecond))
 	fmt.Printf("  manager CPU until ready             %.1f s (user+system, /proc/%d/stat)\n", cpuToReady, mgr.cmd.Process.Pid)
@@ -420,6 +443,9 @@ func (b *bench) startManager(ctx context.Context, testEnv *envtest.Environment) 
 	}
 	cmd := exec.Command(b.managerBin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"))
+	if b.memLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+b.memLimit)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s (make build): %w", b.managerBin, err)
