@@ -78,16 +78,15 @@ func (s *secretKeys) check(ctx context.Context, swh *segmentv1alpha1.SegmentWebh
 func (s *secretKeys) keysOf(ctx context.Context, name types.NamespacedName) ([]string, error) {
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := s.cache.Get(ctx, name, meta); err != nil {
-		if apierrors.IsNotFound(err) {
-			s.forget(name)
-		}
+	// A Secret created just before its SegmentWebhook may not be in the cache yet: a miss is
+	// confirmed on the API server below rather than reported as missing.
+	if err := s.cache.Get(ctx, name, meta); client.IgnoreNotFound(err) != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	known, ok := s.byName[name]
 	s.mu.Unlock()
-	if ok && known.resourceVersion == meta.ResourceVersion {
+	if ok && meta.ResourceVersion != "" && known.resourceVersion == meta.ResourceVersion {
 		return known.keys, nil
 	}
 	secret := &corev1.Secret{}
