@@ -33,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -142,14 +143,17 @@ var _ = Describe("Exact apply", func() {
 		}).Should(Succeed())
 	})
 
-	It("makes no write when another field manager only adds a container, an annotation and a volume", func() {
+	It("makes no write when another field manager only adds a container, an annotation, a volume and an owner reference", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		getChild[appsv1.Deployment](ctx, swh)
+		cm := getChild[corev1.ConfigMap](ctx, swh)
 		Eventually(func() float64 { return writesDuring(ctx, 3) }, 2*time.Minute, time.Millisecond).Should(BeZero())
 
 		// A sidecar injector's change, applied as its own field manager.
 		injected := appsv1ac.Deployment(ChildName(swh), ns).
 			WithAnnotations(map[string]string{"sidecar.example.com/injected": "true"}).
+			WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion("v1").WithKind("ConfigMap").
+				WithName(cm.Name).WithUID(cm.UID)).
 			WithSpec(appsv1ac.DeploymentSpec().WithTemplate(corev1ac.PodTemplateSpec().
 				WithSpec(corev1ac.PodSpec().
 					WithContainers(corev1ac.Container().WithName("proxy").WithImage("example.com/proxy:1")).
@@ -167,6 +171,7 @@ var _ = Describe("Exact apply", func() {
 		Expect(dep.Spec.Template.Spec.Containers).To(HaveLen(2), "the injected container stays")
 		Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("Name", "proxy-certs")))
 		Expect(dep.Annotations).To(HaveKey("sidecar.example.com/injected"))
+		Expect(dep.OwnerReferences).To(HaveLen(2), "the other owner reference stays")
 	})
 
 	It("keeps the replica count through replicas -> autoscaling -> replicas", func() {
