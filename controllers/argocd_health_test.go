@@ -153,10 +153,10 @@ var _ = Describe("The Argo CD health check", func() {
 
 	It("is Progressing while the receiver Deployment comes up, then Healthy", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
-		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 		status, message := argoHealth(current())
 		Expect(status).To(Equal("Progressing"))
-		Expect(message).To(ContainSubstring("DeploymentUnavailable"))
+		Expect(message).To(ContainSubstring("DeploymentProgressing"))
 
 		setDeploymentAvailable(ctx, swh)
 		Eventually(healthOf()).Should(Equal("Healthy"))
@@ -175,7 +175,7 @@ var _ = Describe("The Argo CD health check", func() {
 
 	It("follows the kstatus Stalled and Reconciling conditions over Ready's reason", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
-		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 		// A real status, with the conditions of a reconciler that reports kstatus conditions.
 		stalled := current()
 		meta.SetStatusCondition(&stalled.Status.Conditions, metav1.Condition{

@@ -22,16 +22,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// CacheByObject limits the manager's cache of child kinds to objects this operator manages, so
-// its memory follows the number of SegmentWebhooks, not the size of the cluster. A child whose
-// label was removed looks absent and is simply applied again, which restores the label.
+// CacheByObject limits the manager's cache so that its memory follows the number of
+// SegmentWebhooks, not the size of the cluster:
+//   - child kinds: only objects labelled as managed by this operator. A child whose label was
+//     removed looks absent; the applier then finds it on the API server and restores the label.
+//   - Secrets: metadata only (the Secret watch is metadata-only), trimmed to name and
+//     resourceVersion, which is all secretKeys needs to know when a Secret changed.
 func CacheByObject() map[client.Object]cache.ByObject {
 	managed := managedOnly()
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}:                      managed,
 		&corev1.Service{}:                        managed,
@@ -40,12 +48,45 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
 		&networkingv1.NetworkPolicy{}:            managed,
+		secretMeta:                               {Transform: trimSecretMetadata},
+		&segmentv1alpha1.SegmentWebhook{}:        {Transform: cache.TransformStripManagedFields()},
 	}
 }
 
-// managedOnly caches only the objects this operator manages.
+// managedOnly caches only the objects this operator manages, and of them only the operator's own
+// managed fields, which is all the applier reads.
 func managedOnly() cache.ByObject {
-	return cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
-		"app.kubernetes.io/managed-by": "segment-webhook-operator",
-	})}
+	return cache.ByObject{
+		Label:     labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "segment-webhook-operator"}),
+		Transform: keepOwnManagedFields,
+	}
+}
+
+// keepOwnManagedFields drops the managedFields entries of other field managers (the controllers
+// that write a child's status, for one), which the operator never reads.
+func keepOwnManagedFields(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	own := o.GetManagedFields()[:0]
+	for _, f := range o.GetManagedFields() {
+		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
+			own = append(own, f)
+		}
+	}
+	o.SetManagedFields(own)
+	return obj, nil
+}
+
+// trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold
+// a kubectl last-applied-configuration with the data) and managedFields are dropped.
+func trimSecretMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}, nil
 }

@@ -96,7 +96,7 @@ var _ = Describe("The Flux health check expressions", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		current, failed := fluxHealth(swh) // no status yet
 		Expect(current || failed).To(BeFalse(), "in progress before the operator reports")
-		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 		got := &segmentv1alpha1.SegmentWebhook{}
 		Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
 		current, failed = fluxHealth(got)

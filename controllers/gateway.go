@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -35,7 +34,7 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;patch;delete
 
 // gatewayAPIServed reports whether the cluster serves HTTPRoute (gateway.networking.k8s.io/v1)
 // and the manager's scheme knows it. Gateway API is optional: without its CRDs the operator
@@ -72,40 +71,31 @@ func AddGatewayCache(cfg *rest.Config, byObject map[client.Object]cache.ByObject
 	return nil
 }
 
-// ownGateway makes the controller own HTTPRoutes when the cluster has them, so a Gateway's
-// answer on the route (its status) brings the SegmentWebhook back.
-func (r *SegmentWebhookReconciler) ownGateway(mgr ctrl.Manager, b *builder.Builder) *builder.Builder {
-	r.gatewayAPI = gatewayAPIServed(mgr)
-	if !r.gatewayAPI {
-		return b
-	}
-	return b.Owns(&gatewayv1.HTTPRoute{})
-}
-
-// gatewayChildren is the HTTPRoute child, when the cluster has the kind.
-func (r *SegmentWebhookReconciler) gatewayChildren(swh *segmentv1alpha1.SegmentWebhook) []child {
-	if !r.gatewayAPI {
-		return nil
-	}
-	return []child{want(swh, HTTPRoute(swh))}
-}
-
-// observeRoute reports in RouteAccepted whether the Gateways accepted the HTTPRoute.
+// observeRoute reports in RouteAccepted whether the Gateways accepted the HTTPRoute, and returns
+// why the receiver is not reachable through it yet: progressing while a Gateway has not answered,
+// stalled when one refused the route or the cluster has no Gateway API.
 func (r *SegmentWebhookReconciler) observeRoute(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
 	if swh.Spec.Gateway == nil {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionRouteAccepted)
 		return nil
 	}
 	if !r.gatewayAPI {
-		setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, metav1.ConditionFalse, segmentv1alpha1.ReasonGatewayAPINotPresent,
-			"spec.gateway needs the Gateway API CRDs (HTTPRoute gateway.networking.k8s.io/v1); install them and restart the operator")
-		return nil
+		msg := "spec.gateway needs the Gateway API CRDs (HTTPRoute gateway.networking.k8s.io/v1); install them and restart the operator"
+		setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, false, segmentv1alpha1.ReasonGatewayAPINotPresent, msg)
+		return &notReadyError{reason: segmentv1alpha1.ReasonGatewayAPINotPresent, msg: msg, stalled: true}
 	}
 	route := &gatewayv1.HTTPRoute{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ChildName(swh)}, route); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	status, reason, message := RouteAccepted(route)
-	setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, status, reason, message)
-	return nil
+	status, reason, msg := RouteAccepted(route)
+	setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, status == metav1.ConditionTrue, reason, msg)
+	switch reason {
+	case segmentv1alpha1.ReasonRouteAccepted:
+		return nil
+	case segmentv1alpha1.ReasonRouteNotAccepted:
+		return &notReadyError{reason: reason, msg: msg, stalled: true}
+	default:
+		return &notReadyError{reason: reason, msg: msg}
+	}
 }

@@ -115,7 +115,7 @@ func (r *SegmentWebhookReconciler) disallowedHost(ctx context.Context, swh *segm
 	// with watchNamespaces too, and the operator does not cache every Namespace.
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := r.SecretReader.Get(ctx, types.NamespacedName{Name: swh.Namespace}, ns); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: swh.Namespace}, ns); err != nil {
 		return "", "", fmt.Errorf("reading Namespace %s for %s: %w", swh.Namespace, AllowedHostsAnnotation, err)
 	}
 	value, ok := ns.Annotations[AllowedHostsAnnotation]
@@ -140,7 +140,9 @@ func (r *SegmentWebhookReconciler) disallowedHost(ctx context.Context, swh *segm
 // claimHosts reports in HostsClaimed whether swh may have its host+path pairs: its Namespace
 // allows the hosts, and no other SegmentWebhook claimed them first. If not, swh's Ingress and
 // HTTPRoute are removed from the children (so deleted if they exist): its receiver runs, but
-// gets no traffic for a host that is not its own.
+// gets no traffic for a host that is not its own, and a stalled error says why. Only a change of
+// either SegmentWebhook (watched) or of the Namespace's annotation (seen at the next resync) can
+// resolve it.
 func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	if len(ClaimedHosts(swh)) == 0 {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionHostsClaimed)
@@ -160,7 +162,7 @@ func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv
 			return err
 		}
 		if owner == nil {
-			setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed,
+			setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, true, segmentv1alpha1.ReasonHostsClaimed,
 				"no earlier SegmentWebhook claims these hosts")
 			return nil
 		}
@@ -173,8 +175,8 @@ func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv
 			children[i].desired = nil
 		}
 	}
-	setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, metav1.ConditionFalse, reason, message)
-	return nil
+	setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, false, reason, message)
+	return &notReadyError{reason: reason, msg: message, stalled: true}
 }
 
 // requestsForHosts enqueues the other SegmentWebhooks claiming a host+path of the one that

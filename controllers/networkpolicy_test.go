@@ -75,7 +75,7 @@ var _ = Describe("The receiver NetworkPolicy", func() {
 			{Name: "bus", NATS: &segmentv1alpha1.NATSTarget{URLs: []string{"nats://nats.nats.svc", "tls://nats.example.com:7422"}, Subject: "segment"}},
 		}
 		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{TrafficNamespaces: []string{"gateway-system", "ingress-nginx"}}
-		np := NetworkPolicy(swh)
+		np := newNetworkPolicy(swh)
 		Expect(k8sClient.Create(ctx, np, client.DryRunAll)).To(Succeed())
 		Expect(np.Spec.Ingress).To(HaveLen(1), "no metrics rule without metrics namespaces")
 		Expect(np.Spec.Ingress[0].From).To(HaveLen(2))

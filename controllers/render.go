@@ -21,9 +21,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net"
 	"path"
 	"slices"
-	"sort"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -43,8 +45,7 @@ import (
 // so children can be checked without an API server.
 
 const (
-	// ConfigHashAnnotation on the pod template rolls the pods when the receiver config or the data
-	// of a referenced Secret key changes.
+	// ConfigHashAnnotation on the pod template rolls the pods when the receiver config changes.
 	ConfigHashAnnotation = "segment.webhook-operator.io/config-hash"
 
 	receiverContainer = "receiver"
@@ -109,8 +110,8 @@ func secretFile(ref segmentv1alpha1.SecretKeyRef) string {
 	return path.Join(secretsMountPath, ref.Name, ref.Key)
 }
 
-// ReceiverConfig renders the receiver's configuration: the contract in receiver/config.
-func ReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
+// newReceiverConfig renders the receiver's configuration: the contract in receiver/config.
+func newReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
 	spec := &swh.Spec
 	c := &config.Config{
 		Source:      "segment-webhook-operator/" + swh.Namespace + "/" + swh.Name,
@@ -237,8 +238,8 @@ func receiverTLS(t *segmentv1alpha1.TargetTLS) *config.TLS {
 	}
 }
 
-// ConfigMap renders the receiver's ConfigMap from its config JSON.
-func ConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.ConfigMap {
+// newConfigMap renders the receiver's ConfigMap from its config JSON.
+func newConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: childMeta(swh),
@@ -246,27 +247,16 @@ func ConfigMap(swh *segmentv1alpha1.SegmentWebhook, configJSON []byte) *corev1.C
 	}
 }
 
-// ConfigHash digests everything the running receiver reads: its config and the referenced
-// Secret keys' data (never the values themselves, only their hash, reach the pod template).
-func ConfigHash(configJSON []byte, secretData map[segmentv1alpha1.SecretKeyRef][]byte) string {
-	h := sha256.New()
-	h.Write(configJSON)
-	refs := slices.Collect(maps.Keys(secretData))
-	sort.Slice(refs, func(i, j int) bool {
-		if refs[i].Name != refs[j].Name {
-			return refs[i].Name < refs[j].Name
-		}
-		return refs[i].Key < refs[j].Key
-	})
-	for _, ref := range refs {
-		fmt.Fprintf(h, "\x00%s\x00%s\x00%d\x00", ref.Name, ref.Key, len(secretData[ref]))
-		h.Write(secretData[ref])
-	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+// configHash digests the receiver config. Only a config change rolls the pods: Secret values
+// reach running receivers through their mounted files, which the receiver reloads, so rotating a
+// Secret keeps the pods and their per-target messageId memory.
+func configHash(configJSON []byte) string {
+	h := sha256.Sum256(configJSON)
+	return hex.EncodeToString(h[:])[:32]
 }
 
-// Deployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
-func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configHash string) *appsv1.Deployment {
+// newDeployment renders the receiver Deployment: restricted Pod Security Standard, no API access.
+func newDeployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, hash string) *appsv1.Deployment {
 	spec := &swh.Spec
 	image := opts.ReceiverImage
 	if spec.Image != "" {
@@ -281,13 +271,14 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 	if podAnnotations == nil {
 		podAnnotations = map[string]string{}
 	}
-	podAnnotations[ConfigHashAnnotation] = configHash
+	podAnnotations[ConfigHashAnnotation] = hash
 
 	var replicas *int32
 	if spec.Autoscaling == nil { // the HPA owns replicas otherwise
 		replicas = ptr.To(ptr.Deref(spec.Replicas, defaultReplicas))
 	}
 
+	volumes, mounts := podVolumes(swh)
 	dep := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: childMeta(swh),
@@ -319,8 +310,8 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 						FSGroup:        ptr.To(receiverUID),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
-					Containers: []corev1.Container{receiverContainerSpec(swh, image)},
-					Volumes:    volumes(swh),
+					Containers: []corev1.Container{receiverContainerSpec(swh, image, mounts)},
+					Volumes:    volumes,
 				},
 			},
 		},
@@ -328,7 +319,7 @@ func Deployment(swh *segmentv1alpha1.SegmentWebhook, opts RenderOptions, configH
 	return dep
 }
 
-func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) corev1.Container {
+func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string, mounts []corev1.VolumeMount) corev1.Container {
 	resources := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("50m"),
@@ -346,12 +337,6 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string) co
 			},
 			PeriodSeconds: period,
 		}
-	}
-	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
-	for i, name := range swh.Spec.SecretNames() {
-		mounts = append(mounts, corev1.VolumeMount{
-			Name: secretVolumeName(i), MountPath: path.Join(secretsMountPath, name), ReadOnly: true,
-		})
 	}
 	return corev1.Container{
 		Name:  receiverContainer,
@@ -395,15 +380,17 @@ func memoryLimitEnv(resources corev1.ResourceRequirements) []corev1.EnvVar {
 
 func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }
 
-// volumes mount the config and, per referenced Secret, only the referenced keys.
-func volumes(swh *segmentv1alpha1.SegmentWebhook) []corev1.Volume {
-	vols := []corev1.Volume{{
+// podVolumes returns the receiver pod's volumes and the container's mounts of them: the config
+// and, per referenced Secret, only the referenced keys, each under secretsMountPath/<Secret name>.
+func podVolumes(swh *segmentv1alpha1.SegmentWebhook) ([]corev1.Volume, []corev1.VolumeMount) {
+	volumes := []corev1.Volume{{
 		Name: configVolume,
 		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: ChildName(swh)},
 			DefaultMode:          ptr.To(int32(0o444)),
 		}},
 	}}
+	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
 	keys := map[string][]string{}
 	for _, ref := range swh.Spec.SecretKeyRefs() {
 		if !slices.Contains(keys[ref.Name], ref.Key) {
@@ -415,18 +402,21 @@ func volumes(swh *segmentv1alpha1.SegmentWebhook) []corev1.Volume {
 		for _, key := range keys[name] {
 			items = append(items, corev1.KeyToPath{Key: key, Path: key})
 		}
-		vols = append(vols, corev1.Volume{
+		volumes = append(volumes, corev1.Volume{
 			Name: secretVolumeName(i),
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 				SecretName: name, Items: items, DefaultMode: ptr.To(int32(0o440)),
 			}},
 		})
+		mounts = append(mounts, corev1.VolumeMount{
+			Name: secretVolumeName(i), MountPath: path.Join(secretsMountPath, name), ReadOnly: true,
+		})
 	}
-	return vols
+	return volumes, mounts
 }
 
-// Service renders the receiver Service.
-func Service(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
+// newService renders the receiver Service.
+func newService(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
 	svc := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: childMeta(swh),
@@ -443,8 +433,8 @@ func Service(swh *segmentv1alpha1.SegmentWebhook) *corev1.Service {
 	return svc
 }
 
-// Ingress renders the receiver Ingress, or nil when spec.ingress is not set.
-func Ingress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
+// newIngress renders the receiver Ingress, or nil when spec.ingress is not set.
+func newIngress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 	in := swh.Spec.Ingress
 	if in == nil {
 		return nil
@@ -476,8 +466,8 @@ func Ingress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 	return ing
 }
 
-// HorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.
-func HorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2.HorizontalPodAutoscaler {
+// newHorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.
+func newHorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2.HorizontalPodAutoscaler {
 	as := swh.Spec.Autoscaling
 	if as == nil {
 		return nil
@@ -507,7 +497,7 @@ func HorizontalPodAutoscaler(swh *segmentv1alpha1.SegmentWebhook) *autoscalingv2
 
 // PodDisruptionBudget keeps one receiver serving during voluntary disruptions; nil when the
 // receiver may run a single replica, where a PDB would block node drains.
-func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisruptionBudget {
+func newPodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisruptionBudget {
 	minReplicas := ptr.Deref(swh.Spec.Replicas, defaultReplicas)
 	if as := swh.Spec.Autoscaling; as != nil {
 		minReplicas = as.MinReplicas
@@ -525,9 +515,10 @@ func PodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDisru
 	}
 }
 
-// URL is where Segment should send events: the Ingress or the HTTPRoute when there is one, else
-// the Service.
-func URL(swh *segmentv1alpha1.SegmentWebhook) string {
+// publicURL is where Segment should send events: the Ingress or the HTTPRoute when there is one,
+// else the address a LoadBalancer Service was given; "" while the receiver is reachable only
+// inside the cluster.
+func publicURL(swh *segmentv1alpha1.SegmentWebhook, svc *corev1.Service) string {
 	if swh.Spec.Gateway != nil {
 		return gatewayURL(swh)
 	}
@@ -538,9 +529,29 @@ func URL(swh *segmentv1alpha1.SegmentWebhook) string {
 		}
 		return scheme + "://" + in.Host + webhookPath(swh)
 	}
-	port := ""
-	if swh.Spec.Service.Port != 80 {
-		port = fmt.Sprintf(":%d", swh.Spec.Service.Port)
+	if svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) == 0 {
+		return ""
 	}
-	return fmt.Sprintf("http://%s.%s.svc%s%s", ChildName(swh), swh.Namespace, port, webhookPath(swh))
+	lb := svc.Status.LoadBalancer.Ingress[0]
+	host := lb.Hostname
+	if host == "" {
+		host = lb.IP
+	}
+	return "http://" + hostPort(host, swh.Spec.Service.Port) + webhookPath(swh)
+}
+
+// inClusterURL is the receiver's address through its Service.
+func inClusterURL(swh *segmentv1alpha1.SegmentWebhook) string {
+	return "http://" + hostPort(ChildName(swh)+"."+swh.Namespace+".svc", swh.Spec.Service.Port) + webhookPath(swh)
+}
+
+// hostPort leaves out the default HTTP port.
+func hostPort(host string, port int32) string {
+	if port == 80 {
+		if strings.Contains(host, ":") { // IPv6
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }

@@ -25,9 +25,9 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// HTTPRoute renders the receiver's HTTPRoute, or nil when spec.gateway is not set: the webhook
+// newHTTPRoute renders the receiver's HTTPRoute, or nil when spec.gateway is not set: the webhook
 // path, exactly, on every hostname, to the receiver Service.
-func HTTPRoute(swh *segmentv1alpha1.SegmentWebhook) *gatewayv1.HTTPRoute {
+func newHTTPRoute(swh *segmentv1alpha1.SegmentWebhook) *gatewayv1.HTTPRoute {
 	g := swh.Spec.Gateway
 	if g == nil {
 		return nil

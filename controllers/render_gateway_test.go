@@ -72,21 +72,21 @@ func TestHTTPRouteFollowsPathAndServicePort(t *testing.T) {
 		Path:       "/segment/v1",
 	}
 	swh.Spec.Service.Port = 8080
-	route := HTTPRoute(swh)
+	route := newHTTPRoute(swh)
 	if got := *route.Spec.Rules[0].Matches[0].Path.Value; got != "/segment/v1" {
 		t.Errorf("route path %s", got)
 	}
 	if got := *route.Spec.Rules[0].BackendRefs[0].Port; got != 8080 {
 		t.Errorf("backend port %d", got)
 	}
-	if ReceiverConfig(swh).Path != "/segment/v1" {
-		t.Errorf("the receiver serves %s, not the route's path", ReceiverConfig(swh).Path)
+	if newReceiverConfig(swh).Path != "/segment/v1" {
+		t.Errorf("the receiver serves %s, not the route's path", newReceiverConfig(swh).Path)
 	}
-	if got := URL(swh); got != "https://a.example.com/segment/v1" {
+	if got := publicURL(swh, nil); got != "https://a.example.com/segment/v1" {
 		t.Errorf("URL %s", got)
 	}
 	swh.Spec.Gateway = nil
-	if HTTPRoute(swh) != nil {
+	if newHTTPRoute(swh) != nil {
 		t.Error("an HTTPRoute without spec.gateway")
 	}
 }

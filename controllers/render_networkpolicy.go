@@ -31,18 +31,16 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
-
 const (
 	dnsPort         = 53
 	defaultNATSPort = 4222
 )
 
-// NetworkPolicy renders the receiver's NetworkPolicy, or nil when spec.networkPolicy is not set.
+// newNetworkPolicy renders the receiver's NetworkPolicy, or nil when spec.networkPolicy is not set.
 // Ingress: the http port from the traffic namespaces, the metrics port from the metrics
 // namespaces. Egress: DNS, and the targets' ports to any address (targets may be outside the
 // cluster, where no selector reaches).
-func NetworkPolicy(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.NetworkPolicy {
+func newNetworkPolicy(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.NetworkPolicy {
 	np := swh.Spec.NetworkPolicy
 	if np == nil {
 		return nil

@@ -95,7 +95,7 @@ func TestReceiverPodMeetsRestrictedPodSecurityStandard(t *testing.T) {
 		}(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			dep := Deployment(swh, RenderOptions{ReceiverImage: "ghcr.io/segment-webhook-operator/receiver:v0.1.0"}, "0123456789abcdef")
+			dep := newDeployment(swh, RenderOptions{ReceiverImage: "ghcr.io/segment-webhook-operator/receiver:v0.1.0"}, "0123456789abcdef")
 			podMeta := dep.Spec.Template.ObjectMeta
 			podSpec := dep.Spec.Template.Spec
 			// The latest policy version, and the oldest one still served, must both pass.
@@ -140,7 +140,7 @@ func TestReceiverPodMeetsRestrictedPodSecurityStandard(t *testing.T) {
 	}
 
 	// The check really runs: a pod that breaks the standard is refused.
-	dep := Deployment(securitySample(), RenderOptions{ReceiverImage: "receiver:test"}, "x")
+	dep := newDeployment(securitySample(), RenderOptions{ReceiverImage: "receiver:test"}, "x")
 	bad := dep.Spec.Template.Spec.DeepCopy()
 	bad.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
 	lv := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}

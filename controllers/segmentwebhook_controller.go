@@ -22,17 +22,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -43,6 +41,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
@@ -50,7 +50,7 @@ import (
 const SecretNameIndex = ".spec.secretNames"
 
 // DefaultMaxConcurrentReconciles is how many SegmentWebhooks reconcile in parallel by default.
-const DefaultMaxConcurrentReconciles = 4
+const DefaultMaxConcurrentReconciles = 8
 
 // EventSource names the operator in the Events it records.
 const EventSource = "segment-webhook-operator"
@@ -59,129 +59,102 @@ const EventSource = "segment-webhook-operator"
 func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentWebhookReconciler {
 	return &SegmentWebhookReconciler{
 		Client:                  mgr.GetClient(),
-		SecretReader:            mgr.GetAPIReader(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		Options:                 opts,
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
+		secrets:                 newSecretKeys(mgr.GetClient(), mgr.GetAPIReader()),
+		verified:                &verifiedIntents{},
 	}
 }
 
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client
-	// SecretReader reads Secrets (and tracking plan ConfigMaps) without caching them: the
-	// operator watches only their metadata, so it never holds every Secret of the cluster in
-	// memory.
-	SecretReader client.Reader
-	Recorder     events.EventRecorder
-	Options      RenderOptions
+	// APIReader reads what the cache does not hold: a referenced Secret when its resourceVersion
+	// changed, and an object that holds a child's name without the operator's label.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options   RenderOptions
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
+
+	secrets  *secretKeys
+	verified *verifiedIntents
 	// gatewayAPI is set when the cluster serves HTTPRoute (see ownGateway).
 	gatewayAPI bool
 }
 
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks,verbs=get;list;watch
-// +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/status,verbs=patch
+// blockOwnerDeletion on the children's owner references needs update on finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs.
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// Server-side apply needs patch, and create when the apply creates the child.
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile resolves the referenced Secrets, applies the children and reports status. Status
-// is written once, at the end, and only when it changed.
+// Reconcile reads top to bottom: fetch the SegmentWebhook, check its Secrets and tracking plan,
+// render the children, claim their hosts, apply them, observe the receiver and its route. Status
+// is computed and written once, in the deferred summarize, from the error (or none) the steps
+// return.
 func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	swh := &segmentv1alpha1.SegmentWebhook{}
 	if err := r.Get(ctx, req.NamespacedName, swh); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetChildren(req)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !swh.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owner references let the garbage collector remove the children
 	}
+	if swh.Spec.Suspend {
+		logf.FromContext(ctx).V(1).Info("reconciliation is suspended")
+		return ctrl.Result{}, nil
+	}
 	original := swh.DeepCopy()
-	swh.Status.URL = URL(swh)
-	defer func() {
-		summarize(swh)
-		if err := r.patchStatus(ctx, original, swh); err != nil {
-			retErr = errors.Join(retErr, err)
-		}
-	}()
+	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
 
-	secretData, err := r.resolveSecrets(ctx, swh)
-	if err != nil {
-		var missing *missingSecretError
-		if errors.As(err, &missing) {
-			// Keep the running receiver as it is; the Secret watch brings us back when it appears.
-			setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionFalse, missing.reason, missing.Error())
-			if conditionChanged(original, swh, segmentv1alpha1.ConditionSecretsResolved) {
-				r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, missing.reason, "ResolveSecrets", missing.Error())
-			}
-			return ctrl.Result{}, nil
-		}
+	if err := r.secrets.check(ctx, swh); err != nil {
+		setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, false, reasonOf(err), err.Error())
 		return ctrl.Result{}, err
 	}
-	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, metav1.ConditionTrue,
+	setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, true,
 		segmentv1alpha1.ReasonSecretsResolved, "all referenced Secret keys exist")
 
-	// Tracking plan (trackingplan.go): a missing or invalid plan leaves the running receivers, and
-	// their last good plan, as they are.
-	planDocs, planOK, err := r.resolveTrackingPlan(ctx, original, swh)
-	if err != nil || !planOK {
+	// A missing or invalid plan leaves the running receivers, and their last good plan, as they are.
+	planDocs, err := r.resolveTrackingPlan(ctx, swh)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 
-	if err := r.reconcileChildren(ctx, swh, secretData, planDocs); err != nil {
-		setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionFalse,
-			segmentv1alpha1.ReasonReconcileFailed, err.Error())
+	children, err := r.render(swh, planDocs)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	setCondition(swh, segmentv1alpha1.ConditionChildrenReconciled, metav1.ConditionTrue,
-		segmentv1alpha1.ReasonReconciled, "all children are up to date")
-
-	if err := r.observeRoute(ctx, swh); err != nil {
+	hostsErr := r.claimHosts(ctx, swh, children)
+	if hostsErr != nil && reasonOf(hostsErr) == segmentv1alpha1.ReasonReconcileFailed {
+		return ctrl.Result{}, hostsErr
+	}
+	if err := keepLiveSelector(ctx, r.Client, children); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, r.observeDeployment(ctx, swh)
-}
-
-// missingSecretError is a user error: a referenced Secret or key does not exist (yet).
-type missingSecretError struct{ reason, msg string }
-
-func (e *missingSecretError) Error() string { return e.msg }
-
-// resolveSecrets reads every referenced Secret key. Their data only feeds the config hash.
-func (r *SegmentWebhookReconciler) resolveSecrets(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (map[segmentv1alpha1.SecretKeyRef][]byte, error) {
-	data := map[segmentv1alpha1.SecretKeyRef][]byte{}
-	secrets := map[string]*corev1.Secret{}
-	for _, ref := range swh.Spec.SecretKeyRefs() {
-		secret, ok := secrets[ref.Name]
-		if !ok {
-			secret = &corev1.Secret{}
-			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ref.Name}, secret)
-			if apierrors.IsNotFound(err) {
-				return nil, &missingSecretError{segmentv1alpha1.ReasonSecretNotFound,
-					fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, swh.Namespace)}
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading Secret %q: %w", ref.Name, err)
-			}
-			secrets[ref.Name] = secret
-		}
-		value, ok := secret.Data[ref.Key]
-		if !ok {
-			return nil, &missingSecretError{segmentv1alpha1.ReasonSecretKeyNotFound,
-				fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}
-		}
-		data[ref] = value
+	if err := r.applyChildren(ctx, original, swh, children); err != nil {
+		return ctrl.Result{}, err
 	}
-	return data, nil
+	// The receiver runs even without its host: the conflict explains Ready first.
+	return ctrl.Result{}, firstNotReady(hostsErr, r.observeRoute(ctx, swh), observe(swh, children))
 }
 
 // child pairs a desired object with an empty one of its type; a nil desired removes the child.
+// After applying, live holds the child as it is on the API server.
 type child struct {
 	desired client.Object
 	live    client.Object
@@ -200,143 +173,93 @@ func want[T any, P interface {
 	return child{desired: desired, live: live}
 }
 
-func (r *SegmentWebhookReconciler) reconcileChildren(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, secretData map[segmentv1alpha1.SecretKeyRef][]byte, planDocs trackingPlanDocs) error {
-	cfg := ReceiverConfig(swh)
-	cfg.TrackingPlan = receiverTrackingPlan(swh, planDocs) // trackingplan.go
+// render builds every child from the spec. A config the receiver would refuse is a Stalled error:
+// only a change of the spec can fix it.
+func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook, planDocs trackingPlanDocs) ([]child, error) {
+	cfg := newReceiverConfig(swh)
+	cfg.TrackingPlan = receiverTrackingPlan(swh, planDocs)
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("rendering receiver config: %w", err)
+		return nil, &notReadyError{reason: segmentv1alpha1.ReasonInvalidConfig, stalled: true,
+			msg: fmt.Sprintf("the rendered receiver config is invalid: %v", err)}
 	}
 	configJSON, err := cfg.Marshal()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	children := []child{
-		want(swh, withTrackingPlan(ConfigMap(swh, configJSON), planDocs)), // trackingplan.go
-		want(swh, Deployment(swh, r.Options, ConfigHash(configJSON, secretData))),
-		want(swh, Service(swh)),
-		want(swh, Ingress(swh)),
-		want(swh, HorizontalPodAutoscaler(swh)),
-		want(swh, PodDisruptionBudget(swh)),
-		want(swh, NetworkPolicy(swh)),
+		want(swh, withTrackingPlan(newConfigMap(swh, configJSON), planDocs)),
+		want(swh, newDeployment(swh, r.Options, configHash(configJSON))),
+		want(swh, newService(swh)),
+		want(swh, newIngress(swh)),
+		want(swh, newHorizontalPodAutoscaler(swh)),
+		want(swh, newPodDisruptionBudget(swh)),
+		want(swh, newNetworkPolicy(swh)),
 	}
-	children = append(children, r.gatewayChildren(swh)...)
-	if err := r.claimHosts(ctx, swh, children); err != nil {
-		return err
+	if r.gatewayAPI {
+		children = append(children, want(swh, newHTTPRoute(swh)))
 	}
-	if err := keepLiveSelector(ctx, r.Client, children); err != nil {
-		return err
-	}
-	a := &applier{client: r.Client, owner: swh}
+	return children, nil
+}
+
+// applyChildren applies or removes the children, concurrently: each is a round trip to the API
+// server, and they do not depend on each other (a pod waits for its ConfigMap anyway). A change to
+// a child of a Ready SegmentWebhook whose spec did not change is drift (someone edited or deleted
+// it): only that is worth an Event.
+func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
+	a := &applier{client: r.Client, reader: r.APIReader, owner: swh, verified: r.verified}
+	drift := isReady(original)
 	log := logf.FromContext(ctx)
-	for _, c := range children {
-		var result applyResult
-		var err error
-		if c.desired == nil {
-			result, err = a.remove(ctx, c.live)
-		} else {
-			result, err = a.apply(ctx, c.desired, c.live)
-		}
-		if err != nil {
-			return err
-		}
-		if result != resultUnchanged {
+	errs := make([]error, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Go(func() {
+			var result applyResult
+			var err error
+			if c.desired == nil {
+				result, err = a.remove(ctx, c.live)
+			} else {
+				result, err = a.apply(ctx, c.desired, c.live)
+			}
+			if err != nil || result == resultUnchanged {
+				errs[i] = err
+				return
+			}
 			gvk, err := r.GroupVersionKindFor(c.live)
 			if err != nil {
-				return err
+				errs[i] = err
+				return
 			}
-			log.Info("child "+strings.ToLower(string(result)), "kind", gvk.Kind, "name", c.live.GetName())
-			// The child as related object keeps events about different children apart.
-			r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "Child"+string(result), "Reconcile",
-				"%s %s %s", gvk.Kind, c.live.GetName(), strings.ToLower(string(result)))
-		}
+			kind := gvk.Kind
+			log.Info("child "+strings.ToLower(string(result)), "kind", kind, "name", c.live.GetName())
+			if drift {
+				// The child as related object keeps events about different children apart.
+				r.Recorder.Eventf(swh, c.live, corev1.EventTypeNormal, "DriftCorrected", "Reconcile",
+					"%s %s %s", kind, c.live.GetName(), strings.ToLower(string(result)))
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// observeDeployment copies the receiver Deployment's state into status.
-func (r *SegmentWebhookReconciler) observeDeployment(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
-	dep := &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ChildName(swh)}, dep); err != nil {
-		return client.IgnoreNotFound(err)
+// forgetChildren drops what the applier remembers of a deleted SegmentWebhook's children.
+func (r *SegmentWebhookReconciler) forgetChildren(req ctrl.Request) {
+	name := ChildName(&segmentv1alpha1.SegmentWebhook{ObjectMeta: metav1.ObjectMeta{Name: req.Name}})
+	for _, obj := range r.childTypes() {
+		obj.SetNamespace(req.Namespace)
+		obj.SetName(name)
+		r.verified.forget(obj)
 	}
-	swh.Status.Replicas = dep.Status.Replicas
-	swh.Status.ReadyReplicas = dep.Status.ReadyReplicas
-	available := findDeploymentCondition(dep, appsv1.DeploymentAvailable)
-	switch {
-	case available != nil && available.Status == corev1.ConditionTrue && dep.Status.ReadyReplicas > 0:
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionTrue, segmentv1alpha1.ReasonDeploymentAvailable,
-			fmt.Sprintf("%d of %d receiver replicas ready", dep.Status.ReadyReplicas, dep.Status.Replicas))
-	case available != nil && available.Message != "":
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable, available.Message)
-	default:
-		setCondition(swh, segmentv1alpha1.ConditionAvailable, metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable,
-			"waiting for the receiver Deployment to have ready replicas")
-	}
-	return nil
 }
 
-func findDeploymentCondition(dep *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
-	for i := range dep.Status.Conditions {
-		if dep.Status.Conditions[i].Type == t {
-			return &dep.Status.Conditions[i]
-		}
+// childTypes are the kinds of the children, one empty object each.
+func (r *SegmentWebhookReconciler) childTypes() []client.Object {
+	types := []client.Object{&corev1.ConfigMap{}, &appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
+		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}}
+	if r.gatewayAPI {
+		types = append(types, &gatewayv1.HTTPRoute{})
 	}
-	return nil
-}
-
-func setCondition(swh *segmentv1alpha1.SegmentWebhook, t string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&swh.Status.Conditions, metav1.Condition{
-		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: swh.Generation,
-	})
-}
-
-// summarize derives Ready from the finer conditions: the first one that is not True explains it.
-func summarize(swh *segmentv1alpha1.SegmentWebhook) {
-	swh.Status.ObservedGeneration = swh.Generation
-	conditions := []string{segmentv1alpha1.ConditionSecretsResolved}
-	if swh.Spec.TrackingPlan != nil { // trackingplan.go
-		conditions = append(conditions, segmentv1alpha1.ConditionTrackingPlanCompiled)
-	}
-	if len(ClaimedHosts(swh)) > 0 {
-		conditions = append(conditions, segmentv1alpha1.ConditionHostsClaimed)
-	}
-	conditions = append(conditions,
-		segmentv1alpha1.ConditionChildrenReconciled,
-		segmentv1alpha1.ConditionAvailable,
-	)
-	if swh.Spec.Gateway != nil {
-		conditions = append(conditions, segmentv1alpha1.ConditionRouteAccepted)
-	}
-	for _, t := range conditions {
-		c := meta.FindStatusCondition(swh.Status.Conditions, t)
-		if c == nil || c.ObservedGeneration != swh.Generation {
-			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, "Progressing", "waiting for "+t)
-			return
-		}
-		if c.Status != metav1.ConditionTrue {
-			setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
-			return
-		}
-	}
-	setCondition(swh, segmentv1alpha1.ConditionReady, metav1.ConditionTrue, segmentv1alpha1.ReasonReady,
-		"the receiver is serving at "+swh.Status.URL)
-}
-
-func conditionChanged(before, after *segmentv1alpha1.SegmentWebhook, t string) bool {
-	b := meta.FindStatusCondition(before.Status.Conditions, t)
-	a := meta.FindStatusCondition(after.Status.Conditions, t)
-	return b == nil || a == nil || b.Status != a.Status || b.Reason != a.Reason || b.Message != a.Message
-}
-
-// patchStatus writes status only when it differs, so a no-op reconcile writes nothing.
-func (r *SegmentWebhookReconciler) patchStatus(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook) error {
-	if equality.Semantic.DeepEqual(original.Status, swh.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, swh, client.MergeFrom(original)); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	return nil
+	return types
 }
 
 // requestsForSecret enqueues the SegmentWebhooks that reference a Secret.
@@ -364,24 +287,28 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return ClaimedHosts(o.(*segmentv1alpha1.SegmentWebhook)) }); err != nil {
 		return err
 	}
-	planSource, err := r.trackingPlanSource(ctx, mgr) // trackingplan.go
+	planSource, err := r.trackingPlanSource(ctx, mgr)
 	if err != nil {
 		return err
 	}
+	r.gatewayAPI = gatewayAPIServed(mgr)
+	// Children wake the controller only when something it applies or reads changed, not for the
+	// status noise of HPAs, PDBs and Deployments. An HTTPRoute's status is the Gateway's answer,
+	// which the controller reads: every change of it counts.
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+		For(&segmentv1alpha1.SegmentWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, resync)))
+	for _, obj := range r.childTypes() {
+		if _, route := obj.(*gatewayv1.HTTPRoute); route {
+			b = b.Owns(obj)
+			continue
+		}
+		b = b.Owns(obj, builder.WithPredicates(childChanged))
+	}
+	return b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
 		WatchesRawSource(planSource).
+		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
-	return r.ownGateway(mgr, b).
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)

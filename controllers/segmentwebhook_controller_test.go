@@ -222,6 +222,14 @@ func reconciles() float64 {
 	return total
 }
 
+// writesDuring counts the API writes while the controller finishes n more reconciles; the short
+// resync period keeps reconciling every SegmentWebhook without any change.
+func writesDuring(ctx context.Context, n float64) float64 {
+	before, start := apiServerWrites(ctx), reconciles()
+	EventuallyWithOffset(1, reconciles, time.Minute).Should(BeNumerically(">=", start+n))
+	return apiServerWrites(ctx) - before
+}
+
 var _ = Describe("SegmentWebhook controller", func() {
 	var (
 		ctx context.Context
@@ -299,7 +307,7 @@ var _ = Describe("SegmentWebhook controller", func() {
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionSecretsResolved)).
 				To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonSecretsResolved))
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionReady)).
-				To(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+				To(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 		}).Should(Succeed())
 	})
 
@@ -355,20 +363,13 @@ var _ = Describe("SegmentWebhook controller", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		getChild[policyv1.PodDisruptionBudget](ctx, swh)
 		Expect(apiServerWrites(ctx)).To(BeNumerically(">=", initial+6), "the counter sees the SegmentWebhook and its children being written")
-		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 
-		// writesDuring counts the API writes while the controller finishes n more reconciles; the
-		// short resync period keeps reconciling every SegmentWebhook without any change.
-		writesDuring := func(n float64) float64 {
-			before, start := apiServerWrites(ctx), reconciles()
-			Eventually(reconciles, time.Minute).Should(BeNumerically(">=", start+n))
-			return apiServerWrites(ctx) - before
-		}
 		// Objects of earlier specs may still be settling; wait for a quiet window first.
-		Eventually(func() float64 { return writesDuring(5) }, 2*time.Minute, time.Millisecond).Should(BeZero())
+		Eventually(func() float64 { return writesDuring(ctx, 5) }, 2*time.Minute, time.Millisecond).Should(BeZero())
 
 		start := reconciles()
-		writes := writesDuring(20)
+		writes := writesDuring(ctx, 20)
 		GinkgoWriter.Printf("no-op resync: %.0f reconciles, %.0f writes\n", reconciles()-start, writes)
 		AddReportEntry("no-op resync writes", fmt.Sprintf("%.0f writes in %.0f reconciles", writes, reconciles()-start))
 		Expect(writes).To(BeZero())
@@ -430,25 +431,31 @@ var _ = Describe("SegmentWebhook controller", func() {
 		Expect(readyCondition(ctx, swh)().Message).To(ContainSubstring(`has no key "shared-secret"`))
 
 		update(ctx, later, func(s *corev1.Secret) { s.Data["shared-secret"] = []byte("now") })
-		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentUnavailable))
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
 		getChild[appsv1.Deployment](ctx, swh)
 	})
 
-	It("rolls the pods when referenced Secret data rotates", func() {
+	It("keeps the pods when a referenced Secret value rotates, and rolls them when the config changes", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		Eventually(podTemplateHash(ctx, swh)).ShouldNot(BeEmpty())
-		before := podTemplateHash(ctx, swh)()
+		dep := getChild[appsv1.Deployment](ctx, swh)
+		hash := podTemplateHash(ctx, swh)()
 
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "segment"}}
 		update(ctx, secret, func(s *corev1.Secret) { s.Data["shared-secret"] = []byte("rotated") })
-		Eventually(podTemplateHash(ctx, swh)).ShouldNot(Equal(before))
-
-		// Keys nobody references do not roll the pods.
-		rotated := podTemplateHash(ctx, swh)()
-		update(ctx, secret, func(s *corev1.Secret) { s.Data["unrelated"] = []byte("x") })
+		// The Secret watch reconciles the SegmentWebhook; wait until it has seen the new version.
 		start := reconciles()
-		Eventually(reconciles).Should(BeNumerically(">", start))
-		Expect(podTemplateHash(ctx, swh)()).To(Equal(rotated))
+		Eventually(reconciles).Should(BeNumerically(">", start+1))
+		got := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, childKey(swh), got)).To(Succeed())
+		Expect(got.Generation).To(Equal(dep.Generation), "a Secret rotation must not change the Deployment")
+		Expect(podTemplateHash(ctx, swh)()).To(Equal(hash))
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {
+			swh.Spec.SecretRefs = append(swh.Spec.SecretRefs, segmentv1alpha1.SecretKeyRef{Name: "segment", Key: "next"})
+		})
+		update(ctx, secret, func(s *corev1.Secret) { s.Data["next"] = []byte("next") })
+		Eventually(podTemplateHash(ctx, swh)).ShouldNot(Equal(hash), "a new secret file is a config change")
 	})
 
 	It("deletes the Ingress, HPA and PDB when their spec goes away", func() {
@@ -468,7 +475,8 @@ var _ = Describe("SegmentWebhook controller", func() {
 		Eventually(func(g Gomega) {
 			got := &segmentv1alpha1.SegmentWebhook{}
 			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
-			g.Expect(got.Status.URL).To(Equal("http://events-receiver." + ns + ".svc/webhook"))
+			g.Expect(got.Status.URL).To(BeEmpty(), "without an Ingress or LoadBalancer there is no public URL")
+			g.Expect(got.Status.Address).To(HaveField("URL", "http://events-receiver."+ns+".svc/webhook"))
 		}).Should(Succeed())
 
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {
@@ -569,7 +577,7 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Expect(k8sClient.Create(ctx, open)).To(Succeed())
 	})
 
-	It("has the short name swh and prints Ready, URL, Replicas and Age", func() {
+	It("has the short name swh and prints Ready, URL, Replicas, Age and the Ready message", func() {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Name: "segmentwebhooks.segment.webhook-operator.io"}, crd)).To(Succeed())
 		Expect(crd.Spec.Names.ShortNames).To(ConsistOf("swh"))
@@ -577,6 +585,6 @@ var _ = Describe("SegmentWebhook validation", func() {
 		for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
 			columns = append(columns, c.Name)
 		}
-		Expect(columns).To(Equal([]string{"Ready", "URL", "Replicas", "Age"}))
+		Expect(columns).To(Equal([]string{"Ready", "URL", "Replicas", "Age", "Status"}))
 	})
 })

@@ -74,7 +74,7 @@ var _ = Describe("A receiver Deployment from a release that selected by app.kube
 			if err := k8sClient.Get(ctx, key(swh), got); err != nil {
 				return nil
 			}
-			return meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionChildrenReconciled)
-		}).Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonReconciled))
+			return meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionReady)
+		}).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing)) // applied; waiting for pods
 	})
 })

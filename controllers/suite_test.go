@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,13 +34,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -57,6 +55,8 @@ var (
 	clientset *kubernetes.Clientset
 	testEnv   *envtest.Environment
 	cancel    context.CancelFunc
+	// metricsAddr is where the manager serves its metrics.
+	metricsAddr string
 )
 
 func TestControllers(t *testing.T) {
@@ -94,17 +94,19 @@ var _ = BeforeSuite(func() {
 	clientset, err = kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
 
-	sync := resyncPeriod
-	byObject := CacheByObject()
-	Expect(AddGatewayCache(cfg, byObject)).To(Succeed())
-	Expect(byObject).To(HaveKey(BeAssignableToTypeOf(&gatewayv1.HTTPRoute{})), "envtest serves the Gateway API CRDs")
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Cache:   cache.Options{ByObject: byObject, SyncPeriod: &sync},
-		Metrics: metricsserver.Options{BindAddress: "0"},
+	// Metrics as in production: HTTPS behind authentication and authorization.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	metricsAddr = l.Addr().String()
+	Expect(l.Close()).To(Succeed())
+	mgr, err := NewManager(ctx, cfg, ManagerOptions{
+		Render:      RenderOptions{ReceiverImage: testReceiverImage},
+		MetricsAddr: metricsAddr,
+		SyncPeriod:  resyncPeriod,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(NewSegmentWebhookReconciler(mgr, RenderOptions{ReceiverImage: testReceiverImage}).SetupWithManager(ctx, mgr)).To(Succeed())
+	Expect(mgr.GetScheme().Recognizes(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"))).To(BeTrue())
+	Expect(gatewayAPIServed(mgr)).To(BeTrue(), "envtest serves the Gateway API CRDs")
 
 	go func() {
 		defer GinkgoRecover()

@@ -56,32 +56,29 @@ const maxConfigMapKey = 253
 type trackingPlanDocs map[string]string
 
 // resolveTrackingPlan reads and compiles the referenced plan with the receiver's own compiler, so
-// that the operator refuses exactly the plans the receiver would. ok is false when the plan is
-// missing or does not compile: the condition says why, and the caller leaves the running
-// receivers (and their last good plan) as they are. err is for API trouble only.
-func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, original, swh *segmentv1alpha1.SegmentWebhook) (docs trackingPlanDocs, ok bool, err error) {
+// that the operator refuses exactly the plans the receiver would. A plan that is missing or does
+// not compile is a stalled error (the ConfigMap watch brings the request back): the condition says
+// why, and the caller leaves the running receivers (and their last good plan) as they are.
+func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (trackingPlanDocs, error) {
 	spec := swh.Spec.TrackingPlan
 	if spec == nil {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionTrackingPlanCompiled)
 		swh.Status.TrackingPlan = nil
-		return nil, true, nil
+		return nil, nil
 	}
-	refuse := func(reason, msg string) (trackingPlanDocs, bool, error) {
-		setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionFalse, reason, msg)
-		if conditionChanged(original, swh, segmentv1alpha1.ConditionTrackingPlanCompiled) {
-			r.Recorder.Eventf(swh, nil, corev1.EventTypeWarning, reason, "CompileTrackingPlan", "%s", msg)
-		}
-		return nil, false, nil
+	refuse := func(reason, msg string) (trackingPlanDocs, error) {
+		setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, false, reason, msg)
+		return nil, &notReadyError{reason: reason, msg: msg, stalled: true}
 	}
 	// The plan's ConfigMap is read past the cache, which holds only the operator's own children.
 	cm := &corev1.ConfigMap{}
-	err = r.SecretReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}, cm)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}, cm)
 	if apierrors.IsNotFound(err) {
 		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound,
 			fmt.Sprintf("ConfigMap %q not found in namespace %q", spec.ConfigMapRef.Name, swh.Namespace))
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading tracking plan ConfigMap %q: %w", spec.ConfigMapRef.Name, err)
+		return nil, fmt.Errorf("reading tracking plan ConfigMap %q: %w", spec.ConfigMapRef.Name, err)
 	}
 	keys := spec.Keys
 	if len(keys) == 0 {
@@ -94,7 +91,7 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, orig
 		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q holds no plan documents", cm.Name))
 	}
 	var plan []trackingplan.Document
-	docs = trackingPlanDocs{}
+	docs := trackingPlanDocs{}
 	for _, key := range keys {
 		data, found := cm.Data[key]
 		if !found {
@@ -116,12 +113,9 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, orig
 		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
 	}
 	msg := fmt.Sprintf("%d track events planned (%s)", compiled.Events, compiled.Hash)
-	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, metav1.ConditionTrue, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
-	if conditionChanged(original, swh, segmentv1alpha1.ConditionTrackingPlanCompiled) {
-		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, segmentv1alpha1.ReasonTrackingPlanCompiled, "CompileTrackingPlan", "%s", msg)
-	}
+	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, true, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
 	swh.Status.TrackingPlan = &segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}
-	return docs, true, nil
+	return docs, nil
 }
 
 // truncate keeps a condition message readable; a compiler's output can be long.

@@ -190,7 +190,7 @@ func TestTrackingPlanRendering(t *testing.T) {
 	swh := defaultedWebhook()
 	swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "plan"}}
 	docs := trackingPlanDocs{"trackingplan.b.json": checkoutPlan, "trackingplan.a.json": catalogPlan}
-	cfg := ReceiverConfig(swh)
+	cfg := newReceiverConfig(swh)
 	cfg.TrackingPlan = receiverTrackingPlan(swh, docs)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -206,12 +206,12 @@ func TestTrackingPlanRendering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm := withTrackingPlan(ConfigMap(swh, configJSON), docs)
+	cm := withTrackingPlan(newConfigMap(swh, configJSON), docs)
 	if len(cm.Data) != 3 || cm.Data["trackingplan.b.json"] != checkoutPlan || cm.Data[config.FileName] != string(configJSON) {
 		t.Errorf("ConfigMap data keys %v", slices.Sorted(maps.Keys(cm.Data)))
 	}
 	swh.Spec.TrackingPlan = nil
-	if receiverTrackingPlan(swh, nil) != nil || len(withTrackingPlan(ConfigMap(swh, configJSON), nil).Data) != 1 {
+	if receiverTrackingPlan(swh, nil) != nil || len(withTrackingPlan(newConfigMap(swh, configJSON), nil).Data) != 1 {
 		t.Error("without a tracking plan, nothing of it is rendered")
 	}
 }

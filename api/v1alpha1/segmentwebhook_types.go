@@ -125,6 +125,11 @@ type SegmentWebhookSpec struct {
 	// Pod holds scheduling and metadata overrides for the receiver pods.
 	// +optional
 	Pod PodOverrides `json:"pod,omitempty"`
+
+	// Suspend pauses reconciliation: the receiver keeps running as it is, and neither changes to
+	// this SegmentWebhook nor drift of its children are acted on until it is unset.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // SecretKeyRef selects one key of a Secret in the SegmentWebhook's namespace.
@@ -647,14 +652,18 @@ type SegmentWebhookStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, SecretsResolved, ChildrenReconciled, Available.
+	// Conditions: Ready, Reconciling and Stalled (kstatus conventions), SecretsResolved, Available.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// URL to configure in the Segment destination.
+	// URL to configure in the Segment destination: the Ingress, or the address a LoadBalancer
+	// Service was given. Empty while the receiver is not reachable from outside the cluster.
 	// +optional
 	URL string `json:"url,omitempty"`
+	// Address is where the receiver is reachable inside the cluster (Knative's Addressable).
+	// +optional
+	Address *Addressable `json:"address,omitempty"`
 	// Replicas of the receiver Deployment.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
@@ -667,22 +676,32 @@ type SegmentWebhookStatus struct {
 	TrackingPlan *TrackingPlanStatus `json:"trackingPlan,omitempty"`
 }
 
-// Condition types and reasons.
-const (
-	ConditionReady              = "Ready"
-	ConditionSecretsResolved    = "SecretsResolved"
-	ConditionChildrenReconciled = "ChildrenReconciled"
-	ConditionAvailable          = "Available"
+// Addressable is an in-cluster address.
+type Addressable struct {
+	// URL of the receiver's webhook path through its Service.
+	URL string `json:"url"`
+}
 
-	ReasonSecretNotFound        = "SecretNotFound"
-	ReasonSecretKeyNotFound     = "SecretKeyNotFound"
-	ReasonSecretsResolved       = "SecretsResolved"
-	ReasonReconciled            = "Reconciled"
-	ReasonReconcileFailed       = "ReconcileFailed"
-	ReasonDeploymentAvailable   = "DeploymentAvailable"
-	ReasonDeploymentUnavailable = "DeploymentUnavailable"
-	ReasonDeploymentProgressing = "DeploymentProgressing"
-	ReasonReady                 = "Ready"
+// Condition types and reasons. Ready, Reconciling and Stalled follow the kstatus conventions:
+// Reconciling and Stalled are present only while True.
+const (
+	ConditionReady           = "Ready"
+	ConditionReconciling     = "Reconciling"
+	ConditionStalled         = "Stalled"
+	ConditionSecretsResolved = "SecretsResolved"
+	ConditionAvailable       = "Available"
+
+	ReasonSecretNotFound           = "SecretNotFound"
+	ReasonSecretKeyNotFound        = "SecretKeyNotFound"
+	ReasonSecretsResolved          = "SecretsResolved"
+	ReasonInvalidConfig            = "InvalidConfig"
+	ReasonChildConflict            = "ChildConflict"
+	ReasonReconcileFailed          = "ReconcileFailed"
+	ReasonProgressingWithRetry     = "ProgressingWithRetry"
+	ReasonDeploymentAvailable      = "DeploymentAvailable"
+	ReasonDeploymentProgressing    = "DeploymentProgressing"
+	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+	ReasonReady                    = "Ready"
 )
 
 // Tracking plan condition and reasons.
@@ -703,6 +722,7 @@ const (
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // Deleting the CRD deletes every team's SegmentWebhooks and, through owner references, their
 // receivers: Helm, Flux and Argo CD are told never to delete or prune it.
 // +kubebuilder:metadata:annotations="helm.sh/resource-policy=keep"

@@ -48,16 +48,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 var (
@@ -114,19 +113,14 @@ func runMain(m *testing.M) int {
 
 	// The operator, wired as in cmd/manager.
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  cache.Options{ByObject: controllers.CacheByObject()},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := controllers.NewSegmentWebhookReconciler(mgr, controllers.RenderOptions{ReceiverImage: "receiver:test"}).SetupWithManager(ctx, mgr); err != nil {
+	mgr, err := controllers.NewManager(ctx, cfg, controllers.ManagerOptions{
+		Render:          controllers.RenderOptions{ReceiverImage: "receiver:test"},
+		MetricsAddr:     "0",
+		InsecureMetrics: true,
+	})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -186,13 +180,24 @@ func (s *sink) received(target string) [][]byte {
 	return s.got[target]
 }
 
-// startReceiver runs the receiver with the config the operator renders for swh: secret files are
-// written from the Secrets, target URLs point at the sink. It returns the receiver's base URL.
+// startReceiver runs the receiver with the config the operator rendered for swh (its ConfigMap):
+// secret files are written from the Secrets, target URLs point at the sink. It returns the
+// receiver's base URL.
 func startReceiver(t *testing.T, swh *segmentv1alpha1.SegmentWebhook, targets *sink) string {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := controllers.ReceiverConfig(swh)
+	cm := &corev1.ConfigMap{}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: swh.Namespace, Name: controllers.ChildName(swh)}, cm)
+		return err == nil, client.IgnoreNotFound(err)
+	}); err != nil {
+		t.Fatalf("the operator rendered no receiver ConfigMap: %v", err)
+	}
+	cfg := &config.Config{}
+	if err := json.Unmarshal([]byte(cm.Data["config.json"]), cfg); err != nil {
+		t.Fatal(err)
+	}
 	local := func(podPath string) string {
 		// Mounted Secret files live at .../<secret name>/<key>.
 		name, key := filepath.Base(filepath.Dir(podPath)), filepath.Base(podPath)
@@ -453,9 +458,23 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("the operator did not report a status: %v", err)
 	}
 
+	// No kubelet runs pods here: report the rollout done, as the Deployment controller would, so
+	// the operator marks the SegmentWebhook Ready and records the Event that status shows.
 	dep := &appsv1.Deployment{}
 	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "events-receiver"}, dep); err != nil {
 		t.Fatal(err)
+	}
+	n := *dep.Spec.Replicas
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n,
+		ReadyReplicas: n, AvailableReplicas: n}
+	if err := k8sClient.Status().Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := k8sClient.Get(ctx, client.ObjectKeyFromObject(swh), swh)
+		return err == nil && meta.IsStatusConditionTrue(swh.Status.Conditions, segmentv1alpha1.ConditionReady), err
+	}); err != nil {
+		t.Fatalf("the operator did not report Ready: %v", err)
 	}
 
 	out, err := kubectlSWH(t, "status", "events", "-n", ns)
@@ -471,7 +490,7 @@ func TestStatus(t *testing.T) {
 		"SegmentWebhook "+ns+"/events", "the status describes the current spec",
 		"URL        https://segment.example.com/hooks/segment",
 		"Conditions:", "Ready", "SecretsResolved",
-		"ConfigMap/events-receiver", "Deployment/events-receiver", fmt.Sprintf("0/%d ready, image receiver:test", *dep.Spec.Replicas),
+		"ConfigMap/events-receiver", "Deployment/events-receiver", fmt.Sprintf("%d/%d ready, image receiver:test", n, n),
 		"Service/events-receiver", "Ingress/events-receiver", "segment.example.com, TLS segment-tls",
 		"Webhook URL    https://segment.example.com/hooks/segment",
 		"Shared Secret  the value of Secret segment, key shared-secret",
@@ -479,7 +498,7 @@ func TestStatus(t *testing.T) {
 		"limits.maxBodyBytes=2 MiB: events averaging up to 4 KiB each",
 		"batches of up to 64 always fit",
 		"the receiver answers within 1s (delivery.budget)",
-		"Events (last 10):", "ChildCreated")
+		"Events (last 10):", "Normal", "Ready", "the receiver is serving at https://segment.example.com/hooks/segment")
 	if strings.Contains(out, "change-me") {
 		t.Error("status printed the secret's value")
 	}

@@ -22,92 +22,58 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 )
 
 func main() {
 	var (
-		metricsAddr, probeAddr, receiverImage, namespaces string
-		leaderElect                                       bool
-		concurrency                                       int
+		opts       controllers.ManagerOptions
+		namespaces string
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "SegmentWebhooks reconciled in parallel.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
-	flag.StringVar(&receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443",
+		"Address of the metrics endpoint (HTTPS unless --metrics-secure=false); 0 disables it.")
+	secure := flag.Bool("metrics-secure", true,
+		"Serve metrics over HTTPS to callers allowed to get /metrics (TokenReview + SubjectAccessReview); false serves plain, unauthenticated HTTP.")
+	flag.StringVar(&opts.MetricsCertDir, "metrics-cert-dir", "",
+		"Directory holding tls.crt and tls.key for the metrics server; empty uses a self-signed certificate.")
+	flag.BoolVar(&opts.EnableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server.")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "Address of net/http/pprof, for profiling; empty disables it.")
+	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "SegmentWebhooks reconciled in parallel.")
+	flag.DurationVar(&opts.SyncPeriod, "sync-period", 0, "How often every SegmentWebhook is reconciled again without a change; 0 keeps the default (10h).")
+	flag.BoolVar(&opts.LeaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
+	flag.StringVar(&opts.Render.ReceiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Receiver image used unless a SegmentWebhook sets spec.image (env RECEIVER_IMAGE).")
 	flag.StringVar(&namespaces, "namespaces", os.Getenv("WATCH_NAMESPACES"),
 		"Comma-separated namespaces to watch; empty watches all (env WATCH_NAMESPACES).")
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	if receiverImage == "" {
+	if opts.Render.ReceiverImage == "" {
 		setupLog.Error(nil, "a receiver image is required: set --receiver-image or RECEIVER_IMAGE")
 		os.Exit(2)
 	}
-
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(segmentv1alpha1.AddToScheme(scheme))
-	utilruntime.Must(gatewayv1.Install(scheme))
-
-	cfg := ctrl.GetConfigOrDie()
-	cacheOpts := cache.Options{ByObject: controllers.CacheByObject()}
-	if err := controllers.AddGatewayCache(cfg, cacheOpts.ByObject); err != nil {
-		setupLog.Error(err, "unable to discover Gateway API")
-		os.Exit(1)
-	}
-	if namespaces != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(namespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-			}
+	opts.InsecureMetrics = !*secure
+	for _, ns := range strings.Split(namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			opts.Namespaces = append(opts.Namespaces, ns)
 		}
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  cacheOpts,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "segment-webhook-operator.webhook-operator.io",
-		// The manager exits right after losing the lease, so releasing it on shutdown is safe
-		// and lets a new leader start at once during rollouts.
-		LeaderElectionReleaseOnCancel: true,
-	})
-	if err != nil {
-		setupLog.Error(err, "unable to create the manager")
-		os.Exit(1)
-	}
-
 	ctx := ctrl.SetupSignalHandler()
-	reconciler := controllers.NewSegmentWebhookReconciler(mgr, controllers.RenderOptions{ReceiverImage: receiverImage})
-	reconciler.MaxConcurrentReconciles = concurrency
-	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
-		setupLog.Error(err, "unable to set up the controller")
+	mgr, err := controllers.NewManager(ctx, ctrl.GetConfigOrDie(), opts)
+	if err != nil {
+		setupLog.Error(err, "unable to set up the manager")
 		os.Exit(1)
 	}
-	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
-	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
-
-	setupLog.Info("starting manager", "receiverImage", receiverImage, "namespaces", namespaces)
+	setupLog.Info("starting manager", "receiverImage", opts.Render.ReceiverImage, "namespaces", opts.Namespaces,
+		"metrics", opts.MetricsAddr, "secureMetrics", !opts.InsecureMetrics)
 	if err := mgr.Start(ctx); err != nil {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)

@@ -48,11 +48,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -299,17 +297,12 @@ func (d *demo) startControlPlane(ctx context.Context) error {
 // 3. The operator, in this process, wired exactly like cmd/manager.
 func (d *demo) startOperator(ctx context.Context) error {
 	d.stepf("Starting the operator (controller-runtime manager, as in cmd/manager)")
-	mgr, err := ctrl.NewManager(d.env.Config, ctrl.Options{
-		Scheme:                 d.client.Scheme(),
-		Cache:                  cache.Options{ByObject: controllers.CacheByObject()},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	mgr, err := controllers.NewManager(mctx, d.env.Config, controllers.ManagerOptions{
+		Render:      controllers.RenderOptions{ReceiverImage: receiverImage},
+		MetricsAddr: "0",
 	})
 	if err != nil {
-		return err
-	}
-	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := controllers.NewSegmentWebhookReconciler(mgr, controllers.RenderOptions{ReceiverImage: receiverImage}).SetupWithManager(mctx, mgr); err != nil {
 		cancel()
 		return err
 	}
@@ -429,10 +422,10 @@ func (d *demo) showChildren(ctx context.Context) error {
 	d.printStatus()
 	d.expect(d.swh.Status.URL == "https://segment.example.com/webhook", "status.url is the Ingress URL to give Segment: %s", d.swh.Status.URL)
 	d.expect(meta.IsStatusConditionTrue(d.swh.Status.Conditions, segmentv1alpha1.ConditionSecretsResolved), "SecretsResolved=True")
-	d.expect(meta.IsStatusConditionTrue(d.swh.Status.Conditions, segmentv1alpha1.ConditionChildrenReconciled), "ChildrenReconciled=True")
+	d.expect(meta.IsStatusConditionTrue(d.swh.Status.Conditions, segmentv1alpha1.ConditionReconciling), "Reconciling=True while the Deployment rolls out")
 	ready := meta.FindStatusCondition(d.swh.Status.Conditions, segmentv1alpha1.ConditionReady)
-	d.expect(ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == segmentv1alpha1.ReasonDeploymentUnavailable,
-		"Ready=False (DeploymentUnavailable) for now: no kubelet runs pods here, so step 6 runs the receiver locally")
+	d.expect(ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == segmentv1alpha1.ReasonDeploymentProgressing,
+		"Ready=False (DeploymentProgressing) for now: no kubelet runs pods here, so step 6 runs the receiver locally")
 
 	// Events are sent asynchronously, and repeated ones are folded into a series.
 	var events eventsv1.EventList

@@ -271,7 +271,14 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 	if err := d.waitForSecretFiles(ctx, 2); err != nil {
 		return err
 	}
-	d.expect(d.configHash(ctx) != hashBefore, "the operator re-rendered the ConfigMap (2 secret files) and the Deployment's config-hash changed")
+	// The operator applies the children concurrently: the Deployment may follow the ConfigMap.
+	hashErr := d.waitFor(ctx, "the Deployment's new config-hash", func() error {
+		if d.configHash(ctx) == hashBefore {
+			return errors.New("unchanged")
+		}
+		return nil
+	})
+	d.expect(hashErr == nil, "the operator re-rendered the ConfigMap (2 secret files) and the Deployment's config-hash changed")
 	if _, err := d.materialise(ctx, false); err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func TestKustomizeDefault(t *testing.T) {
 	if env != receiverImage {
 		t.Errorf("RECEIVER_IMAGE %q, want the Makefile's RECEIVER_IMG default %q", env, receiverImage)
 	}
-	for _, a := range []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
+	for _, a := range []string{"--leader-elect", "--metrics-bind-address=:8443", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("manager args %v lack %s", c.Args, a)
 		}
@@ -146,8 +146,10 @@ func TestKustomizeParts(t *testing.T) {
 	}
 	slices.Sort(names)
 	want := []string{
-		"ClusterRole/manager-role", "ClusterRole/segmentwebhook-editor-role", "ClusterRole/segmentwebhook-viewer-role",
-		"ClusterRoleBinding/manager-rolebinding", "Role/leader-election-role", "RoleBinding/leader-election-rolebinding",
+		"ClusterRole/manager-role", "ClusterRole/metrics-auth-role", "ClusterRole/metrics-reader",
+		"ClusterRole/segmentwebhook-editor-role", "ClusterRole/segmentwebhook-viewer-role",
+		"ClusterRoleBinding/manager-rolebinding", "ClusterRoleBinding/metrics-auth-rolebinding",
+		"Role/leader-election-role", "RoleBinding/leader-election-rolebinding",
 		"ServiceAccount/controller-manager",
 	}
 	if !reflect.DeepEqual(names, want) {
@@ -157,6 +159,58 @@ func TestKustomizeParts(t *testing.T) {
 		rules := rulesOf(t, o)
 		if len(rules) == 0 || !slices.Contains(rules[0].APIGroups, "coordination.k8s.io") || !slices.Contains(rules[0].Resources, "leases") {
 			t.Errorf("leader election Role rules %v lack coordination.k8s.io leases", rules)
+		}
+	}
+}
+
+// TestKustomizeNamespaceScoped: the namespace-scoped overlay matches the chart's watchNamespaces:
+// the manager's rules as a Role in the watched namespace, bound to its ServiceAccount, the
+// namespace in WATCH_NAMESPACES, and nothing bound cluster-wide but the metrics authentication.
+func TestKustomizeNamespaceScoped(t *testing.T) {
+	objs := kustomizeBuild(t, "config/namespace-scoped")
+	dryRunApply(t, objs)
+	want := generatedRules(t)
+	var managerRoles []string
+	for _, o := range find(objs, "Role") {
+		if o.GetName() == "segment-webhook-operator-manager-role" {
+			managerRoles = append(managerRoles, o.GetNamespace())
+			if !reflect.DeepEqual(rulesOf(t, o), want) {
+				t.Errorf("the overlay's manager Role rules differ from config/rbac/role.yaml")
+			}
+		}
+	}
+	if !reflect.DeepEqual(managerRoles, []string{"team-a"}) {
+		t.Errorf("manager Role in namespaces %v, want [team-a]", managerRoles)
+	}
+	for _, o := range find(objs, "ClusterRole") {
+		if o.GetName() == "segment-webhook-operator-manager-role" {
+			t.Error("the overlay still has the manager ClusterRole")
+		}
+	}
+	for _, b := range find(objs, "ClusterRoleBinding") {
+		if b.GetName() != "segment-webhook-operator-metrics-auth-rolebinding" {
+			t.Errorf("ClusterRoleBinding %s in the namespace-scoped overlay", b.GetName())
+		}
+	}
+	dep := toDeployment(t, one(t, objs, "Deployment"))
+	var watched string
+	for _, e := range managerContainer(t, dep).Env {
+		if e.Name == "WATCH_NAMESPACES" {
+			watched = e.Value
+		}
+	}
+	if watched != "team-a" {
+		t.Errorf("WATCH_NAMESPACES=%q, want team-a", watched)
+	}
+	for _, b := range find(objs, "RoleBinding") {
+		if b.GetName() != "segment-webhook-operator-manager-rolebinding" {
+			continue
+		}
+		ref, _, _ := unstructured.NestedStringMap(b.Object, "roleRef")
+		subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
+		if b.GetNamespace() != "team-a" || ref["kind"] != "Role" || ref["name"] != "segment-webhook-operator-manager-role" ||
+			len(subjects) != 1 || subjects[0].(map[string]any)["name"] != dep.Spec.Template.Spec.ServiceAccountName {
+			t.Errorf("manager RoleBinding %s/%s: roleRef %v, subjects %v", b.GetNamespace(), b.GetName(), ref, subjects)
 		}
 	}
 }

@@ -15,15 +15,13 @@ limitations under the License.
 */
 
 // Command operator benchmarks the operator at scale on envtest (a real kube-apiserver and etcd):
-// it creates N SegmentWebhooks, each with its own Secret, measures the time until every one has
-// all its children and an up-to-date status, then counts the API writes during a resync window
-// in which nothing changed (it must be zero), and samples the manager's memory.
-//
-// The manager runs in this process, wired like cmd/manager (CacheByObject, the reconciler, no
-// client-side rate limit as with ctrl.GetConfigOrDie) but with a short SyncPeriod so that every
-// SegmentWebhook is reconciled again within the window. Its memory is this process's Go heap
-// (HeapInuse sampled every 100ms, before and at peak) and VmHWM; the benchmark's own client is
-// small beside the manager's caches. Run it with hack/bench-operator.sh (make bench-operator).
+// it creates unrelated Secrets (10,000 by default, as in a busy cluster), starts the real manager
+// binary (bin/manager) as its own process, creates N SegmentWebhooks, each with its own Secret,
+// measures the time until every one has all its children and an up-to-date status, then counts the
+// API writes and Secret reads during a resync window in which nothing changed (both must be zero).
+// The manager's memory is its resident set, read from its own /proc/<pid>/status: once its caches
+// have synced with only the unrelated Secrets, and at the end. Run it with hack/bench-operator.sh
+// (make bench-operator).
 package main
 
 import (
@@ -31,21 +29,25 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -54,54 +56,48 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
-	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
 )
 
 func main() {
 	n := flag.Int("n", envInt("BENCH_N", 100), "number of SegmentWebhooks (env BENCH_N)")
-	syncPeriod := flag.Duration("sync-period", 10*time.Second, "the manager's cache SyncPeriod: every object is reconciled again this often")
+	unrelated := flag.Int("unrelated-secrets", 10000, "Secrets no SegmentWebhook references, created before the manager starts")
+	syncPeriod := flag.Duration("sync-period", 10*time.Second, "the manager's --sync-period: every SegmentWebhook is reconciled again this often")
+	concurrency := flag.Int("max-concurrent-reconciles", 0, "the manager's --max-concurrent-reconciles; 0 keeps its default")
+	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT of the manager (such as 96MiB), as a Deployment would set from its memory limit; empty leaves the Go default")
+	heapProfile := flag.String("heap-profile", "", "save the manager's heap profile (pprof) here at the end")
+	manager := flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	crdDir := flag.String("crd-dir", filepath.Join("config", "crd", "bases"), "directory of the CRD manifests")
 	workers := flag.Int("create-workers", 16, "concurrent creates")
-	verbose := flag.Bool("v", false, "log the manager")
 	flag.Parse()
 
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		fail("KUBEBUILDER_ASSETS must name the envtest binaries (hack/envtest-assets.sh prints them)")
 	}
-	if *verbose {
-		logf.SetLogger(zap.New(zap.UseDevMode(true)))
-	} else {
-		logf.SetLogger(zap.New(zap.WriteTo(discard{})))
-	}
-	// On SIGINT or SIGTERM the run stops and envtest's processes are stopped too.
+	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	// On SIGINT or SIGTERM the run stops and envtest's processes and the manager are stopped too.
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
-	if err := run(ctx, *n, *syncPeriod, *crdDir, *workers); err != nil {
+	b := bench{n: *n, unrelated: *unrelated, syncPeriod: *syncPeriod, concurrency: *concurrency,
+		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile, memLimit: *memLimit}
+	if err := b.run(ctx); err != nil {
 		fail(err.Error())
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "bench-operator:", msg)
@@ -115,11 +111,25 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, workers int) error {
-	step := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
-	testEnv := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true}
+type bench struct {
+	n, unrelated, concurrency, workers int
+	syncPeriod                         time.Duration
+	managerBin, crdDir, heapProfile    string
+	memLimit                           string
+
+	cfg         *rest.Config
+	client      client.Client
+	clientset   *kubernetes.Clientset
+	metricsAddr string
+	pprofAddr   string
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) run(ctx context.Context) (retErr error) {
+	testEnv := &envtest.Environment{CRDDirectoryPaths: []string{b.crdDir}, ErrorIfCRDPathMissing: true}
 	// envtest's default Service range (a /24) runs out of ClusterIPs before 1000 Services.
 	testEnv.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := testEnv.Start()
@@ -132,115 +142,144 @@ func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, wo
 	scheme := kruntime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(segmentv1alpha1.AddToScheme(scheme))
-	benchClient, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
+	b.cfg = cfg
+	if b.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return err
 	}
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-
-	// The manager's client like in production: ctrl.GetConfigOrDie turns client-side rate limiting
-	// off (QPS -1) and relies on the API server's priority and fairness.
-	mgrCfg := rest.CopyConfig(cfg)
-	mgrCfg.QPS, mgrCfg.Burst = -1, 0
-	mgr, err := ctrl.NewManager(mgrCfg, ctrl.Options{
-		Scheme:  scheme,
-		Cache:   cache.Options{ByObject: controllers.CacheByObject(), SyncPeriod: &syncPeriod},
-		Metrics: metricsserver.Options{BindAddress: "0"},
-	})
-	if err != nil {
-		return err
-	}
-	mgrCtx, stopManager := context.WithCancel(ctx)
-	defer stopManager()
-	opts := controllers.RenderOptions{ReceiverImage: "example.com/segment-webhook-receiver:bench"}
-	if err := controllers.NewSegmentWebhookReconciler(mgr, opts).SetupWithManager(mgrCtx, mgr); err != nil {
+	if b.clientset, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
 
-	runtime.GC()
-	heapBefore := heapInuse()
-	mem := startSampler(100 * time.Millisecond)
-	defer mem.stop()
-	managerDone := make(chan error, 1)
-	go func() { managerDone <- mgr.Start(mgrCtx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("the manager's caches did not sync")
+	start := time.Now()
+	if err := b.createUnrelatedSecrets(ctx); err != nil {
+		return err
 	}
-	step("manager started (caches synced)")
+	step("%d unrelated Secrets created in %s", b.unrelated, time.Since(start).Round(time.Millisecond))
+
+	mgr, err := b.startManager(ctx, testEnv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		mgr.stop()
+		if retErr == nil { // keep the manager's log when the run failed
+			_ = os.RemoveAll(filepath.Dir(mgr.logPath))
+		}
+	}()
+	baseline, _, err := procstat.Memory(mgr.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	step("manager started (pid %d, caches synced, RSS %.1f MiB)", mgr.cmd.Process.Pid, mib(baseline))
 
 	ns := "bench"
-	if err := benchClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	if err := benchClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "collector"},
+	if err := b.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "collector"},
 		StringData: map[string]string{"auth": "Bearer bench"}}); err != nil {
 		return err
 	}
 
-	writesAtStart, err := apiServerWrites(ctx, clientset)
+	countersAtStart, err := b.apiServerRequests(ctx)
 	if err != nil {
 		return err
 	}
-	reconcilesAtStart := reconciles()
-	start := time.Now()
-	if err := createAll(ctx, benchClient, ns, n, workers); err != nil {
+	reconcilesAtStart, err := b.reconciles(ctx, "")
+	if err != nil {
+		return err
+	}
+	// Readiness is watched, not polled: listing thousands of children every second would load the
+	// API server the benchmark measures.
+	watcher, err := client.NewWithWatch(b.cfg, client.Options{Scheme: b.client.Scheme()})
+	if err != nil {
+		return err
+	}
+	applied := map[string]bool{}
+	// watchApplied lists the SegmentWebhooks, then watches them from there; it is called again
+	// when the API server ends the watch.
+	watchApplied := func() (watch.Interface, error) {
+		var list segmentv1alpha1.SegmentWebhookList
+		if err := b.client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			if childrenApplied(&list.Items[i]) {
+				applied[list.Items[i].Name] = true
+			}
+		}
+		return watcher.Watch(ctx, &segmentv1alpha1.SegmentWebhookList{},
+			&client.ListOptions{Namespace: ns, Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	}
+	events, err := watchApplied()
+	if err != nil {
+		return err
+	}
+	defer func() { events.Stop() }()
+	start = time.Now()
+	if err := createAll(ctx, b.client, ns, b.n, b.workers); err != nil {
 		return err
 	}
 	created := time.Since(start)
-	step("%d SegmentWebhooks and Secrets created in %s", n, created.Round(time.Millisecond))
+	step("%d SegmentWebhooks and Secrets created in %s", b.n, created.Round(time.Millisecond))
 
-	poll := 250 * time.Millisecond
-	if n >= 500 {
-		poll = time.Second
-	}
-	var lastReport time.Time
-	for {
-		done, err := countReady(ctx, benchClient, ns, n)
-		if err != nil {
-			return err
-		}
-		if done == n {
-			break
-		}
-		if time.Since(lastReport) > 5*time.Second {
-			step("%d/%d ready (%.0f reconciles, %.0f errors)", done, n, reconciles()-reconcilesAtStart, reconcileErrors())
-			lastReport = time.Now()
-		}
+	cpuAtStart := cpuSeconds(mgr.cmd.Process.Pid)
+	report := time.NewTicker(5 * time.Second)
+	defer report.Stop()
+	for len(applied) < b.n {
 		select {
+		case ev, ok := <-events.ResultChan():
+			if !ok {
+				if events, err = watchApplied(); err != nil {
+					return err
+				}
+				continue
+			}
+			if swh, ok := ev.Object.(*segmentv1alpha1.SegmentWebhook); ok && childrenApplied(swh) {
+				applied[swh.Name] = true
+			}
+		case <-report.C:
+			r, _ := b.reconciles(ctx, "")
+			step("%d/%d ready (%.0f reconciles)", len(applied), b.n, r-reconcilesAtStart)
 		case <-ctx.Done():
-			return fmt.Errorf("only %d of %d SegmentWebhooks ready before the timeout", done, n)
-		case err := <-managerDone:
-			return fmt.Errorf("the manager stopped: %v", err)
-		case <-time.After(poll):
+			return fmt.Errorf("only %d of %d SegmentWebhooks ready before the timeout", len(applied), b.n)
+		case err := <-mgr.done:
+			return fmt.Errorf("the manager stopped: %v (log: %s)", err, mgr.logPath)
 		}
 	}
 	allReady := time.Since(start)
-	reconcilesToReady := reconciles() - reconcilesAtStart
-	writesToReady, err := apiServerWrites(ctx, clientset)
+	cpuToReady := cpuSeconds(mgr.cmd.Process.Pid) - cpuAtStart
+	if done, err := countReady(ctx, b.client, ns, b.n); err != nil || done != b.n {
+		return fmt.Errorf("the status says all children are applied, yet %d of %d SegmentWebhooks have them all (%v)", done, b.n, err)
+	}
+	reconcilesNow, err := b.reconciles(ctx, "")
 	if err != nil {
 		return err
 	}
-	writesToReady.sub(writesAtStart)
+	reconcilesToReady := reconcilesNow - reconcilesAtStart
+	toReady, err := b.apiServerRequests(ctx)
+	if err != nil {
+		return err
+	}
+	toReady.sub(countersAtStart)
+	writesToReady := toReady.writes()
 	delete(writesToReady, "POST segmentwebhooks") // the benchmark's own creates
-	step("all %d ready after %s", n, allReady.Round(time.Millisecond))
+	step("all %d ready after %s", b.n, allReady.Round(time.Millisecond))
 
 	// Let trailing writes settle (status updates, Events), then measure a window in which the
 	// controller reconciles every SegmentWebhook again at least once, with nothing changed.
 	settle := time.Now()
-	prev, err := apiServerWrites(ctx, clientset)
+	prev, err := b.apiServerRequests(ctx)
 	if err != nil {
 		return err
 	}
 	for quietSince := time.Now(); time.Since(quietSince) < 3*time.Second; {
 		time.Sleep(500 * time.Millisecond)
-		cur, err := apiServerWrites(ctx, clientset)
+		cur, err := b.apiServerRequests(ctx)
 		if err != nil {
 			return err
 		}
-		if cur.total() != prev.total() {
+		if cur.writes().total() != prev.writes().total() {
 			quietSince = time.Now()
 		}
 		prev = cur
@@ -251,48 +290,234 @@ func run(ctx context.Context, n int, syncPeriod time.Duration, crdDir string, wo
 	step("writes settled after %s; measuring a no-op resync window", time.Since(settle).Round(time.Millisecond))
 
 	windowStart := time.Now()
-	writesBefore := prev
-	reconcilesBefore := reconciles()
-	errorsBefore := reconcileErrors()
-	for reconciles()-reconcilesBefore < float64(n) {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("fewer than %d reconciles in the no-op window before the timeout", n)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	window := time.Since(windowStart)
-	windowReconciles := reconciles() - reconcilesBefore
-	writesAfter, err := apiServerWrites(ctx, clientset)
+	before := prev
+	reconcilesBefore, err := b.reconciles(ctx, "")
 	if err != nil {
 		return err
 	}
-	writesAfter.sub(writesBefore)
-	windowErrors := reconcileErrors() - errorsBefore
-	mem.stop()
-	_, hwm, _ := procstat.Memory(0)
-
-	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager in-process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
-	fmt.Printf("  SegmentWebhooks (N)                 %d (each with its Secret; children: ConfigMap, Deployment, Service, PDB, Ingress)\n", n)
-	fmt.Printf("  created in                          %s\n", created.Round(time.Millisecond))
-	fmt.Printf("  time until all ready                %s (all children present, observedGeneration current, SecretsResolved=True)\n", allReady.Round(time.Millisecond))
-	fmt.Printf("  reconciles until ready              %.0f (%.1f per SegmentWebhook, %.0f reconciles/s)\n",
-		reconcilesToReady, reconcilesToReady/float64(n), reconcilesToReady/allReady.Seconds())
-	fmt.Printf("  operator API writes until ready     %.0f (%.1f per SegmentWebhook: %s)\n", writesToReady.total(), writesToReady.total()/float64(n), writesToReady)
-	fmt.Printf("  no-op resync window                 %s, %.0f reconciles (%.0f/s, %.0f errors), sync period %s\n",
-		window.Round(time.Millisecond), windowReconciles, windowReconciles/window.Seconds(), windowErrors, syncPeriod)
-	fmt.Printf("  API writes in the no-op window      %.0f %s\n", writesAfter.total(), writesAfter)
-	fmt.Printf("  manager Go heap in use              %.1f MiB before start, %.1f MiB peak (sampled every 100ms)\n", mib(heapBefore), mib(mem.peak()))
-	fmt.Printf("  process VmHWM                       %.1f MiB (manager + benchmark client)\n\n", mib(hwm))
-
-	stopManager()
-	if err := <-managerDone; err != nil {
-		return fmt.Errorf("manager: %w", err)
+	errorsBefore, err := b.reconciles(ctx, "error")
+	if err != nil {
+		return err
 	}
-	if writesAfter.total() != 0 {
-		return fmt.Errorf("%.0f API writes while nothing changed: %s", writesAfter.total(), writesAfter)
+	var windowReconciles float64
+	for windowReconciles < float64(b.n) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fewer than %d reconciles in the no-op window before the timeout", b.n)
+		case <-time.After(100 * time.Millisecond):
+		}
+		r, err := b.reconciles(ctx, "")
+		if err != nil {
+			return err
+		}
+		windowReconciles = r - reconcilesBefore
+	}
+	window := time.Since(windowStart)
+	after, err := b.apiServerRequests(ctx)
+	if err != nil {
+		return err
+	}
+	after.sub(before)
+	windowWrites, windowSecretReads := after.writes(), after.secretReads()
+	errorsAfter, err := b.reconciles(ctx, "error")
+	if err != nil {
+		return err
+	}
+	rss, hwm, err := procstat.Memory(mgr.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	heap, err := b.managerMetric(ctx, "go_memstats_heap_inuse_bytes", nil)
+	if err != nil {
+		return err
+	}
+	if b.heapProfile != "" {
+		if err := b.saveHeapProfile(ctx); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager as its own process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
+	fmt.Printf("  SegmentWebhooks (N)                 %d (each with its Secret; children: ConfigMap, Deployment, Service, PDB, Ingress)\n", b.n)
+	fmt.Printf("  unrelated Secrets in the cluster    %d\n", b.unrelated)
+	if b.memLimit != "" {
+		fmt.Printf("  manager GOMEMLIMIT                  %s\n", b.memLimit)
+	}
+	fmt.Printf("  created in                          %s\n", created.Round(time.Millisecond))
+	fmt.Printf("  time until all ready                %s (status current with every child applied, then all 5 children listed)\n", allReady.Round(time.Millisecond))
+	fmt.Printf("  manager CPU until ready             %.1f s (user+system, /proc/%d/stat)\n", cpuToReady, mgr.cmd.Process.Pid)
+	fmt.Printf("  reconciles until ready              %.0f (%.1f per SegmentWebhook, %.0f reconciles/s)\n",
+		reconcilesToReady, reconcilesToReady/float64(b.n), reconcilesToReady/allReady.Seconds())
+	fmt.Printf("  operator API writes until ready     %.0f (%.1f per SegmentWebhook: %s)\n", writesToReady.total(), writesToReady.total()/float64(b.n), writesToReady)
+	fmt.Printf("  Secret reads until ready            %.0f %s\n", toReady.secretReads().total(), toReady.secretReads())
+	fmt.Printf("  no-op resync window                 %s, %.0f reconciles (%.0f/s, %.0f errors), sync period %s\n",
+		window.Round(time.Millisecond), windowReconciles, windowReconciles/window.Seconds(), errorsAfter-errorsBefore, b.syncPeriod)
+	fmt.Printf("  API writes in the no-op window      %.0f %s\n", windowWrites.total(), windowWrites)
+	fmt.Printf("  Secret reads in the no-op window    %.0f %s\n", windowSecretReads.total(), windowSecretReads)
+	fmt.Printf("  manager RSS (/proc/%d/status)   %.1f MiB with the unrelated Secrets only, %.1f MiB at the end, %.1f MiB peak (VmHWM)\n",
+		mgr.cmd.Process.Pid, mib(baseline), mib(rss), mib(hwm))
+	fmt.Printf("  manager Go heap in use              %.1f MiB at the end\n\n", mib(heap))
+
+	if windowWrites.total() != 0 || windowSecretReads.total() != 0 {
+		return fmt.Errorf("%.0f API writes and %.0f Secret reads while nothing changed", windowWrites.total(), windowSecretReads.total())
 	}
 	return nil
+}
+
+// createUnrelatedSecrets fills a namespace with Secrets no SegmentWebhook references, each
+// carrying a kubectl last-applied annotation like Secrets applied with kubectl do.
+func (b *bench) createUnrelatedSecrets(ctx context.Context) error {
+	if b.unrelated == 0 {
+		return nil
+	}
+	ns := "unrelated"
+	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	value := strings.Repeat("x", 512)
+	return parallel(ctx, b.unrelated, 32, func(i int) error {
+		name := fmt.Sprintf("app-%05d", i)
+		return b.client.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name},
+				Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"token":"` + value + `"}}`}},
+			StringData: map[string]string{"token": value},
+		})
+	})
+}
+
+type managerProcess struct {
+	cmd     *exec.Cmd
+	done    chan error
+	logPath string
+}
+
+func (m *managerProcess) stop() {
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.done
+	}
+}
+
+// startManager runs bin/manager against envtest with a kubeconfig of its own, plain-HTTP metrics
+// on loopback (to count reconciles), and waits until it is ready (caches synced).
+func (b *bench) startManager(ctx context.Context, testEnv *envtest.Environment) (*managerProcess, error) {
+	user, err := testEnv.AddUser(envtest.User{Name: "segment-webhook-operator", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench-operator-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	metricsPort, probePort, pprofPort, err := freePorts()
+	if err != nil {
+		return nil, err
+	}
+	b.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	args := []string{
+		"--receiver-image=example.com/segment-webhook-receiver:bench",
+		"--metrics-bind-address=" + b.metricsAddr, "--metrics-secure=false",
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort),
+		"--sync-period=" + b.syncPeriod.String(),
+	}
+	if b.heapProfile != "" {
+		b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", pprofPort)
+		args = append(args, "--pprof-bind-address="+b.pprofAddr)
+	}
+	if b.concurrency > 0 {
+		args = append(args, fmt.Sprintf("--max-concurrent-reconciles=%d", b.concurrency))
+	}
+	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(b.managerBin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"))
+	if b.memLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+b.memLimit)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s (make build): %w", b.managerBin, err)
+	}
+	m := &managerProcess{cmd: cmd, done: make(chan error, 1), logPath: logFile.Name()}
+	go func() { m.done <- cmd.Wait(); logFile.Close() }()
+	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)
+	for {
+		if resp, err := http.Get(ready); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				// readyz answers before the informers have listed; the first reconcile metric
+				// series appears once the controller has started, after its caches synced.
+				if _, err := b.reconciles(ctx, ""); err == nil {
+					return m, nil
+				}
+			}
+		}
+		select {
+		case err := <-m.done:
+			return nil, fmt.Errorf("the manager exited: %v (log: %s)", err, m.logPath)
+		case <-ctx.Done():
+			m.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// cpuSeconds is a process's user+system CPU time, from /proc/<pid>/stat (clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100
+}
+
+func freePorts() (int, int, int, error) {
+	var ports []int
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports[0], ports[1], ports[2], nil
+}
+
+func (b *bench) saveHeapProfile(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprofAddr+"/debug/pprof/heap", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(b.heapProfile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 func sample(ns string, i int) (*corev1.Secret, *segmentv1alpha1.SegmentWebhook) {
@@ -330,33 +555,39 @@ func sample(ns string, i int) (*corev1.Secret, *segmentv1alpha1.SegmentWebhook) 
 }
 
 func createAll(ctx context.Context, c client.Client, ns string, n, workers int) error {
+	return parallel(ctx, n, workers, func(i int) error {
+		secret, swh := sample(ns, i)
+		if err := c.Create(ctx, secret); err != nil {
+			return err
+		}
+		return c.Create(ctx, swh)
+	})
+}
+
+// parallel runs do(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, do func(i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
 	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				secret, swh := sample(ns, i)
-				if err := c.Create(ctx, secret); err != nil {
-					errs <- err
-					return
-				}
-				if err := c.Create(ctx, swh); err != nil {
-					errs <- err
-					return
+		g.Go(func() error {
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if err := do(i); err != nil {
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return g.Wait()
+}
+
+// childrenApplied: the status describes the current generation, the Secrets resolved and every
+// child was applied; the receiver now waits for its Deployment to roll out (no kubelet runs here).
+func childrenApplied(swh *segmentv1alpha1.SegmentWebhook) bool {
+	ready := meta.FindStatusCondition(swh.Status.Conditions, segmentv1alpha1.ConditionReady)
+	return swh.Status.ObservedGeneration == swh.Generation && ready != nil &&
+		meta.IsStatusConditionTrue(swh.Status.Conditions, segmentv1alpha1.ConditionSecretsResolved) &&
+		(ready.Reason == segmentv1alpha1.ReasonDeploymentProgressing || ready.Reason == segmentv1alpha1.ReasonReady)
 }
 
 // countReady counts the SegmentWebhooks that have every child and an up-to-date status.
@@ -396,10 +627,10 @@ func countReady(ctx context.Context, c client.Client, ns string, n int) (int, er
 	return min(ready, n), nil
 }
 
-// writes counts API server write requests by "verb resource".
-type writes map[string]float64
+// requests counts API server requests by "verb resource[/subresource]".
+type requests map[string]float64
 
-func (w writes) total() float64 {
+func (w requests) total() float64 {
 	var t float64
 	for _, v := range w {
 		t += v
@@ -407,7 +638,7 @@ func (w writes) total() float64 {
 	return t
 }
 
-func (w writes) sub(o writes) {
+func (w requests) sub(o requests) {
 	for k, v := range o {
 		w[k] -= v
 		if w[k] == 0 {
@@ -416,12 +647,35 @@ func (w writes) sub(o writes) {
 	}
 }
 
-func (w writes) String() string {
-	keys := make([]string, 0, len(w))
-	for k := range w {
-		keys = append(keys, k)
+func (w requests) filter(keep func(verb, resource string) bool) requests {
+	out := requests{}
+	for k, v := range w {
+		verb, resource, _ := strings.Cut(k, " ")
+		resource, _, _ = strings.Cut(resource, "/")
+		if keep(verb, resource) {
+			out[k] = v
+		}
 	}
-	sort.Strings(keys)
+	return out
+}
+
+// writes are the write requests to what the operator writes: its children, its status, Events.
+func (w requests) writes() requests {
+	return w.filter(func(verb, resource string) bool {
+		return slices.Contains([]string{"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}, verb) &&
+			slices.Contains(writtenByOperator, resource)
+	})
+}
+
+// secretReads are the GETs and LISTs of Secrets (the manager's one watch is not a read).
+func (w requests) secretReads() requests {
+	return w.filter(func(verb, resource string) bool {
+		return resource == "secrets" && (verb == "GET" || verb == "LIST")
+	})
+}
+
+func (w requests) String() string {
+	keys := slices.Sorted(maps.Keys(w))
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s=%.0f", k, w[k]))
@@ -433,10 +687,11 @@ func (w writes) String() string {
 var writtenByOperator = []string{"configmaps", "deployments", "services", "ingresses", "horizontalpodautoscalers",
 	"poddisruptionbudgets", "segmentwebhooks", "events"}
 
-// apiServerWrites reads the API server's own request counter, so every write by any client counts.
-// The benchmark itself writes only before the measurements it takes.
-func apiServerWrites(ctx context.Context, cs *kubernetes.Clientset) (writes, error) {
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+// apiServerRequests reads the API server's own request counter, so every request by any client
+// counts. The benchmark itself writes only before the measurements it takes, and reads Secrets
+// never; its own polling lists only children and SegmentWebhooks.
+func (b *bench) apiServerRequests(ctx context.Context) (requests, error) {
+	raw, err := b.clientset.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -445,95 +700,60 @@ func apiServerWrites(ctx context.Context, cs *kubernetes.Clientset) (writes, err
 	if err != nil {
 		return nil, err
 	}
-	out := writes{}
+	out := requests{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		if slices.Contains([]string{"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}, labels["verb"]) &&
-			slices.Contains(writtenByOperator, labels["resource"]) {
-			key := labels["verb"] + " " + labels["resource"]
-			if labels["subresource"] != "" {
-				key += "/" + labels["subresource"]
-			}
-			out[key] += m.GetCounter().GetValue()
+		key := labels["verb"] + " " + labels["resource"]
+		if labels["subresource"] != "" {
+			key += "/" + labels["subresource"]
 		}
+		out[key] += m.GetCounter().GetValue()
 	}
 	return out, nil
 }
 
-func reconcileCounter(result string) float64 {
-	families, err := ctrlmetrics.Registry.Gather()
+// reconciles reads controller_runtime_reconcile_total of the SegmentWebhook controller from the
+// manager's metrics endpoint, for one result ("" sums all).
+func (b *bench) reconciles(ctx context.Context, result string) (float64, error) {
+	return b.managerMetric(ctx, "controller_runtime_reconcile_total", func(labels map[string]string) bool {
+		return labels["controller"] == "segmentwebhook" && (result == "" || labels["result"] == result)
+	})
+}
+
+// managerMetric sums the series of one metric of the manager whose labels match (nil: all).
+func (b *bench) managerMetric(ctx context.Context, name string, match func(labels map[string]string) bool) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.metricsAddr+"/metrics", nil)
 	if err != nil {
-		return 0
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	family, ok := families[name]
+	if !ok {
+		return 0, fmt.Errorf("the manager has no %s yet", name)
 	}
 	var total float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
+	for _, m := range family.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
 		}
-	series:
-		for _, m := range f.GetMetric() {
-			ours := false
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "segmentwebhook" {
-					ours = true
-				}
-				if result != "" && l.GetName() == "result" && l.GetValue() != result {
-					continue series
-				}
-			}
-			if ours {
-				total += m.GetCounter().GetValue()
-			}
+		if match == nil || match(labels) {
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	return total
+	return total, nil
 }
-
-func reconciles() float64      { return reconcileCounter("") }
-func reconcileErrors() float64 { return reconcileCounter("error") }
-
-func heapInuse() uint64 {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
-}
-
-type sampler struct {
-	max  atomic.Uint64
-	done chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
-}
-
-func startSampler(every time.Duration) *sampler {
-	s := &sampler{done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			if h := heapInuse(); h > s.max.Load() {
-				s.max.Store(h)
-			}
-			select {
-			case <-s.done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *sampler) stop() {
-	s.once.Do(func() { close(s.done) })
-	s.wg.Wait()
-}
-
-func (s *sampler) peak() uint64 { return s.max.Load() }
 
 func mib[T uint64 | int64 | float64](b T) float64 { return float64(b) / (1 << 20) }
