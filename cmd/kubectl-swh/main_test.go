@@ -333,13 +333,16 @@ func TestSendHMAC(t *testing.T) {
 		t.Errorf("warehouse has %d events, want 1 + 3 + 3", got)
 	}
 
-	// The same URL without the path gets the webhook path; the in-cluster status.url needs a
-	// port-forward from here, and the plugin says so.
+	// Without an Ingress there is no status.url: the plugin uses the in-cluster status.address,
+	// which needs a port-forward from here, and says so.
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		err := k8sClient.Get(ctx, client.ObjectKeyFromObject(swh), swh)
-		return err == nil && swh.Status.URL != "", err
+		return err == nil && swh.Status.Address != nil, err
 	}); err != nil {
-		t.Fatalf("no status.url: %v", err)
+		t.Fatalf("no status.address: %v", err)
+	}
+	if swh.Status.URL != "" {
+		t.Errorf("status.url %q for a receiver reachable only inside the cluster", swh.Status.URL)
 	}
 	out, err = kubectlSWH(t, "send", "events", "-n", ns)
 	if err == nil {

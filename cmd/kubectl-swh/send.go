@@ -193,22 +193,29 @@ func secretValue(ctx context.Context, cl client.Client, ns string, ref segmentv1
 	return []byte(text), nil
 }
 
-// webhookPath is the path the receiver serves: the Ingress path, else the default.
+// webhookPath is the path the receiver serves: the Ingress or HTTPRoute path, else the default.
 func webhookPath(swh *segmentv1alpha1.SegmentWebhook) string {
-	if swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "" {
+	switch {
+	case swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "":
 		return swh.Spec.Ingress.Path
+	case swh.Spec.Gateway != nil && swh.Spec.Gateway.Path != "":
+		return swh.Spec.Gateway.Path
 	}
 	return config.DefaultPath
 }
 
 func targetURL(swh *segmentv1alpha1.SegmentWebhook, flag string) (string, error) {
 	if flag == "" {
-		if swh.Status.URL == "" {
-			return "", fmt.Errorf("SegmentWebhook %s has no status.url yet (is the operator running? kubectl swh status %s); "+
-				"pass --url, for example with kubectl -n %s port-forward svc/%s-receiver 8080:%d and --url http://127.0.0.1:8080",
-				swh.Name, swh.Name, swh.Namespace, swh.Name, servicePort(swh))
+		// The public URL, else the in-cluster one (reachable from here only through a port-forward).
+		if swh.Status.URL != "" {
+			return swh.Status.URL, nil
 		}
-		return swh.Status.URL, nil
+		if swh.Status.Address != nil && swh.Status.Address.URL != "" {
+			return swh.Status.Address.URL, nil
+		}
+		return "", fmt.Errorf("SegmentWebhook %s has no status.url or status.address yet (is the operator running? kubectl swh status %s); "+
+			"pass --url, for example with kubectl -n %s port-forward svc/%s-receiver 8080:%d and --url http://127.0.0.1:8080",
+			swh.Name, swh.Name, swh.Namespace, swh.Name, servicePort(swh))
 	}
 	u, err := url.Parse(flag)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -203,9 +203,12 @@ func ptrOr(p *int32, def int32) int32 {
 // destinationSettings are the values to enter in Segment, with batching advice from limits.
 func destinationSettings(swh *segmentv1alpha1.SegmentWebhook) [][2]string {
 	spec := swh.Spec
-	out := [][2]string{{"Webhook URL", orDefault(swh.Status.URL, "(no status.url yet)")}}
-	if spec.Ingress == nil && swh.Status.URL != "" {
-		out = append(out, [2]string{"", "an in-cluster URL: Segment needs spec.ingress (or a LoadBalancer Service) with TLS"})
+	out := [][2]string{{"Webhook URL", orDefault(swh.Status.URL, "(none yet)")}}
+	if swh.Status.URL == "" {
+		if swh.Status.Address != nil {
+			out = append(out, [2]string{"", "reachable only inside the cluster, at " + swh.Status.Address.URL})
+		}
+		out = append(out, [2]string{"", "Segment needs spec.ingress, spec.gateway or a LoadBalancer Service, with TLS"})
 	}
 	out = append(out, [2]string{"Method", "POST (PUT and PATCH work too)"})
 	switch spec.Authentication.Mode {
