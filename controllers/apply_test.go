@@ -139,7 +139,7 @@ var _ = Describe("Exact apply", func() {
 		Eventually(func(g Gomega) {
 			got := &segmentv1alpha1.SegmentWebhook{}
 			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
-			g.Expect(got.Status.URL).To(Equal("http://segment.example.com/webhook"))
+			g.Expect(got.Status.URL).To(Equal("http://" + sampleHost(swh.Namespace) + "/webhook"))
 		}).Should(Succeed())
 	})
 

@@ -117,6 +117,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctr
 		return nil, err
 	}
 	r := NewSegmentWebhookReconciler(mgr, opts.Render)
+	r.namespaces = cacheOpts.DefaultNamespaces
 	if opts.MaxConcurrentReconciles > 0 {
 		r.MaxConcurrentReconciles = opts.MaxConcurrentReconciles
 	}

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -81,8 +82,10 @@ type SegmentWebhookReconciler struct {
 
 	secrets  *secretKeys
 	verified *verifiedIntents
-	// gatewayAPI is set when the cluster serves HTTPRoute (see ownGateway).
+	// gatewayAPI is set when the cluster serves HTTPRoute.
 	gatewayAPI bool
+	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.
+	namespaces map[string]cache.Config
 }
 
 // +kubebuilder:rbac:groups=segment.webhook-operator.io,resources=segmentwebhooks,verbs=get;list;watch

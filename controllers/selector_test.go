@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
@@ -36,7 +37,11 @@ var _ = Describe("A receiver Deployment from a release that selected by app.kube
 	ctx := context.Background()
 
 	It("keeps its immutable selector, and the Service and PDB keep selecting its pods", func() {
+		// The earlier release's Deployment is owned by the SegmentWebhook; suspending it lets the
+		// test put that Deployment in place before the operator looks.
 		_, swh := sampleWithSecrets(ctx)
+		swh.Spec.Suspend = true
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		legacy := map[string]string{"app.kubernetes.io/name": "segment-webhook-receiver", "app.kubernetes.io/instance": swh.Name}
 		old := &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Namespace: swh.Namespace, Name: ChildName(swh), Labels: maps.Clone(legacy)},
@@ -50,8 +55,11 @@ var _ = Describe("A receiver Deployment from a release that selected by app.kube
 			},
 		}
 		old.Labels["app.kubernetes.io/managed-by"] = "segment-webhook-operator" // in the operator's cache
+		Expect(controllerutil.SetControllerReference(swh, old, k8sClient.Scheme())).To(Succeed())
 		Expect(k8sClient.Create(ctx, old)).To(Succeed())
-		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Expect(k8sClient.Get(ctx, key(swh), swh)).To(Succeed())
+		swh.Spec.Suspend = false
+		Expect(k8sClient.Update(ctx, swh)).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			dep := &appsv1.Deployment{}

@@ -91,7 +91,7 @@ var _ = Describe("kstatus", func() {
 		setDeploymentStatus(ctx, swh, availableStatus)
 		Eventually(kstatusOf(ctx, swh)).Should(Equal(status.CurrentStatus))
 		Expect(readyCondition(ctx, swh)()).To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonReady))
-		Expect(readyCondition(ctx, swh)().Message).To(Equal("the receiver is serving at https://segment.example.com/webhook"))
+		Expect(readyCondition(ctx, swh)().Message).To(Equal("the receiver is serving at https://" + sampleHost(swh.Namespace) + "/webhook"))
 
 		// A new generation the Deployment controller has not seen yet is a rollout in progress.
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {

@@ -172,8 +172,11 @@ func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr c
 		}); err != nil {
 		return nil, err
 	}
+	// Only the watched namespaces: in namespace-scoped mode the operator may not list ConfigMaps
+	// cluster-wide.
 	configMaps, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultNamespaces: r.namespaces,
 	})
 	if err != nil {
 		return nil, err
