@@ -208,3 +208,10 @@ func TestFirstElementMatchesDecoder(t *testing.T) {
 		t.Fatalf("firstElement = %q, want %q", got, elems[0])
 	}
 }
+
+// sign is Segment's signature: the HMAC-SHA1 of body with the shared secret.
+func sign(secret, body []byte) []byte {
+	mac := hmac.New(sha1.New, secret)
+	mac.Write(body)
+	return mac.Sum(nil)
+}
