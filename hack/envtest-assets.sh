@@ -21,7 +21,7 @@ ENVTEST_INDEX_TIMEOUT=${ENVTEST_INDEX_TIMEOUT:-20}
 ENVTEST_DOWNLOAD_TIMEOUT=${ENVTEST_DOWNLOAD_TIMEOUT:-600}
 LOCALBIN=${LOCALBIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 # Measured on this project's 2-core machines, cold Go build and module caches (see README).
-SOURCE_BUILD_ESTIMATE="11-20 min on 2 cores"
+SOURCE_BUILD_ESTIMATE="about 9 min on 2 idle cores, 15-30 min when other builds share them"
 
 case "$(uname -s)" in Linux) os=linux ;; Darwin) os=darwin ;; *) os=$(uname -s | tr A-Z a-z) ;; esac
 arch=$(go env GOARCH)

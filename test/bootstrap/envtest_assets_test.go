@@ -234,7 +234,7 @@ func TestFallbackToSourceBuild(t *testing.T) {
 		"reusing kube-apiserver v"+kubeVersion,
 		"building etcd v3.6.16 from the Go module proxy",
 		"1-2 min for etcd",
-		"11-20 min on 2 cores",
+		"about 9 min on 2 idle cores",
 		"source build: "+assetDir(store))
 	refuseLines(t, got.stderr, "building kube-apiserver", "downloading")
 	if v := versionOf(t, filepath.Join(got.dir, "etcd")); !strings.Contains(v, "3.6.16") {
