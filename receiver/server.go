@@ -262,9 +262,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p := acquire(&s.current)
 	if p == nil {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not ready"})
-		s.metrics.requests.WithLabelValues("503").Inc()
+		s.metrics.requests.WithLabelValues(strconv.Itoa(unavailable(w, "not ready"))).Inc()
 		return
 	}
 	defer p.release()
@@ -332,9 +330,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		s.metrics.inFlight.Dec()
 	}()
 	if n > int64(cfg.Limits.MaxInFlight) {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
-		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
-		return http.StatusTooManyRequests, 0, "in-flight limit"
+		return overloaded(w), 0, "in-flight limit"
 	}
 
 	if !p.auth.precheck(r.Header) {
@@ -360,9 +356,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		reserve = r.ContentLength
 	}
 	if !s.bodies.TryAcquire(reserve) {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
-		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
-		return http.StatusTooManyRequests, 0, "buffered bytes limit"
+		return overloaded(w), 0, "buffered bytes limit"
 	}
 	defer s.bodies.Release(reserve)
 	body, err := readBody(w, r, limit)
@@ -404,9 +398,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	// the bodies; at most what the body left, so that a request alone always fits.
 	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
 	if !s.bodies.TryAcquire(decodedCost) {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
-		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
-		return http.StatusTooManyRequests, 0, "buffered bytes limit"
+		return overloaded(w), 0, "buffered bytes limit"
 	}
 	defer s.bodies.Release(decodedCost)
 	for i := range events {
@@ -422,17 +414,13 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	failed, refused := p.deliver(ctx, events, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "delivery failed; retry later"})
-		return http.StatusServiceUnavailable, total, "delivery"
+		return unavailable(w, "delivery failed; retry later"), total, "delivery"
 	}
 	letters := deadLetters(cfg.Source, decoded.invalid, refused)
 	if len(letters) > 0 {
 		sent, ok := p.sendDeadLetters(ctx, letters)
 		if !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead-letter delivery failed; retry later"})
-			return http.StatusServiceUnavailable, total, "dead-letter delivery"
+			return unavailable(w, "dead-letter delivery failed; retry later"), total, "dead-letter delivery"
 		}
 		for _, letter := range sent {
 			s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
@@ -453,6 +441,20 @@ type acceptedBody struct {
 	Accepted     int `json:"accepted"`
 	DeadLettered int `json:"deadLettered,omitempty"`
 	Blocked      int `json:"blocked,omitempty"`
+}
+
+// overloaded answers 429, which Segment retries after its own backoff.
+func overloaded(w http.ResponseWriter) int {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+	writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "overloaded"})
+	return http.StatusTooManyRequests
+}
+
+// unavailable answers 503, which Segment retries for up to four hours.
+func unavailable(w http.ResponseWriter, msg string) int {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: msg})
+	return http.StatusServiceUnavailable
 }
 
 // deliveryTimeout leaves a safety margin of the budget for writing the answer.
