@@ -60,7 +60,7 @@ func ClaimedHosts(swh *segmentv1alpha1.SegmentWebhook) []string {
 	}
 	claims := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		claims = append(claims, h+webhookPath(swh))
+		claims = append(claims, h+swh.Spec.WebhookPath())
 	}
 	return claims
 }
@@ -129,7 +129,7 @@ func (r *SegmentWebhookReconciler) disallowedHost(ctx context.Context, swh *segm
 		}
 	}
 	for _, claim := range ClaimedHosts(swh) {
-		host := strings.TrimSuffix(claim, webhookPath(swh))
+		host := strings.TrimSuffix(claim, swh.Spec.WebhookPath())
 		if !hostAllowed(host, patterns) {
 			return host, value, nil
 		}

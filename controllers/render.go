@@ -94,17 +94,6 @@ func childMeta(swh *segmentv1alpha1.SegmentWebhook) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: ChildName(swh), Namespace: swh.Namespace, Labels: childLabels(swh)}
 }
 
-// webhookPath is the path Segment posts to; it follows the Ingress or HTTPRoute so they agree.
-func webhookPath(swh *segmentv1alpha1.SegmentWebhook) string {
-	if swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "" {
-		return swh.Spec.Ingress.Path
-	}
-	if swh.Spec.Gateway != nil && swh.Spec.Gateway.Path != "" {
-		return swh.Spec.Gateway.Path
-	}
-	return config.DefaultPath
-}
-
 // secretFile is where a referenced Secret key is mounted in the receiver pod.
 func secretFile(ref segmentv1alpha1.SecretKeyRef) string {
 	return path.Join(secretsMountPath, ref.Name, ref.Key)
@@ -115,7 +104,7 @@ func newReceiverConfig(swh *segmentv1alpha1.SegmentWebhook) *config.Config {
 	spec := &swh.Spec
 	c := &config.Config{
 		Source:      "segment-webhook-operator/" + swh.Namespace + "/" + swh.Name,
-		Path:        webhookPath(swh),
+		Path:        swh.Spec.WebhookPath(),
 		Port:        config.DefaultPort,
 		MetricsPort: config.DefaultMetricsPort,
 		Authentication: config.Authentication{
@@ -448,7 +437,7 @@ func newIngress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 				Host: in.Host,
 				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
 					Paths: []networkingv1.HTTPIngressPath{{
-						Path:     webhookPath(swh),
+						Path:     swh.Spec.WebhookPath(),
 						PathType: ptr.To(networkingv1.PathTypeExact),
 						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 							Name: ChildName(swh),
@@ -527,7 +516,7 @@ func publicURL(swh *segmentv1alpha1.SegmentWebhook, svc *corev1.Service) string 
 		if in.TLSSecretName != "" {
 			scheme = "https"
 		}
-		return scheme + "://" + in.Host + webhookPath(swh)
+		return scheme + "://" + in.Host + swh.Spec.WebhookPath()
 	}
 	if svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) == 0 {
 		return ""
@@ -537,12 +526,12 @@ func publicURL(swh *segmentv1alpha1.SegmentWebhook, svc *corev1.Service) string 
 	if host == "" {
 		host = lb.IP
 	}
-	return "http://" + hostPort(host, swh.Spec.Service.Port) + webhookPath(swh)
+	return "http://" + hostPort(host, swh.Spec.Service.Port) + swh.Spec.WebhookPath()
 }
 
 // inClusterURL is the receiver's address through its Service.
 func inClusterURL(swh *segmentv1alpha1.SegmentWebhook) string {
-	return "http://" + hostPort(ChildName(swh)+"."+swh.Namespace+".svc", swh.Spec.Service.Port) + webhookPath(swh)
+	return "http://" + hostPort(ChildName(swh)+"."+swh.Namespace+".svc", swh.Spec.Service.Port) + swh.Spec.WebhookPath()
 }
 
 // hostPort leaves out the default HTTP port.

@@ -45,7 +45,7 @@ func newHTTPRoute(swh *segmentv1alpha1.SegmentWebhook) *gatewayv1.HTTPRoute {
 			Rules: []gatewayv1.HTTPRouteRule{{
 				Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
 					Type:  ptr.To(gatewayv1.PathMatchExact),
-					Value: ptr.To(webhookPath(swh)),
+					Value: ptr.To(swh.Spec.WebhookPath()),
 				}}},
 				BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
 					BackendObjectReference: gatewayv1.BackendObjectReference{
@@ -63,7 +63,7 @@ func newHTTPRoute(swh *segmentv1alpha1.SegmentWebhook) *gatewayv1.HTTPRoute {
 // gatewayURL is the URL Segment posts to through the HTTPRoute. Segment only sends to public
 // HTTPS endpoints, so the Gateway listener is taken to terminate TLS.
 func gatewayURL(swh *segmentv1alpha1.SegmentWebhook) string {
-	return "https://" + string(swh.Spec.Gateway.Hostnames[0]) + webhookPath(swh)
+	return "https://" + string(swh.Spec.Gateway.Hostnames[0]) + swh.Spec.WebhookPath()
 }
 
 // RouteAccepted summarizes the Accepted condition each parent set on the HTTPRoute for the

@@ -19,6 +19,8 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 // SegmentWebhookSpec describes a Segment webhook receiver and where it forwards events.
@@ -747,6 +749,18 @@ type SegmentWebhookList struct {
 
 func init() {
 	SchemeBuilder.Register(&SegmentWebhook{}, &SegmentWebhookList{})
+}
+
+// WebhookPath is the path Segment posts to and the receiver serves: the Ingress's or the
+// HTTPRoute's, so that they always agree, else the receiver's default.
+func (s *SegmentWebhookSpec) WebhookPath() string {
+	switch {
+	case s.Ingress != nil && s.Ingress.Path != "":
+		return s.Ingress.Path
+	case s.Gateway != nil && s.Gateway.Path != "":
+		return s.Gateway.Path
+	}
+	return config.DefaultPath
 }
 
 // SecretNames lists every Secret the spec references, for the Secret watch's field index.

@@ -35,7 +35,6 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
-	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 type sendOptions struct {
@@ -193,17 +192,6 @@ func secretValue(ctx context.Context, cl client.Client, ns string, ref segmentv1
 	return []byte(text), nil
 }
 
-// webhookPath is the path the receiver serves: the Ingress or HTTPRoute path, else the default.
-func webhookPath(swh *segmentv1alpha1.SegmentWebhook) string {
-	switch {
-	case swh.Spec.Ingress != nil && swh.Spec.Ingress.Path != "":
-		return swh.Spec.Ingress.Path
-	case swh.Spec.Gateway != nil && swh.Spec.Gateway.Path != "":
-		return swh.Spec.Gateway.Path
-	}
-	return config.DefaultPath
-}
-
 func targetURL(swh *segmentv1alpha1.SegmentWebhook, flag string) (string, error) {
 	if flag == "" {
 		// The public URL, else the in-cluster one (reachable from here only through a port-forward).
@@ -222,7 +210,7 @@ func targetURL(swh *segmentv1alpha1.SegmentWebhook, flag string) (string, error)
 		return "", fmt.Errorf("--url %q: want an http(s) URL", flag)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = webhookPath(swh)
+		u.Path = swh.Spec.WebhookPath()
 	}
 	return u.String(), nil
 }
@@ -282,7 +270,7 @@ func explain(swh *segmentv1alpha1.SegmentWebhook, req *segmentsend.Request, resp
 		line("Refused as invalid (Segment does not retry 400): the answer names the event index, field and reason.")
 		line("  validation is %s; an Actions mapping that reshapes events needs validation: Lenient.", orDefault(string(swh.Spec.Validation), "Strict"))
 	case resp.Code == http.StatusNotFound:
-		line("Not found: the receiver serves only %s. Check the URL's path (status.url, spec.ingress.path).", webhookPath(swh))
+		line("Not found: the receiver serves only %s. Check the URL's path (status.url, spec.ingress.path).", swh.Spec.WebhookPath())
 	case resp.Code == http.StatusRequestEntityTooLarge:
 		maxBody, maxEvents := limits(swh)
 		line("Too large (Segment does not retry 413): limits.maxBodyBytes=%s, limits.maxEvents=%d.", bytesText(maxBody), maxEvents)
