@@ -34,8 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	autoscalingv2ac "k8s.io/client-go/applyconfigurations/autoscaling/v2"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -84,12 +84,13 @@ const (
 //   - the API server's defaults are not the operator's either, so a no-op reconcile writes nothing.
 type applier struct {
 	client client.Client
-	// reader looks behind the cache, which holds only children labelled as managed, before a
-	// child is created, so an object the operator does not own is never taken over.
+	// reader looks behind the cache, which holds only children labelled as managed and without
+	// their managedFields: before a child is created, so an object the operator does not own is
+	// never taken over, and for the managedFields of a child version not verified yet.
 	reader client.Reader
 	owner  *segmentv1alpha1.SegmentWebhook
-	// verified skips reading managedFields again for a child version already known to hold the
-	// intent: extracting them is the costliest step of a no-op reconcile.
+	// verified skips reading and extracting managedFields for a child version already known to
+	// hold the intent, so a no-op reconcile reads nothing from the API server.
 	verified *verifiedIntents
 }
 
@@ -153,6 +154,10 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 		if a.verified.holds(live, hash) {
 			return resultUnchanged, nil
 		}
+		// The cache holds children without managedFields (they are most of a child's size).
+		if err := a.reader.Get(ctx, key, live); err != nil {
+			return "", err
+		}
 		owned, err := ownedFields(live)
 		if err != nil {
 			return "", err
@@ -165,15 +170,14 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 			return "", err
 		}
 	}
-	applied := &unstructured.Unstructured{Object: intent}
+	// The intent's JSON is the apply patch itself; the answer decodes straight into live.
 	// Forced: the object is this SegmentWebhook's child (checked above), and what another manager
 	// changed in the operator's fields is drift to put back.
-	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(applied),
+	live.SetNamespace(desired.GetNamespace())
+	live.SetName(desired.GetName())
+	if err := a.client.Patch(ctx, live, client.RawPatch(types.ApplyPatchType, raw),
 		client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return "", fmt.Errorf("applying %s %s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetName(), err)
-	}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, live); err != nil {
-		return "", err
 	}
 	// What the operator owns now is its intent: the apply was forced.
 	a.verified.remember(live, hash)
@@ -190,7 +194,11 @@ func (a *applier) unmanaged(ctx context.Context, desired client.Object) (bool, e
 	}
 	found := &metav1.PartialObjectMetadata{}
 	found.SetGroupVersionKind(gvk)
-	switch err := a.reader.Get(ctx, client.ObjectKeyFromObject(desired), found); {
+	// Served from the API server's watch cache (resourceVersion 0) rather than a quorum read from
+	// etcd: the check races with a create by someone else either way, and it runs once for every
+	// child the operator creates.
+	switch err := a.reader.Get(ctx, client.ObjectKeyFromObject(desired), found,
+		&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}); {
 	case apierrors.IsNotFound(err):
 		return false, nil
 	case err != nil:

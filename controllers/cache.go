@@ -53,30 +53,13 @@ func CacheByObject() map[client.Object]cache.ByObject {
 	}
 }
 
-// managedOnly caches only the objects this operator manages, and of them only the operator's own
-// managed fields, which is all the applier reads.
+// managedOnly caches only the objects this operator manages, without their managedFields: the
+// applier reads those from the API server, and only for a child version it has not verified.
 func managedOnly() cache.ByObject {
 	return cache.ByObject{
 		Label:     labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "segment-webhook-operator"}),
-		Transform: keepOwnManagedFields,
+		Transform: cache.TransformStripManagedFields(),
 	}
-}
-
-// keepOwnManagedFields drops the managedFields entries of other field managers (the controllers
-// that write a child's status, for one), which the operator never reads.
-func keepOwnManagedFields(obj any) (any, error) {
-	o, ok := obj.(metav1.Object)
-	if !ok {
-		return obj, nil
-	}
-	own := o.GetManagedFields()[:0]
-	for _, f := range o.GetManagedFields() {
-		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
-			own = append(own, f)
-		}
-	}
-	o.SetManagedFields(own)
-	return obj, nil
 }
 
 // trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold

@@ -73,7 +73,8 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 type SegmentWebhookReconciler struct {
 	client.Client
 	// APIReader reads what the cache does not hold: a referenced Secret when its resourceVersion
-	// changed, and an object that holds a child's name without the operator's label.
+	// changed, an object that holds a child's name without the operator's label, and the
+	// managedFields of a child version the applier has not verified.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Options   RenderOptions
@@ -269,7 +270,7 @@ func (r *SegmentWebhookReconciler) childTypes() []client.Object {
 func (r *SegmentWebhookReconciler) requestsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	var list segmentv1alpha1.SegmentWebhookList
 	if err := r.List(ctx, &list, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{SecretNameIndex: secret.GetName()}); err != nil {
+		client.MatchingFields{SecretNameIndex: secret.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a Secret", "secret", secret.GetName())
 		return nil
 	}
@@ -307,7 +308,9 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		}
 		b = b.Owns(obj, builder.WithPredicates(childChanged))
 	}
-	return b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata).
+	// A Secret's resync changes nothing: every SegmentWebhook's own resync checks its Secrets.
+	return b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata,
+		builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		WatchesRawSource(planSource).
 		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),

@@ -9,32 +9,44 @@ import (
 	"strings"
 )
 
-// Memory returns the resident set size and its high-water mark, in bytes, of process pid
-// (0 for this process).
-func Memory(pid int) (rss, hwm uint64, err error) {
+// Status holds the memory figures of /proc/<pid>/status, in bytes.
+type Status struct {
+	// RSS is the resident set (VmRSS) and HWM its high-water mark (VmHWM).
+	RSS, HWM uint64
+	// Anon is the resident anonymous memory (RssAnon: heap, stacks), File the resident
+	// file-backed memory (RssFile: the binary's pages).
+	Anon, File uint64
+}
+
+// Read returns the memory figures of process pid (0 for this process).
+func Read(pid int) (Status, error) {
 	path := "/proc/self/status"
 	if pid != 0 {
 		path = fmt.Sprintf("/proc/%d/status", pid)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0, err
+		return Status{}, err
 	}
+	var s Status
+	fields := map[string]*uint64{"VmRSS": &s.RSS, "VmHWM": &s.HWM, "RssAnon": &s.Anon, "RssFile": &s.File}
 	for _, line := range strings.Split(string(b), "\n") {
 		field, value, ok := strings.Cut(line, ":")
-		if !ok {
+		if !ok || fields[field] == nil {
 			continue
 		}
 		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
 		if err != nil {
-			continue
+			return Status{}, fmt.Errorf("%s: %s: %w", path, field, err)
 		}
-		switch field {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			hwm = kb << 10
-		}
+		*fields[field] = kb << 10
 	}
-	return rss, hwm, nil
+	return s, nil
+}
+
+// Memory returns the resident set size and its high-water mark, in bytes, of process pid
+// (0 for this process).
+func Memory(pid int) (rss, hwm uint64, err error) {
+	s, err := Read(pid)
+	return s.RSS, s.HWM, err
 }

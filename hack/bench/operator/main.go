@@ -77,6 +77,7 @@ func main() {
 	concurrency := flag.Int("max-concurrent-reconciles", 0, "the manager's --max-concurrent-reconciles; 0 keeps its default")
 	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT of the manager (such as 96MiB), as a Deployment would set from its memory limit; empty leaves the Go default")
 	heapProfile := flag.String("heap-profile", "", "save the manager's heap profile (pprof) here at the end")
+	apiServerProfile := flag.String("apiserver-cpu-profile", "", "save a CPU profile (pprof) of the kube-apiserver, taken over the first 20 s after the creates start, here")
 	manager := flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	crdDir := flag.String("crd-dir", filepath.Join("config", "crd", "bases"), "directory of the CRD manifests")
@@ -93,7 +94,8 @@ func main() {
 	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 	b := bench{n: *n, unrelated: *unrelated, syncPeriod: *syncPeriod, concurrency: *concurrency,
-		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile, memLimit: *memLimit}
+		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile, memLimit: *memLimit,
+		apiServerProfile: *apiServerProfile}
 	if err := b.run(ctx); err != nil {
 		fail(err.Error())
 	}
@@ -115,6 +117,7 @@ type bench struct {
 	n, unrelated, concurrency, workers int
 	syncPeriod                         time.Duration
 	managerBin, crdDir, heapProfile    string
+	apiServerProfile                   string
 	memLimit                           string
 
 	cfg         *rest.Config
@@ -216,6 +219,12 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 		return err
 	}
 	defer func() { events.Stop() }()
+	profiled := make(chan error, 1)
+	if b.apiServerProfile != "" {
+		go func() { profiled <- b.saveAPIServerProfile(ctx, 20*time.Second) }()
+	} else {
+		profiled <- nil
+	}
 	start = time.Now()
 	if err := createAll(ctx, b.client, ns, b.n, b.workers); err != nil {
 		return err
@@ -323,18 +332,24 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	if err != nil {
 		return err
 	}
-	rss, hwm, err := procstat.Memory(mgr.cmd.Process.Pid)
+	mem, err := procstat.Read(mgr.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	heap, err := b.managerMetric(ctx, "go_memstats_heap_inuse_bytes", nil)
-	if err != nil {
-		return err
+	goMemory := map[string]float64{}
+	for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_next_gc_bytes",
+		"go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_sys_bytes"} {
+		if goMemory[name], err = b.managerMetric(ctx, name, nil); err != nil {
+			return err
+		}
 	}
 	if b.heapProfile != "" {
 		if err := b.saveHeapProfile(ctx); err != nil {
 			return err
 		}
+	}
+	if err := <-profiled; err != nil {
+		return fmt.Errorf("profiling the kube-apiserver: %w", err)
 	}
 
 	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager as its own process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
@@ -355,8 +370,11 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	fmt.Printf("  API writes in the no-op window      %.0f %s\n", windowWrites.total(), windowWrites)
 	fmt.Printf("  Secret reads in the no-op window    %.0f %s\n", windowSecretReads.total(), windowSecretReads)
 	fmt.Printf("  manager RSS (/proc/%d/status)   %.1f MiB with the unrelated Secrets only, %.1f MiB at the end, %.1f MiB peak (VmHWM)\n",
-		mgr.cmd.Process.Pid, mib(baseline), mib(rss), mib(hwm))
-	fmt.Printf("  manager Go heap in use              %.1f MiB at the end\n\n", mib(heap))
+		mgr.cmd.Process.Pid, mib(baseline), mib(mem.RSS), mib(mem.HWM))
+	fmt.Printf("  manager resident set at the end     %.1f MiB anonymous (Go heap, stacks, runtime), %.1f MiB file-backed (the binary)\n", mib(mem.Anon), mib(mem.File))
+	fmt.Printf("  manager Go memory at the end        heap %.1f MiB allocated, %.1f MiB in use, next GC at %.1f MiB; %.1f MiB idle of which %.1f MiB returned to the OS; %.1f MiB obtained from the OS\n\n",
+		mib(goMemory["go_memstats_heap_alloc_bytes"]), mib(goMemory["go_memstats_heap_inuse_bytes"]), mib(goMemory["go_memstats_next_gc_bytes"]),
+		mib(goMemory["go_memstats_heap_idle_bytes"]), mib(goMemory["go_memstats_heap_released_bytes"]), mib(goMemory["go_memstats_sys_bytes"]))
 
 	if windowWrites.total() != 0 || windowSecretReads.total() != 0 {
 		return fmt.Errorf("%.0f API writes and %.0f Secret reads while nothing changed", windowWrites.total(), windowSecretReads.total())
@@ -518,6 +536,16 @@ func (b *bench) saveHeapProfile(ctx context.Context) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
+}
+
+// saveAPIServerProfile takes a CPU profile of the kube-apiserver from its /debug/pprof endpoint.
+func (b *bench) saveAPIServerProfile(ctx context.Context, d time.Duration) error {
+	raw, err := b.clientset.RESTClient().Get().AbsPath("/debug/pprof/profile").
+		Param("seconds", strconv.Itoa(int(d.Seconds()))).Timeout(d + time.Minute).DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(b.apiServerProfile, raw, 0o644)
 }
 
 func sample(ns string, i int) (*corev1.Secret, *segmentv1alpha1.SegmentWebhook) {
