@@ -53,13 +53,31 @@ func CacheByObject() map[client.Object]cache.ByObject {
 	}
 }
 
-// managedOnly caches only the objects this operator manages, without their managedFields: the
-// applier reads those from the API server, and only for a child version it has not verified.
+// managedOnly caches only the objects this operator manages, without what it never reads from the
+// cache (dropUnread).
 func managedOnly() cache.ByObject {
 	return cache.ByObject{
 		Label:     labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "segment-webhook-operator"}),
-		Transform: cache.TransformStripManagedFields(),
+		Transform: dropUnread,
 	}
+}
+
+// dropUnread strips most of a child's size: its managedFields, which the applier reads from the
+// API server only for a child version it has not verified yet, a Deployment's pod template and a
+// ConfigMap's data. From the cache the operator reads a child's metadata, a Deployment's selector,
+// replicas and status, and a Service; changes to the rest show as a new generation or (for a
+// ConfigMap) a new resourceVersion.
+func dropUnread(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *corev1.ConfigMap:
+		o.Data, o.BinaryData = nil, nil
+	}
+	return obj, nil
 }
 
 // trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold

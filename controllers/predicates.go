@@ -57,7 +57,9 @@ var childChanged = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { re
 		return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.Spec) ||
 			!equality.Semantic.DeepEqual(o.(*corev1.Service).Status.LoadBalancer, n.Status.LoadBalancer)
 	case *corev1.ConfigMap:
-		return !maps.Equal(o.(*corev1.ConfigMap).Data, n.Data)
+		// The cache drops a ConfigMap's data (dropUnread); a ConfigMap has no status, so any
+		// update is a change of it.
+		return o.GetResourceVersion() != n.GetResourceVersion()
 	}
 	return false
 }}

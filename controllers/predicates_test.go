@@ -37,6 +37,8 @@ func TestChildChangedIgnoresStatusNoise(t *testing.T) {
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
 	pdb := newPodDisruptionBudget(swh)
 	svc := newService(swh)
+	cm := newConfigMap(swh, []byte("{}"))
+	cm.ResourceVersion = "7"
 
 	cases := []struct {
 		name   string
@@ -60,6 +62,9 @@ func TestChildChangedIgnoresStatusNoise(t *testing.T) {
 		}, true},
 		{"Service spec", svc, func(o client.Object) { o.(*corev1.Service).Spec.Type = corev1.ServiceTypeNodePort }, true},
 		{"resync", pdb, func(client.Object) {}, false},
+		// The cache holds ConfigMaps without their data: a new version is a change.
+		{"ConfigMap edited", cm, func(o client.Object) { o.SetResourceVersion("8") }, true},
+		{"ConfigMap resync", cm, func(client.Object) {}, false},
 	}
 	for _, c := range cases {
 		updated := c.old.DeepCopyObject().(client.Object)
@@ -73,6 +78,29 @@ func TestChildChangedIgnoresStatusNoise(t *testing.T) {
 	}
 	if !childChanged.Delete(event.DeleteEvent{Object: dep}) {
 		t.Error("a deleted child must be put back")
+	}
+}
+
+func TestCacheDropsWhatIsNotRead(t *testing.T) {
+	swh := defaultedWebhook()
+	dep := newDeployment(swh, RenderOptions{ReceiverImage: "img"}, "h")
+	dep.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: FieldOwner}}
+	dep.Spec.Replicas = ptr.To(int32(3))
+	dep.Status.AvailableReplicas = 2
+	cm := newConfigMap(swh, []byte("{}"))
+	if _, err := dropUnread(dep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dropUnread(cm); err != nil {
+		t.Fatal(err)
+	}
+	if dep.ManagedFields != nil || len(dep.Spec.Template.Spec.Containers) != 0 || cm.Data != nil {
+		t.Errorf("kept what the operator does not read from the cache: managedFields %v, containers %d, data %v",
+			dep.ManagedFields, len(dep.Spec.Template.Spec.Containers), cm.Data)
+	}
+	if dep.Spec.Selector == nil || ptr.Deref(dep.Spec.Replicas, 0) != 3 || dep.Status.AvailableReplicas != 2 || dep.Labels == nil {
+		t.Errorf("dropped what the operator reads: selector %v, replicas %v, status %+v, labels %v",
+			dep.Spec.Selector, dep.Spec.Replicas, dep.Status, dep.Labels)
 	}
 }
 
