@@ -20,6 +20,7 @@ package main
 import (
 	"flag"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,7 +29,17 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 )
 
+// defaultGCPercent replaces Go's default GOGC of 100 unless GOGC is set. The manager's heap is
+// mostly its informer cache, which lives as long as the process, and a controller allocates
+// little between events; collecting at 1.5 times the live heap instead of twice keeps the
+// resident set about a quarter smaller for a little more GC work while events arrive
+// (make bench-operator). Prometheus ships GOGC=75 by default for the same reason.
+const defaultGCPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	var (
 		opts       controllers.ManagerOptions
 		namespaces string

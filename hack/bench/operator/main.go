@@ -76,8 +76,7 @@ func main() {
 	syncPeriod := flag.Duration("sync-period", 10*time.Second, "the manager's --sync-period: every SegmentWebhook is reconciled again this often")
 	concurrency := flag.Int("max-concurrent-reconciles", 0, "the manager's --max-concurrent-reconciles; 0 keeps its default")
 	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT of the manager (such as 96MiB), as a Deployment would set from its memory limit; empty leaves the Go default")
-	heapProfile := flag.String("heap-profile", "", "save the manager's heap profile (pprof) here at the end")
-	apiServerProfile := flag.String("apiserver-cpu-profile", "", "save a CPU profile (pprof) of the kube-apiserver, taken over the first 20 s after the creates start, here")
+	profileDir := flag.String("profile-dir", "", "save pprof profiles here: CPU of the manager and the kube-apiserver over the first 20 s after the creates start, and the manager's heap at the end")
 	manager := flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	crdDir := flag.String("crd-dir", filepath.Join("config", "crd", "bases"), "directory of the CRD manifests")
@@ -94,8 +93,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 	b := bench{n: *n, unrelated: *unrelated, syncPeriod: *syncPeriod, concurrency: *concurrency,
-		managerBin: *manager, crdDir: *crdDir, workers: *workers, heapProfile: *heapProfile, memLimit: *memLimit,
-		apiServerProfile: *apiServerProfile}
+		managerBin: *manager, crdDir: *crdDir, workers: *workers, profileDir: *profileDir, memLimit: *memLimit}
 	if err := b.run(ctx); err != nil {
 		fail(err.Error())
 	}
@@ -116,8 +114,7 @@ func envInt(name string, def int) int {
 type bench struct {
 	n, unrelated, concurrency, workers int
 	syncPeriod                         time.Duration
-	managerBin, crdDir, heapProfile    string
-	apiServerProfile                   string
+	managerBin, crdDir, profileDir     string
 	memLimit                           string
 
 	cfg         *rest.Config
@@ -219,11 +216,15 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 		return err
 	}
 	defer func() { events.Stop() }()
-	profiled := make(chan error, 1)
-	if b.apiServerProfile != "" {
-		go func() { profiled <- b.saveAPIServerProfile(ctx, 20*time.Second) }()
-	} else {
-		profiled <- nil
+	var profiling errgroup.Group
+	if b.profileDir != "" {
+		profiling.Go(func() error {
+			return b.saveProfile(ctx, b.clientset.RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(profileSeconds)), "kube-apiserver-cpu.pprof")
+		})
+		profiling.Go(func() error {
+			return b.saveProfile(ctx, b.managerPprof().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(profileSeconds)),
+				"manager-cpu.pprof")
+		})
 	}
 	start = time.Now()
 	if err := createAll(ctx, b.client, ns, b.n, b.workers); err != nil {
@@ -343,13 +344,13 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 			return err
 		}
 	}
-	if b.heapProfile != "" {
-		if err := b.saveHeapProfile(ctx); err != nil {
-			return err
-		}
+	if err := profiling.Wait(); err != nil {
+		return fmt.Errorf("profiling: %w", err)
 	}
-	if err := <-profiled; err != nil {
-		return fmt.Errorf("profiling the kube-apiserver: %w", err)
+	if b.profileDir != "" {
+		if err := b.saveProfile(ctx, b.managerPprof().AbsPath("/debug/pprof/heap"), "manager-heap.pprof"); err != nil {
+			return fmt.Errorf("profiling: %w", err)
+		}
 	}
 
 	fmt.Printf("\nOperator scale benchmark (envtest kube-apiserver + etcd, manager as its own process, %d cores, %s)\n", runtime.NumCPU(), runtime.Version())
@@ -448,7 +449,7 @@ func (b *bench) startManager(ctx context.Context, testEnv *envtest.Environment) 
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort),
 		"--sync-period=" + b.syncPeriod.String(),
 	}
-	if b.heapProfile != "" {
+	if b.profileDir != "" {
 		b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", pprofPort)
 		args = append(args, "--pprof-bind-address="+b.pprofAddr)
 	}
@@ -519,34 +520,27 @@ func freePorts() (int, int, int, error) {
 	return ports[0], ports[1], ports[2], nil
 }
 
-func (b *bench) saveHeapProfile(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprofAddr+"/debug/pprof/heap", nil)
+// managerPprof is a REST client of the manager's net/http/pprof endpoint.
+func (b *bench) managerPprof() *rest.Request {
+	c, err := rest.RESTClientFor(&rest.Config{Host: "http://" + b.pprofAddr, ContentConfig: rest.ContentConfig{
+		GroupVersion: &corev1.SchemeGroupVersion, NegotiatedSerializer: clientgoscheme.Codecs.WithoutConversion()}})
 	if err != nil {
-		return err
+		panic(err) // the config is static
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(b.heapProfile)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return c.Get()
 }
 
-// saveAPIServerProfile takes a CPU profile of the kube-apiserver from its /debug/pprof endpoint.
-func (b *bench) saveAPIServerProfile(ctx context.Context, d time.Duration) error {
-	raw, err := b.clientset.RESTClient().Get().AbsPath("/debug/pprof/profile").
-		Param("seconds", strconv.Itoa(int(d.Seconds()))).Timeout(d + time.Minute).DoRaw(ctx)
+// saveProfile saves the pprof profile req answers into the profile directory.
+func (b *bench) saveProfile(ctx context.Context, req *rest.Request, name string) error {
+	raw, err := req.Timeout(time.Minute + profileSeconds*time.Second).DoRaw(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	return os.WriteFile(b.apiServerProfile, raw, 0o644)
+	return os.WriteFile(filepath.Join(b.profileDir, name), raw, 0o644)
 }
+
+// profileSeconds is how long CPU profiles last.
+const profileSeconds = 20
 
 func sample(ns string, i int) (*corev1.Secret, *segmentv1alpha1.SegmentWebhook) {
 	name := fmt.Sprintf("events-%04d", i)
