@@ -48,7 +48,7 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
 		&networkingv1.NetworkPolicy{}:            managed,
-		secretMeta:                               {Transform: trimSecretMetadata},
+		secretMeta:                               {Transform: trimMetadata},
 		&segmentv1alpha1.SegmentWebhook{}:        {Transform: cache.TransformStripManagedFields()},
 	}
 }
@@ -80,9 +80,10 @@ func dropUnread(obj any) (any, error) {
 	return obj, nil
 }
 
-// trimSecretMetadata keeps what the operator reads of a Secret; labels, annotations (which may hold
-// a kubectl last-applied-configuration with the data) and managedFields are dropped.
-func trimSecretMetadata(obj any) (any, error) {
+// trimMetadata keeps what the operator reads of a user's Secret or ConfigMap, which is whether and
+// when it changed; labels, annotations (which may hold a kubectl last-applied-configuration with
+// the data) and managedFields are dropped.
+func trimMetadata(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -160,8 +161,9 @@ func withTrackingPlan(cm *corev1.ConfigMap, docs trackingPlanDocs) *corev1.Confi
 // trackingPlanSource watches the metadata of every ConfigMap (any change bumps the
 // resourceVersion) and enqueues the SegmentWebhooks whose plan it holds, found by a field index.
 // It has a cache of its own: the manager's ConfigMap cache holds only the operator's children (see
-// CacheByObject), and a plan is the user's ConfigMap. Metadata only, without managedFields, keeps
-// that cache small; the plan's data is read past any cache when reconciling.
+// CacheByObject), and a plan is the user's ConfigMap. Metadata trimmed to name and resourceVersion
+// keeps that cache small; the plan's data is read past any cache when reconciling. Resyncs change
+// nothing: every SegmentWebhook's own resync reads its plan again.
 func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr ctrl.Manager) (source.Source, error) {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, TrackingPlanConfigMapIndex,
 		func(o client.Object) []string {
@@ -175,7 +177,7 @@ func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr c
 	// Only the watched namespaces: in namespace-scoped mode the operator may not list ConfigMaps
 	// cluster-wide.
 	configMaps, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: cache.TransformStripManagedFields(),
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: trimMetadata,
 		DefaultNamespaces: r.namespaces,
 	})
 	if err != nil {
@@ -189,14 +191,14 @@ func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr c
 	return source.Kind(configMaps, configMap, handler.TypedEnqueueRequestsFromMapFunc(
 		func(ctx context.Context, cm *metav1.PartialObjectMetadata) []reconcile.Request {
 			return r.requestsForTrackingPlan(ctx, cm)
-		})), nil
+		}), predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}), nil
 }
 
 // requestsForTrackingPlan enqueues the SegmentWebhooks whose plan a ConfigMap holds.
 func (r *SegmentWebhookReconciler) requestsForTrackingPlan(ctx context.Context, cm client.Object) []reconcile.Request {
 	var list segmentv1alpha1.SegmentWebhookList
 	if err := r.List(ctx, &list, client.InNamespace(cm.GetNamespace()),
-		client.MatchingFields{TrackingPlanConfigMapIndex: cm.GetName()}); err != nil {
+		client.MatchingFields{TrackingPlanConfigMapIndex: cm.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a tracking plan ConfigMap", "configMap", cm.GetName())
 		return nil
 	}
