@@ -154,7 +154,7 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 		if a.verified.holds(live, hash) {
 			return resultUnchanged, nil
 		}
-		// The cache holds children without managedFields (they are most of a child's size).
+		// The cache holds children without their managedFields and bulk (dropUnread).
 		if err := a.reader.Get(ctx, key, live); err != nil {
 			return "", err
 		}
