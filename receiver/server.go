@@ -284,10 +284,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the common 200 at Info: skip building the attributes
 	}
 	// Never log bodies or headers: they carry user data and credentials.
-	if s.log.Enabled(r.Context(), level) { // spares the arguments' allocations on every request
-		s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
-			"events", events, "reason", reason, "duration", time.Since(start).String(), "remote", r.RemoteAddr)
-	}
+	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
+		"events", events, "reason", reason, "duration", time.Since(start).String(), "remote", r.RemoteAddr)
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, ok bool) {
