@@ -29,8 +29,9 @@ func (m *dedupeMemory) add(id string) { m.ids.put(id, time.Now().UnixNano()) }
 type acceptedIDs struct {
 	mu    sync.Mutex
 	seeds [2]maphash.Seed
+	size  int
 	at    map[idDigest]slotTime
-	ring  []idDigest // insertion order; ring[next] is the oldest once the ring is full
+	ring  []idDigest // insertion order; grows to size, then ring[next] is the oldest
 	next  int
 }
 
@@ -46,8 +47,8 @@ type slotTime struct {
 func newAcceptedIDs(size int) *acceptedIDs {
 	return &acceptedIDs{
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		at:    make(map[idDigest]slotTime, size),
-		ring:  make([]idDigest, 0, size),
+		size:  size,
+		at:    map[idDigest]slotTime{}, // grows with use: most targets never see size ids
 	}
 }
 
@@ -72,7 +73,7 @@ func (a *acceptedIDs) put(id string, at int64) {
 
 // insert adds d at the newest place, evicting the oldest id when the ring is full.
 func (a *acceptedIDs) insert(d idDigest, at int64) {
-	if len(a.ring) < cap(a.ring) {
+	if len(a.ring) < a.size {
 		a.ring = append(a.ring, d)
 		a.at[d] = slotTime{at: at, slot: len(a.ring) - 1}
 		return
@@ -89,12 +90,11 @@ func (a *acceptedIDs) insert(d idDigest, at int64) {
 func (a *acceptedIDs) resize(size int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if size == cap(a.ring) {
+	if size == a.size {
 		return
 	}
 	ring, next, entries := a.ring, a.next, a.at
-	a.at = make(map[idDigest]slotTime, size)
-	a.ring, a.next = make([]idDigest, 0, size), 0
+	a.size, a.at, a.ring, a.next = size, map[idDigest]slotTime{}, nil, 0
 	for i := range ring {
 		slot := (next + i) % len(ring)
 		if e, ok := entries[ring[slot]]; ok && e.slot == slot {
