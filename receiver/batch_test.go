@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -229,6 +230,7 @@ type deadLetterEnvelope struct {
 	Index     int             `json:"index"`
 	MessageID string          `json:"messageId"`
 	Source    string          `json:"source"`
+	Encoding  string          `json:"encoding"`
 	Event     json.RawMessage `json:"event"`
 }
 
@@ -345,6 +347,112 @@ func TestDeadLetterTarget(t *testing.T) {
 	})
 }
 
+// A body that cannot be split into events would get a 400, which Segment does not retry; with a
+// dead-letter target it goes there whole, once authenticated.
+func TestMalformedBodyDeadLettered(t *testing.T) {
+	setup := func(t *testing.T) (*harness, *sink, *sink) {
+		target, dlq := newSink(t), newSink(t)
+		secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+		cfg := testConfig(secretVol, httpTargetTo("orders", target))
+		cfg.Limits.MaxBodyBytes = 1024
+		cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL + "/dlq"}}
+		return startHarness(t, secretVol, cfg), target, dlq
+	}
+
+	for _, tc := range []struct {
+		name, body, encoding string
+	}{
+		{"truncated JSON", `{"type":"track","event":"Order Completed","userId":"u-1",`, "base64"},
+		{"truncated batch", batch(track("m-1")) + `,{"type":`, "base64"},
+		{"trailing data", track("m-2") + " garbage", "base64"},
+		{"invalid UTF-8 outside JSON", "ÿþ not JSON", "base64"},
+		{"a JSON string", `"not an event"`, ""},
+		{"an empty batch", `[]`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, target, dlq := setup(t)
+			resp := h.post(tc.body)
+			if resp.code != 200 || strings.TrimSpace(resp.body) != `{"accepted":0,"deadLettered":1}` {
+				t.Fatalf("got %d %s", resp.code, resp.body)
+			}
+			letters := envelopes(t, dlq)
+			if len(letters) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(letters))
+			}
+			e := letters[0]
+			if e.Reason != ReasonMalformed || e.Index != -1 || e.Error == "" || e.Source != "team-a/checkout" || e.Encoding != tc.encoding {
+				t.Fatalf("envelope %+v", e)
+			}
+			got := []byte(e.Event)
+			if tc.encoding == "base64" {
+				var encoded string
+				if err := json.Unmarshal(e.Event, &encoded); err != nil {
+					t.Fatalf("event is not a JSON string: %s", e.Event)
+				}
+				var err error
+				if got, err = base64.StdEncoding.DecodeString(encoded); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if string(got) != tc.body {
+				t.Fatalf("dead-lettered %q, want the body %q", got, tc.body)
+			}
+			if len(target.all()) != 0 {
+				t.Fatal("part of a malformed body reached the target")
+			}
+			if got := h.metric("segment_receiver_dead_lettered_events_total", "reason", ReasonMalformed); got != 1 {
+				t.Fatalf("dead-letter metric %v, want 1", got)
+			}
+		})
+	}
+
+	t.Run("unauthenticated: refused, never dead-lettered", func(t *testing.T) {
+		h, _, dlq := setup(t)
+		body := `{"type":"track",`
+		for name, headers := range map[string]map[string]string{
+			"wrong secret": {SignatureHeader: hmacHex("wrong-secret", body)},
+			"unsigned":     {SignatureHeader: ""},
+		} {
+			if resp := h.do(http.MethodPost, body, headers); resp.code != 401 {
+				t.Fatalf("%s: got %d %s, want 401", name, resp.code, resp.body)
+			}
+		}
+		// Signed over element 0 as Segment signs a batch, but element 0 cannot be read.
+		if resp := h.do(http.MethodPost, "["+body, map[string]string{SignatureHeader: hmacHex(testSecret, body)}); resp.code != 401 {
+			t.Fatalf("unreadable element 0: got %d %s, want 401", resp.code, resp.body)
+		}
+		if len(dlq.all()) != 0 {
+			t.Fatal("an unauthenticated body reached the dead-letter target")
+		}
+	})
+
+	t.Run("the dead-letter target down", func(t *testing.T) {
+		h, _, dlq := setup(t)
+		dlq.status.Store(http.StatusServiceUnavailable)
+		resp := h.post(`{"type":`)
+		if resp.code != 503 || resp.header.Get("Retry-After") == "" {
+			t.Fatalf("got %d %s, want 503 with Retry-After", resp.code, resp.body)
+		}
+		if len(dlq.all()) == 0 {
+			t.Fatal("the dead-letter target was not tried")
+		}
+		if got := h.metric("segment_receiver_dead_lettered_events_total", "reason", ReasonMalformed); got != 0 {
+			t.Fatalf("dead-letter metric %v, want 0: nothing was dead-lettered", got)
+		}
+	})
+
+	t.Run("over the size limit: still 413", func(t *testing.T) {
+		h, _, dlq := setup(t)
+		resp := h.post(`{"type":"` + strings.Repeat("x", 2048))
+		if resp.code != 413 {
+			t.Fatalf("got %d %s, want 413", resp.code, resp.body)
+		}
+		if len(dlq.all()) != 0 {
+			t.Fatal("a body over the limit was dead-lettered")
+		}
+	})
+}
+
 // Without a dead-letter target, today's answers stay: an invalid event refuses the whole request
 // with 400 naming it, and a permanent refusal answers 503.
 func TestWithoutDeadLetterTarget(t *testing.T) {
@@ -357,6 +465,9 @@ func TestWithoutDeadLetterTarget(t *testing.T) {
 	}
 	if len(target.all()) != 0 {
 		t.Fatal("part of a refused request was delivered")
+	}
+	if resp := h.post(`{"type":"track",`); resp.code != 400 || !strings.Contains(resp.body, "malformed JSON") {
+		t.Fatalf("malformed body: got %d %s, want 400", resp.code, resp.body)
 	}
 	target.status.Store(http.StatusBadRequest)
 	if resp := h.post(track("w-2")); resp.code != 503 {

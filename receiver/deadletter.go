@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,9 @@ const (
 	ReasonRefused = "refused"
 	// ReasonTrackingPlan: the event broke the tracking plan, and onViolation is DeadLetter.
 	ReasonTrackingPlan = "tracking-plan"
+	// ReasonMalformed: the whole body could not be split into events (not JSON, not an object
+	// or an array of objects); Segment would not retry the 400.
+	ReasonMalformed = "malformed"
 )
 
 // DeadLetterType is the type of a dead-letter envelope: the NATS {type} token, the Kafka
@@ -42,6 +46,9 @@ type deadLetter struct {
 	Source    string `json:"source"`
 	// Violations say where (JSON pointer) and how (schema keyword) the event broke the plan.
 	Violations []trackingplan.Violation `json:"violations,omitempty"`
+	// Encoding is "base64" when event is a JSON string holding the base64 of the bytes received
+	// (a malformed body that is not valid JSON), absent when event holds them as they came.
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // envelope wraps raw as a dead letter. Its messageId is derived from what it holds, so Segment's
@@ -71,6 +78,21 @@ func (d deadLetter) envelope(raw []byte) Event {
 		MessageID:  "swh-dl-" + hex.EncodeToString(h.Sum(nil)[:16]),
 		Attributes: attrs,
 	}
+}
+
+// malformedLetter wraps a whole body that cannot be split into events. Its event is the body
+// itself when that is valid JSON (such as an empty array), else the body in base64, so that no
+// byte is lost and the envelope stays valid JSON.
+func malformedLetter(source string, body []byte, verr *validationError) Event {
+	d := deadLetter{Reason: ReasonMalformed, Error: verr.Reason, Index: -1, Source: source}
+	if json.Valid(body) {
+		return d.envelope(body)
+	}
+	d.Encoding = "base64"
+	encoded := make([]byte, 0, base64.StdEncoding.EncodedLen(len(body))+2)
+	encoded = append(encoded, '"')
+	encoded = base64.StdEncoding.AppendEncode(encoded, body)
+	return d.envelope(append(encoded, '"'))
 }
 
 // deadLetters wraps the invalid events and the refused ones.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -365,59 +364,4 @@ func (r *route) send(ctx context.Context, events []Event) []error {
 			"transient", transient, "abandonedAtDeadline", abandoned, "attempts", attempts, "error", firstErr)
 	}
 	return outcomes
-}
-
-// dedupeMemory remembers the messageIds a target accepted, and when, so a Segment retry is not
-// sent again to a target that has the event. It is a plain LRU: entries older than the window
-// count as absent and age out as newer ones arrive, so no background goroutine is needed.
-type dedupeMemory struct {
-	ids    *lru.Cache[string, int64] // messageId -> accepted at (Unix nanoseconds)
-	window time.Duration
-}
-
-func (m *dedupeMemory) has(id string) bool {
-	at, ok := m.ids.Peek(id)
-	return ok && time.Since(time.Unix(0, at)) < m.window
-}
-
-func (m *dedupeMemory) add(id string) { m.ids.Add(id, time.Now().UnixNano()) }
-
-// dedupeStore keeps each target's memory across reloads, keyed by target identity (name and
-// destination), so a reload does not make Segment's retries re-send to targets that already have
-// the events.
-type dedupeStore struct {
-	mu         sync.Mutex
-	byIdentity map[string]*lru.Cache[string, int64]
-}
-
-func newDedupeStore() *dedupeStore {
-	return &dedupeStore{byIdentity: map[string]*lru.Cache[string, int64]{}}
-}
-
-func (d *dedupeStore) forTarget(identity string, size int, window time.Duration) *dedupeMemory {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ids := d.byIdentity[identity]
-	if ids == nil {
-		ids, _ = lru.New[string, int64](size) // size is validated to be positive
-		d.byIdentity[identity] = ids
-	} else {
-		ids.Resize(size)
-	}
-	return &dedupeMemory{ids: ids, window: window}
-}
-
-// retain forgets the memories of targets that are no longer configured.
-func (d *dedupeStore) retain(identities []string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	keep := map[string]bool{}
-	for _, id := range identities {
-		keep[id] = true
-	}
-	for id := range d.byIdentity {
-		if !keep[id] {
-			delete(d.byIdentity, id)
-		}
-	}
 }

@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,5 +80,50 @@ func TestDedupeMemoryFollowsTargetIdentity(t *testing.T) {
 	store.retain([]string{targetIdentity(moved)})
 	if len(store.byIdentity) != 1 || store.forTarget(targetIdentity(primary), 10, time.Hour).has("m-1") {
 		t.Fatal("the memory of a removed target was kept")
+	}
+}
+
+// The memory holds the newest dedupeSize ids: the oldest goes first, an id added again counts
+// from its new place, and a reload that resizes keeps the newest that fit.
+func TestAcceptedIDsKeepsTheNewest(t *testing.T) {
+	ids := newAcceptedIDs(3)
+	held := func(want ...string) {
+		t.Helper()
+		var got []string
+		for i := range 8 {
+			if _, ok := ids.get(fmt.Sprint("m-", i)); ok {
+				got = append(got, fmt.Sprint("m-", i))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("holds %v, want %v", got, want)
+		}
+	}
+	for i := range 3 {
+		ids.put(fmt.Sprint("m-", i), int64(i))
+	}
+	held("m-0", "m-1", "m-2")
+	ids.put("m-3", 3)
+	held("m-1", "m-2", "m-3")
+	ids.put("m-2", 4) // added again: now the newest (m-1, the oldest, goes); its old place is stale
+	if at, _ := ids.get("m-2"); at != 4 {
+		t.Fatalf("m-2 accepted at %d, want 4", at)
+	}
+	held("m-2", "m-3")
+	ids.put("m-4", 5) // takes m-2's stale place, which must not evict m-2
+	held("m-2", "m-3", "m-4")
+	ids.put("m-5", 6)
+	held("m-2", "m-4", "m-5")
+
+	ids.resize(2)
+	held("m-4", "m-5")
+	ids.resize(4)
+	held("m-4", "m-5")
+	for _, id := range []string{"m-6", "m-7", "m-0"} {
+		ids.put(id, 7)
+	}
+	held("m-0", "m-5", "m-6", "m-7")
+	if len(ids.at) != 4 {
+		t.Fatalf("%d entries for 4 places", len(ids.at))
 	}
 }

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -141,6 +142,41 @@ func FuzzDropField(f *testing.F) {
 		}
 		if !changed && !bytes.Equal(out, obj) {
 			t.Fatal("unchanged output differs from the input")
+		}
+	})
+}
+
+// Whatever the body, its malformed dead letter is valid JSON and gives back the body's bytes
+// (a JSON value as received, but for the whitespace around it).
+func FuzzMalformedLetter(f *testing.F) {
+	for _, b := range fuzzBodies {
+		f.Add([]byte(b))
+	}
+	f.Add([]byte("\xff{\"a\":"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		letter := malformedLetter("team-a/checkout", body, invalid(-1, "", "malformed JSON"))
+		var e struct {
+			Reason, Encoding string
+			Index            int
+			Event            json.RawMessage
+		}
+		if err := json.Unmarshal(letter.Raw, &e); err != nil {
+			t.Fatalf("envelope %q is not JSON: %v", letter.Raw, err)
+		}
+		want, got := bytes.Trim(body, jsonSpace), []byte(e.Event)
+		if e.Encoding == "base64" {
+			var encoded string
+			if err := json.Unmarshal(e.Event, &encoded); err != nil {
+				t.Fatalf("base64 event %s is not a string", e.Event)
+			}
+			want, got = body, nil
+			var err error
+			if got, err = base64.StdEncoding.DecodeString(encoded); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e.Reason != ReasonMalformed || e.Index != -1 || !bytes.Equal(got, want) {
+			t.Fatalf("envelope %s holds %q, want %q", letter.Raw, got, want)
 		}
 	})
 }

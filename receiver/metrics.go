@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"target"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "dead_lettered_events_total",
-			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation) or refused (a required target refused them for good).",
+			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation), refused (a required target refused them for good), tracking-plan (broke the tracking plan) or malformed (a whole body that holds no usable event).",
 		}, []string{"reason"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "config_reloads_total",
@@ -110,6 +110,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.deadLettered.WithLabelValues(ReasonInvalid)
 	m.deadLettered.WithLabelValues(ReasonRefused)
 	m.deadLettered.WithLabelValues(ReasonTrackingPlan)
+	m.deadLettered.WithLabelValues(ReasonMalformed)
 	return m
 }
 

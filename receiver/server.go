@@ -284,10 +284,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the common 200 at Info: skip building the attributes
 	}
 	// Never log bodies or headers: they carry user data and credentials.
-	if s.log.Enabled(r.Context(), level) { // spares the arguments' allocations on every request
-		s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
-			"events", events, "reason", reason, "duration", time.Since(start).String(), "remote", r.RemoteAddr)
-	}
+	s.log.Log(r.Context(), level, "webhook request", "method", r.Method, "code", code,
+		"events", events, "reason", reason, "duration", time.Since(start).String(), "remote", r.RemoteAddr)
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, ok bool) {
@@ -377,6 +375,11 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return http.StatusUnauthorized, 0, "signature"
 	}
 	decoded, verr := scanner.finish()
+	if verr != nil && verr.Status == http.StatusBadRequest && p.deadLetter != nil {
+		// Segment does not retry a 400: a body that cannot be split into events goes to the
+		// dead-letter target whole instead.
+		return s.deadLetterMalformed(w, r, p, malformedLetter(cfg.Source, body, verr), start, reserve)
+	}
 	if verr == nil && len(decoded.invalid) > 0 && p.deadLetter == nil {
 		// Without a dead-letter target an invalid event refuses the whole request, so that
 		// nothing is half-delivered; Segment does not retry a 400, so the batch is dropped.
@@ -407,9 +410,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	blocked := p.plan.enforce(&decoded)
 	events = decoded.events
 
-	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
-	// what is accepted before the deadline is remembered and spares targets on the retry.
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
+	ctx, cancel := deliveryContext(r, cfg, start)
 	defer cancel()
 	failed, refused := p.deliver(ctx, events, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
@@ -417,17 +418,49 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return unavailable(w, "delivery failed; retry later"), total, "delivery"
 	}
 	letters := deadLetters(cfg.Source, decoded.invalid, refused)
-	if len(letters) > 0 {
-		sent, ok := p.sendDeadLetters(ctx, letters)
-		if !ok {
-			return unavailable(w, "dead-letter delivery failed; retry later"), total, "dead-letter delivery"
-		}
-		for _, letter := range sent {
-			s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
-		}
+	if len(letters) > 0 && !s.sendDeadLetters(ctx, p, letters) {
+		return unavailable(w, "dead-letter delivery failed; retry later"), total, "dead-letter delivery"
 	}
-	writeJSON(w, http.StatusOK, acceptedBody{Accepted: total, DeadLettered: len(letters), Blocked: blocked})
+	acceptedBody{Accepted: total, DeadLettered: len(letters), Blocked: blocked}.write(w)
 	return http.StatusOK, total, ""
+}
+
+// deliveryContext bounds a request's deliveries. The budget runs from the request's arrival.
+// Deliveries do not stop when Segment hangs up: what is accepted before the deadline is
+// remembered and spares targets on the retry.
+func deliveryContext(r *http.Request, cfg *config.Config, start time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
+}
+
+// sendDeadLetters sends letters to the dead-letter target and counts them by reason; false when
+// the target does not have them all.
+func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Event) bool {
+	sent, ok := p.sendDeadLetters(ctx, letters)
+	if !ok {
+		return false
+	}
+	for _, letter := range sent {
+		s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
+	}
+	return true
+}
+
+// deadLetterMalformed sends an authenticated body that holds no usable event to the dead-letter
+// target, and answers 200 with no event accepted, or 503 when the dead-letter target fails.
+func (s *Server) deadLetterMalformed(w http.ResponseWriter, r *http.Request, p *pipeline, letter Event, start time.Time, reserve int64) (int, int, string) {
+	// The envelope holds a copy of the body, counted like decoded events.
+	cost := min(int64(len(letter.Raw)), s.bodyBudget-reserve)
+	if !s.bodies.TryAcquire(cost) {
+		return overloaded(w), 0, "buffered bytes limit"
+	}
+	defer s.bodies.Release(cost)
+	ctx, cancel := deliveryContext(r, p.cfg, start)
+	defer cancel()
+	if !s.sendDeadLetters(ctx, p, []Event{letter}) {
+		return unavailable(w, "dead-letter delivery failed; retry later"), 0, "dead-letter delivery"
+	}
+	acceptedBody{DeadLettered: 1}.write(w)
+	return http.StatusOK, 0, "malformed body dead-lettered"
 }
 
 // eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
@@ -441,6 +474,23 @@ type acceptedBody struct {
 	Accepted     int `json:"accepted"`
 	DeadLettered int `json:"deadLettered,omitempty"`
 	Blocked      int `json:"blocked,omitempty"`
+}
+
+// write answers 200 with the body as writeJSON would encode it, appended by hand: it is the
+// answer to nearly every request, and reflection costs allocations each time.
+func (a acceptedBody) write(w http.ResponseWriter) {
+	var buf [64]byte
+	b := append(buf[:0], `{"accepted":`...)
+	b = strconv.AppendInt(b, int64(a.Accepted), 10)
+	if a.DeadLettered != 0 {
+		b = strconv.AppendInt(append(b, `,"deadLettered":`...), int64(a.DeadLettered), 10)
+	}
+	if a.Blocked != 0 {
+		b = strconv.AppendInt(append(b, `,"blocked":`...), int64(a.Blocked), 10)
+	}
+	setJSONHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, "}\n"...))
 }
 
 // overloaded answers 429, which Segment retries after its own backoff.
@@ -497,8 +547,19 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	setJSONHeaders(w.Header())
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// The values of the headers of every JSON answer, shared (net/http only reads them; Set and Add
+// on a header replace or copy its slice).
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
+func setJSONHeaders(h http.Header) {
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
 }

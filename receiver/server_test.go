@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -680,5 +681,18 @@ func TestSecretOnlyRotation(t *testing.T) {
 	h.secret = testSecret
 	if resp := h.post(track("m-3")); resp.code != 401 {
 		t.Fatalf("the replaced secret still works: %d", resp.code)
+	}
+}
+
+// The accepted answer is appended by hand; it must be what encoding/json makes of acceptedBody.
+func TestAcceptedBodyMatchesEncodingJSON(t *testing.T) {
+	for _, a := range []acceptedBody{{}, {Accepted: 1}, {Accepted: 4000, DeadLettered: 3}, {Accepted: 12, Blocked: 2},
+		{Accepted: 7, DeadLettered: 1, Blocked: 5}, {DeadLettered: 1}} {
+		want, got := httptest.NewRecorder(), httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, a)
+		a.write(got)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+			t.Errorf("%+v: got %d %v %q, want %d %v %q", a, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
 	}
 }
