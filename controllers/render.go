@@ -351,8 +351,9 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string, mo
 }
 
 // memoryLimitEnv sets GOMEMLIMIT to the container's memory limit (downward API), so the Go
-// runtime collects garbage harder as the heap nears the limit instead of being OOM-killed. Without
-// a memory limit there is nothing to follow.
+// runtime collects garbage harder as the heap nears the limit instead of being OOM-killed, and,
+// with that bound in place, GOGC to receiverGCPercent. Without a memory limit there is nothing
+// to follow, and Go's defaults stay.
 func memoryLimitEnv(resources corev1.ResourceRequirements) []corev1.EnvVar {
 	if _, ok := resources.Limits[corev1.ResourceMemory]; !ok {
 		return nil
@@ -364,8 +365,14 @@ func memoryLimitEnv(resources corev1.ResourceRequirements) []corev1.EnvVar {
 			Resource:      "limits.memory",
 			Divisor:       resource.MustParse("1"),
 		}},
-	}}
+	}, {Name: "GOGC", Value: strconv.Itoa(receiverGCPercent)}}
 }
+
+// receiverGCPercent lets a receiver's heap grow to three times its live size between collections
+// instead of two. Its live heap is small (config, pools, the messageId memory) and every request
+// leaves garbage, so collections are frequent: fewer of them cost about a sixth less CPU per
+// single-event request (make bench-receiver), and GOMEMLIMIT still bounds the heap.
+const receiverGCPercent = 200
 
 func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }
 

@@ -128,11 +128,15 @@ func TestReceiverConfigRendersBatchSignatureAndDeadLetter(t *testing.T) {
 	}
 }
 
-// GOMEMLIMIT follows the container's memory limit through the downward API.
+// GOMEMLIMIT follows the container's memory limit through the downward API; under that bound
+// GOGC is raised.
 func TestDeploymentSetsGOMEMLIMITFromTheMemoryLimit(t *testing.T) {
 	swh := defaultedWebhook()
 	c := newDeployment(swh, RenderOptions{ReceiverImage: "receiver:dev"}, "hash").Spec.Template.Spec.Containers[0]
-	if len(c.Env) != 1 || c.Env[0].Name != "GOMEMLIMIT" || c.Env[0].ValueFrom == nil ||
+	if len(c.Env) != 2 || c.Env[1] != (corev1.EnvVar{Name: "GOGC", Value: "200"}) {
+		t.Fatalf("env %+v, want GOMEMLIMIT and GOGC=200", c.Env)
+	}
+	if c.Env[0].Name != "GOMEMLIMIT" || c.Env[0].ValueFrom == nil ||
 		c.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
 		c.Env[0].ValueFrom.ResourceFieldRef.ContainerName != c.Name ||
 		!c.Env[0].ValueFrom.ResourceFieldRef.Divisor.Equal(resource.MustParse("1")) {
@@ -140,7 +144,7 @@ func TestDeploymentSetsGOMEMLIMITFromTheMemoryLimit(t *testing.T) {
 	}
 	swh.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}
 	if env := newDeployment(swh, RenderOptions{ReceiverImage: "receiver:dev"}, "hash").Spec.Template.Spec.Containers[0].Env; env != nil {
-		t.Fatalf("GOMEMLIMIT set without a memory limit: %+v", env)
+		t.Fatalf("GOMEMLIMIT or GOGC set without a memory limit: %+v", env)
 	}
 }
 

@@ -51,6 +51,7 @@ printf 'bench-secret\n' >"$tmp/hmac"
 
 # receiver NAME INDEX TARGET-JSON [MORE-CONFIG]: starts a receiver on ports 20+2*INDEX and
 # 21+2*INDEX; sets receiver_url[NAME] and receiver_pid[NAME]. MORE-CONFIG adds config members.
+# GOMEMLIMIT and GOGC are what the operator's receiver Deployment sets by default (256Mi limit).
 declare -A receiver_url receiver_pid
 receiver() {
   local name=$1 p m
@@ -60,7 +61,7 @@ receiver() {
  "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
  "validation": "Strict", "limits": {}, "delivery": {}, "targets": [$3]${4:-}}
 JSON
-  "$tmp/receiver" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
+  GOMEMLIMIT=256MiB GOGC=200 "$tmp/receiver" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
     --log-level warn --drain-delay 0s 2>>"$tmp/receivers.log" &
   receiver_pid[$name]=$! receiver_url[$name]="http://127.0.0.1:$p/webhook"
   pids+=($!)
