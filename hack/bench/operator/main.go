@@ -275,6 +275,10 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	writesToReady := toReady.writes()
 	delete(writesToReady, "POST segmentwebhooks") // the benchmark's own creates
 	step("all %d ready after %s", b.n, allReady.Round(time.Millisecond))
+	eventReasons, err := b.eventReasons(ctx, ns)
+	if err != nil {
+		return err
+	}
 
 	// Let trailing writes settle (status updates, Events), then measure a window in which the
 	// controller reconciles every SegmentWebhook again at least once, with nothing changed.
@@ -365,6 +369,7 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 	fmt.Printf("  reconciles until ready              %.0f (%.1f per SegmentWebhook, %.0f reconciles/s)\n",
 		reconcilesToReady, reconcilesToReady/float64(b.n), reconcilesToReady/allReady.Seconds())
 	fmt.Printf("  operator API writes until ready     %.0f (%.1f per SegmentWebhook: %s)\n", writesToReady.total(), writesToReady.total()/float64(b.n), writesToReady)
+	fmt.Printf("  Events recorded until ready         %s\n", eventReasons)
 	fmt.Printf("  Secret reads until ready            %.0f %s\n", toReady.secretReads().total(), toReady.secretReads())
 	fmt.Printf("  no-op resync window                 %s, %.0f reconciles (%.0f/s, %.0f errors), sync period %s\n",
 		window.Round(time.Millisecond), windowReconciles, windowReconciles/window.Seconds(), errorsAfter-errorsBefore, b.syncPeriod)
@@ -492,6 +497,19 @@ func (b *bench) startManager(ctx context.Context, testEnv *envtest.Environment) 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// eventReasons counts the Events in namespace ns by type and reason.
+func (b *bench) eventReasons(ctx context.Context, ns string) (counts, error) {
+	list, err := b.clientset.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := counts{}
+	for _, e := range list.Items {
+		out[e.Type+" "+e.Reason]++
+	}
+	return out, nil
 }
 
 // cpuSeconds is a process's user+system CPU time, from /proc/<pid>/stat (clock ticks of 1/100 s).
@@ -649,10 +667,11 @@ func countReady(ctx context.Context, c client.Client, ns string, n int) (int, er
 	return min(ready, n), nil
 }
 
-// requests counts API server requests by "verb resource[/subresource]".
-type requests map[string]float64
+// counts tallies by key: API server requests by "verb resource[/subresource]", Events by
+// "type reason".
+type counts map[string]float64
 
-func (w requests) total() float64 {
+func (w counts) total() float64 {
 	var t float64
 	for _, v := range w {
 		t += v
@@ -660,7 +679,7 @@ func (w requests) total() float64 {
 	return t
 }
 
-func (w requests) sub(o requests) {
+func (w counts) sub(o counts) {
 	for k, v := range o {
 		w[k] -= v
 		if w[k] == 0 {
@@ -669,8 +688,8 @@ func (w requests) sub(o requests) {
 	}
 }
 
-func (w requests) filter(keep func(verb, resource string) bool) requests {
-	out := requests{}
+func (w counts) filter(keep func(verb, resource string) bool) counts {
+	out := counts{}
 	for k, v := range w {
 		verb, resource, _ := strings.Cut(k, " ")
 		resource, _, _ = strings.Cut(resource, "/")
@@ -682,7 +701,7 @@ func (w requests) filter(keep func(verb, resource string) bool) requests {
 }
 
 // writes are the write requests to what the operator writes: its children, its status, Events.
-func (w requests) writes() requests {
+func (w counts) writes() counts {
 	return w.filter(func(verb, resource string) bool {
 		return slices.Contains([]string{"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}, verb) &&
 			slices.Contains(writtenByOperator, resource)
@@ -690,13 +709,13 @@ func (w requests) writes() requests {
 }
 
 // secretReads are the GETs and LISTs of Secrets (the manager's one watch is not a read).
-func (w requests) secretReads() requests {
+func (w counts) secretReads() counts {
 	return w.filter(func(verb, resource string) bool {
 		return resource == "secrets" && (verb == "GET" || verb == "LIST")
 	})
 }
 
-func (w requests) String() string {
+func (w counts) String() string {
 	keys := slices.Sorted(maps.Keys(w))
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
@@ -712,7 +731,7 @@ var writtenByOperator = []string{"configmaps", "deployments", "services", "ingre
 // apiServerRequests reads the API server's own request counter, so every request by any client
 // counts. The benchmark itself writes only before the measurements it takes, and reads Secrets
 // never; its own polling lists only children and SegmentWebhooks.
-func (b *bench) apiServerRequests(ctx context.Context) (requests, error) {
+func (b *bench) apiServerRequests(ctx context.Context) (counts, error) {
 	raw, err := b.clientset.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, err
@@ -722,7 +741,7 @@ func (b *bench) apiServerRequests(ctx context.Context) (requests, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := requests{}
+	out := counts{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
