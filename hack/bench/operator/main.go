@@ -499,7 +499,8 @@ func (b *bench) startManager(ctx context.Context, testEnv *envtest.Environment) 
 	}
 }
 
-// eventReasons counts the Events in namespace ns by type and reason.
+// eventReasons counts the Events in namespace ns by type, reason and the controller that reported
+// them (the API server reports some too).
 func (b *bench) eventReasons(ctx context.Context, ns string) (counts, error) {
 	list, err := b.clientset.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -507,7 +508,7 @@ func (b *bench) eventReasons(ctx context.Context, ns string) (counts, error) {
 	}
 	out := counts{}
 	for _, e := range list.Items {
-		out[e.Type+" "+e.Reason]++
+		out[e.Type+" "+e.Reason+" by "+e.ReportingController]++
 	}
 	return out, nil
 }
@@ -668,7 +669,7 @@ func countReady(ctx context.Context, c client.Client, ns string, n int) (int, er
 }
 
 // counts tallies by key: API server requests by "verb resource[/subresource]", Events by
-// "type reason".
+// "type reason by controller".
 type counts map[string]float64
 
 func (w counts) total() float64 {
