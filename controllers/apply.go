@@ -154,8 +154,10 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 		if a.verified.holds(live, hash) {
 			return resultUnchanged, nil
 		}
-		// The cache holds children without their managedFields and bulk (dropUnread).
-		if err := a.reader.Get(ctx, key, live); err != nil {
+		// The cache holds children without their managedFields and bulk (dropUnread). The API
+		// server's watch cache answers for a version no older than the one the cache has.
+		if err := a.reader.Get(ctx, key, live,
+			&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: live.GetResourceVersion()}}); err != nil {
 			return "", err
 		}
 		owned, err := ownedFields(live)
