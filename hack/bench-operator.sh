@@ -3,7 +3,8 @@
 # proxy by hack/envtest-assets.sh): creates 10,000 unrelated Secrets, runs bin/manager as its own
 # process, creates N SegmentWebhooks with their Secrets, measures the time until all have their
 # children and an up-to-date status, counts API writes and Secret reads during a no-op resync
-# window (both must be 0) and reads the manager's RSS from /proc. See hack/bench/operator/main.go.
+# window (both must be 0), reads the manager's RSS from /proc, then restarts the manager and counts
+# what the new one reads and writes (writes must be 0). See hack/bench/operator/main.go.
 #
 # Env: N (default 100; 1000 for the large run), SYNC_PERIOD (default 10s), extra flags in ARGS
 # (such as -unrelated-secrets=0 or -max-concurrent-reconciles=8).
