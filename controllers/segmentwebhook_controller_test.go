@@ -40,6 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -373,6 +374,24 @@ var _ = Describe("SegmentWebhook controller", func() {
 		GinkgoWriter.Printf("no-op resync: %.0f reconciles, %.0f writes\n", reconciles()-start, writes)
 		AddReportEntry("no-op resync writes", fmt.Sprintf("%.0f writes in %.0f reconciles", writes, reconciles()-start))
 		Expect(writes).To(BeZero())
+	})
+
+	It("makes zero writes after a restart, when it remembers nothing it applied", func() {
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
+		Eventually(func() float64 { return writesDuring(ctx, 3) }, 2*time.Minute, time.Millisecond).Should(BeZero())
+
+		// A new reconciler on the same cache starts, like a restarted manager, with no verified
+		// children: it reads each from the API server and compares the fields it owns.
+		restarted := NewSegmentWebhookReconciler(k8sManager, RenderOptions{ReceiverImage: testReceiverImage})
+		restarted.gatewayAPI = gatewayAPIServed(k8sManager)
+		before := apiServerWrites(ctx)
+		_, err := restarted.Reconcile(ctx, ctrl.Request{NamespacedName: key(swh)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apiServerWrites(ctx)).To(Equal(before))
+		verified := 0
+		restarted.verified.m.Range(func(any, any) bool { verified++; return true })
+		Expect(verified).To(Equal(5), "ConfigMap, Deployment, Service, Ingress and PodDisruptionBudget verified by reading them")
 	})
 
 	It("puts back a deleted or edited child", func() {

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -57,6 +58,8 @@ var (
 	cancel    context.CancelFunc
 	// metricsAddr is where the manager serves its metrics.
 	metricsAddr string
+	// k8sManager runs the SegmentWebhook controller for every test.
+	k8sManager ctrl.Manager
 )
 
 func TestControllers(t *testing.T) {
@@ -99,18 +102,18 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	metricsAddr = l.Addr().String()
 	Expect(l.Close()).To(Succeed())
-	mgr, err := NewManager(ctx, cfg, ManagerOptions{
+	k8sManager, err = NewManager(ctx, cfg, ManagerOptions{
 		Render:      RenderOptions{ReceiverImage: testReceiverImage},
 		MetricsAddr: metricsAddr,
 		SyncPeriod:  resyncPeriod,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(mgr.GetScheme().Recognizes(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"))).To(BeTrue())
-	Expect(gatewayAPIServed(mgr)).To(BeTrue(), "envtest serves the Gateway API CRDs")
+	Expect(k8sManager.GetScheme().Recognizes(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"))).To(BeTrue())
+	Expect(gatewayAPIServed(k8sManager)).To(BeTrue(), "envtest serves the Gateway API CRDs")
 
 	go func() {
 		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
+		Expect(k8sManager.Start(ctx)).To(Succeed())
 	}()
 })
 
