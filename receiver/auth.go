@@ -29,11 +29,12 @@ const (
 // are safe for concurrent use), so a pipeline can share it between requests without locks.
 type authenticator struct {
 	mode     string
-	fullBody bool     // refuse signatures over a batch's first element only
-	secrets  [][]byte // HMAC keys, or sha256 digests of bearer tokens
-	// macs[i] holds HMAC-SHA1 states keyed with secrets[i]: keying one costs allocations and two
-	// SHA-1 blocks, on every request otherwise.
+	fullBody bool // refuse signatures over a batch's first element only
+	// macs holds, per HMAC secret, HMAC-SHA1 states keyed with it: keying one costs allocations
+	// and two SHA-1 blocks, on every request otherwise.
 	macs []*sync.Pool
+	// tokenDigests are the sha256 digests of the bearer tokens.
+	tokenDigests [][]byte
 }
 
 func newAuthenticator(a config.Authentication, files map[string][]byte) (*authenticator, error) {
@@ -46,9 +47,9 @@ func newAuthenticator(a config.Authentication, files map[string][]byte) (*authen
 		}
 		if a.Mode == config.AuthBearer {
 			digest := sha256.Sum256(secret)
-			secret = digest[:]
+			auth.tokenDigests = append(auth.tokenDigests, digest[:])
+			continue
 		}
-		auth.secrets = append(auth.secrets, secret)
 		auth.macs = append(auth.macs, &sync.Pool{New: func() any { return hmac.New(sha1.New, secret) }})
 	}
 	return auth, nil
@@ -133,7 +134,7 @@ func (a *authenticator) verifyBearer(header string) bool {
 	// Comparing fixed-size digests keeps the comparison constant-time even in the token length.
 	digest := sha256.Sum256([]byte(token))
 	match := false
-	for _, want := range a.secrets {
+	for _, want := range a.tokenDigests {
 		if hmac.Equal(digest[:], want) {
 			match = true // no early return: time does not depend on which secret matched
 		}

@@ -135,3 +135,11 @@ func (e targetEnv) tlsConfig(c *config.TLS) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// fillErr sets every outcome to err.
+func fillErr(outcomes []error, err error) []error {
+	for i := range outcomes {
+		outcomes[i] = err
+	}
+	return outcomes
+}

@@ -93,32 +93,30 @@ func (t *httpTarget) Deliver(ctx context.Context, events []Event) []error {
 		select {
 		case t.slots <- struct{}{}:
 		case <-ctx.Done():
-			for i := lo; i < len(events); i++ {
-				outcomes[i] = fmt.Errorf("waiting for a free connection: %w", context.Cause(ctx))
-			}
+			fillErr(outcomes[lo:], fmt.Errorf("waiting for a free connection: %w", context.Cause(ctx)))
 			wg.Wait()
 			return outcomes
 		}
-		send := func(chunk []Event, out []error) {
-			defer func() { <-t.slots }()
-			err := t.post(ctx, chunk)
-			for i := range out {
-				out[i] = err
-			}
-		}
 		if lo == 0 && hi == len(events) {
-			send(events, outcomes) // a single request needs no goroutine
+			t.send(ctx, events, outcomes) // a single request needs no goroutine
 			break
 		}
 		wg.Add(1)
 		go func(chunk []Event, out []error) {
 			defer wg.Done()
-			send(chunk, out)
+			t.send(ctx, chunk, out)
 		}(events[lo:hi], outcomes[lo:hi])
 		lo = hi
 	}
 	wg.Wait()
 	return outcomes
+}
+
+// send posts a chunk on the connection slot the caller took, and gives every event of it the
+// request's outcome.
+func (t *httpTarget) send(ctx context.Context, chunk []Event, outcomes []error) {
+	defer func() { <-t.slots }()
+	fillErr(outcomes, t.post(ctx, chunk))
 }
 
 // chunkEnd returns the end of the chunk starting at lo: at most batch.maxEvents events and,

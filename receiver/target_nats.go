@@ -212,14 +212,6 @@ func (t *natsTarget) Deliver(ctx context.Context, events []Event) []error {
 	return outcomes
 }
 
-// fillErr sets every outcome to err.
-func fillErr(outcomes []error, err error) []error {
-	for i := range outcomes {
-		outcomes[i] = err
-	}
-	return outcomes
-}
-
 // classifyNATSError: JetStream's 4xx answers (wrong stream, message over the stream's size
 // limit...) and a message over the server's max payload are permanent; no responders (no stream,
 // or JetStream restarting), timeouts and connection trouble are transient.
