@@ -375,10 +375,11 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return http.StatusUnauthorized, 0, "signature"
 	}
 	decoded, verr := scanner.finish()
+	var malformed []Event
 	if verr != nil && verr.Status == http.StatusBadRequest && p.deadLetter != nil {
 		// Segment does not retry a 400: a body that cannot be split into events goes to the
-		// dead-letter target whole instead.
-		return s.deadLetterMalformed(w, r, p, malformedLetter(cfg.Source, body, verr), start, reserve)
+		// dead-letter target whole instead, and none of its events anywhere else.
+		decoded, verr, malformed = decodedBody{}, nil, []Event{malformedLetter(cfg.Source, body, verr)}
 	}
 	if verr == nil && len(decoded.invalid) > 0 && p.deadLetter == nil {
 		// Without a dead-letter target an invalid event refuses the whole request, so that
@@ -397,8 +398,9 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return verr.Status, 0, verr.Error()
 	}
 	events := decoded.events
-	// Decoded events and the copies made for targets count against the same memory budget as
-	// the bodies; at most what the body left, so that a request alone always fits.
+	// Decoded events and the copies made for targets (or of a malformed body for the dead-letter
+	// target) count against the same memory budget as the bodies; at most what the body left, so
+	// that a request alone always fits.
 	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
 	if !s.bodies.TryAcquire(decodedCost) {
 		return overloaded(w), 0, "buffered bytes limit"
@@ -410,26 +412,21 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	blocked := p.plan.enforce(&decoded)
 	events = decoded.events
 
-	ctx, cancel := deliveryContext(r, cfg, start)
+	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
+	// what is accepted before the deadline is remembered and spares targets on the retry.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
 	failed, refused := p.deliver(ctx, events, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		return unavailable(w, "delivery failed; retry later"), total, "delivery"
 	}
-	letters := deadLetters(cfg.Source, decoded.invalid, refused)
+	letters := append(deadLetters(cfg.Source, decoded.invalid, refused), malformed...)
 	if len(letters) > 0 && !s.sendDeadLetters(ctx, p, letters) {
 		return unavailable(w, "dead-letter delivery failed; retry later"), total, "dead-letter delivery"
 	}
 	acceptedBody{Accepted: total, DeadLettered: len(letters), Blocked: blocked}.write(w)
 	return http.StatusOK, total, ""
-}
-
-// deliveryContext bounds a request's deliveries. The budget runs from the request's arrival.
-// Deliveries do not stop when Segment hangs up: what is accepted before the deadline is
-// remembered and spares targets on the retry.
-func deliveryContext(r *http.Request, cfg *config.Config, start time.Time) (context.Context, context.CancelFunc) {
-	return context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 }
 
 // sendDeadLetters sends letters to the dead-letter target and counts them by reason; false when
@@ -443,24 +440,6 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 		s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
 	}
 	return true
-}
-
-// deadLetterMalformed sends an authenticated body that holds no usable event to the dead-letter
-// target, and answers 200 with no event accepted, or 503 when the dead-letter target fails.
-func (s *Server) deadLetterMalformed(w http.ResponseWriter, r *http.Request, p *pipeline, letter Event, start time.Time, reserve int64) (int, int, string) {
-	// The envelope holds a copy of the body, counted like decoded events.
-	cost := min(int64(len(letter.Raw)), s.bodyBudget-reserve)
-	if !s.bodies.TryAcquire(cost) {
-		return overloaded(w), 0, "buffered bytes limit"
-	}
-	defer s.bodies.Release(cost)
-	ctx, cancel := deliveryContext(r, p.cfg, start)
-	defer cancel()
-	if !s.sendDeadLetters(ctx, p, []Event{letter}) {
-		return unavailable(w, "dead-letter delivery failed; retry later"), 0, "dead-letter delivery"
-	}
-	acceptedBody{DeadLettered: 1}.write(w)
-	return http.StatusOK, 0, "malformed body dead-lettered"
 }
 
 // eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
