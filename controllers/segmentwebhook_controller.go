@@ -66,6 +66,7 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
 		secrets:                 newSecretKeys(mgr.GetClient(), mgr.GetAPIReader()),
 		verified:                &verifiedIntents{},
+		plans:                   &compiledPlans{},
 	}
 }
 
@@ -83,6 +84,7 @@ type SegmentWebhookReconciler struct {
 
 	secrets  *secretKeys
 	verified *verifiedIntents
+	plans    *compiledPlans
 	// gatewayAPI is set when the cluster serves HTTPRoute.
 	gatewayAPI bool
 	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.

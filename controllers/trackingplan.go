@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,10 +73,17 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, false, reason, msg)
 		return nil, &notReadyError{reason: reason, msg: msg, stalled: true}
 	}
+	name := types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}
+	selection := strings.Join(spec.Keys, "\x00")
+	if known, ok := r.plans.get(ctx, name, selection); ok {
+		r.plans.report(swh, known)
+		return known.docs, nil
+	}
 	// The plan's ConfigMap is read past the cache, which holds only the operator's own children.
 	cm := &corev1.ConfigMap{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}, cm)
+	err := r.APIReader.Get(ctx, name, cm)
 	if apierrors.IsNotFound(err) {
+		r.plans.put(name, compiledPlan{}) // forget what the ConfigMap held
 		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound,
 			fmt.Sprintf("ConfigMap %q not found in namespace %q", spec.ConfigMapRef.Name, swh.Namespace))
 	}
@@ -113,10 +122,58 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		}
 		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
 	}
-	msg := fmt.Sprintf("%d track events planned (%s)", compiled.Events, compiled.Hash)
-	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, true, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
-	swh.Status.TrackingPlan = &segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}
+	known := compiledPlan{resourceVersion: cm.ResourceVersion, selection: selection, docs: docs,
+		status: segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}}
+	r.plans.put(name, known)
+	r.plans.report(swh, known)
 	return docs, nil
+}
+
+// compiledPlans remembers, per plan ConfigMap, the version and key selection it last compiled
+// and what that gave, so that a reconcile (every resync) reads and compiles a plan only after
+// its ConfigMap changed, as secretKeys does for Secrets. The version comes from the plan
+// ConfigMaps' metadata cache (see trackingPlanSource).
+type compiledPlans struct {
+	versions client.Reader // nil until trackingPlanSource has made the cache
+	mu       sync.Mutex
+	byName   map[types.NamespacedName]compiledPlan
+}
+
+type compiledPlan struct {
+	resourceVersion, selection string
+	docs                       trackingPlanDocs
+	status                     segmentv1alpha1.TrackingPlanStatus
+}
+
+func (c *compiledPlans) get(ctx context.Context, name types.NamespacedName, selection string) (compiledPlan, bool) {
+	if c.versions == nil {
+		return compiledPlan{}, false
+	}
+	version := &metav1.PartialObjectMetadata{}
+	version.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	if err := c.versions.Get(ctx, name, version); err != nil {
+		return compiledPlan{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	known, ok := c.byName[name]
+	return known, ok && known.resourceVersion == version.ResourceVersion && known.selection == selection
+}
+
+func (c *compiledPlans) put(name types.NamespacedName, plan compiledPlan) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byName == nil {
+		c.byName = map[types.NamespacedName]compiledPlan{}
+	}
+	c.byName[name] = plan
+}
+
+// report sets the compiled plan's condition and status.
+func (c *compiledPlans) report(swh *segmentv1alpha1.SegmentWebhook, plan compiledPlan) {
+	msg := fmt.Sprintf("%d track events planned (%s)", plan.status.Events, plan.status.Hash)
+	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, true, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
+	swh.Status.TrackingPlan = plan.status.DeepCopy()
 }
 
 // truncate keeps a condition message readable; a compiler's output can be long.
@@ -186,6 +243,7 @@ func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr c
 	if err := mgr.Add(configMaps); err != nil {
 		return nil, err
 	}
+	r.plans.versions = configMaps
 	configMap := &metav1.PartialObjectMetadata{}
 	configMap.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	return source.Kind(configMaps, configMap, handler.TypedEnqueueRequestsFromMapFunc(
