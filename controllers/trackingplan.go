@@ -83,7 +83,7 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 	cm := &corev1.ConfigMap{}
 	err := r.APIReader.Get(ctx, name, cm)
 	if apierrors.IsNotFound(err) {
-		r.plans.put(name, compiledPlan{}) // forget what the ConfigMap held
+		r.plans.forget(name)
 		return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound,
 			fmt.Sprintf("ConfigMap %q not found in namespace %q", spec.ConfigMapRef.Name, swh.Namespace))
 	}
@@ -167,6 +167,12 @@ func (c *compiledPlans) put(name types.NamespacedName, plan compiledPlan) {
 		c.byName = map[types.NamespacedName]compiledPlan{}
 	}
 	c.byName[name] = plan
+}
+
+func (c *compiledPlans) forget(name types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byName, name)
 }
 
 // report sets the compiled plan's condition and status.
