@@ -143,11 +143,7 @@ func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha
 	if before != nil && before.Status == after.Status && before.Reason == after.Reason {
 		return
 	}
-	// An Event's note holds at most 1024 characters.
-	note := after.Message
-	if len(note) > 1024 {
-		note = note[:1021] + "..."
-	}
+	note := truncate(after.Message, maxEventNote)
 	switch {
 	case after.Status == metav1.ConditionTrue:
 		r.Recorder.Eventf(swh, nil, corev1.EventTypeNormal, after.Reason, "Reconcile", "%s", note)

@@ -182,12 +182,16 @@ func (c *compiledPlans) report(swh *segmentv1alpha1.SegmentWebhook, plan compile
 	swh.Status.TrackingPlan = plan.status.DeepCopy()
 }
 
-// truncate keeps a condition message readable; a compiler's output can be long.
+// maxEventNote is the most an Event's note may hold.
+const maxEventNote = 1024
+
+// truncate shortens s to at most n bytes, marking the cut with "...": a compiler's output can be
+// long, and an Event's note has a limit.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "..."
+	return s[:n-3] + "..."
 }
 
 // receiverTrackingPlan renders the plan's part of the receiver config: the documents' paths in the

@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -160,10 +161,7 @@ func describeChild(o client.Object) child {
 	case *corev1.ConfigMap:
 		return child{"ConfigMap/" + o.Name, "the receiver config (config.json)"}
 	case *appsv1.Deployment:
-		want := int32(1)
-		if o.Spec.Replicas != nil {
-			want = *o.Spec.Replicas
-		}
+		want := ptr.Deref(o.Spec.Replicas, 1)
 		image := ""
 		if cs := o.Spec.Template.Spec.Containers; len(cs) > 0 {
 			image = ", image " + cs[0].Image
@@ -186,18 +184,11 @@ func describeChild(o client.Object) child {
 		}
 		return child{"Ingress/" + o.Name, strings.Join(hosts, ",") + ", " + tls}
 	case *autoscalingv2.HorizontalPodAutoscaler:
-		return child{"HorizontalPodAutoscaler/" + o.Name, fmt.Sprintf("%d replicas now, %d-%d", o.Status.CurrentReplicas, ptrOr(o.Spec.MinReplicas, 1), o.Spec.MaxReplicas)}
+		return child{"HorizontalPodAutoscaler/" + o.Name, fmt.Sprintf("%d replicas now, %d-%d", o.Status.CurrentReplicas, ptr.Deref(o.Spec.MinReplicas, 1), o.Spec.MaxReplicas)}
 	case *policyv1.PodDisruptionBudget:
 		return child{"PodDisruptionBudget/" + o.Name, fmt.Sprintf("%d disruptions allowed", o.Status.DisruptionsAllowed)}
 	}
 	return child{o.GetName(), ""}
-}
-
-func ptrOr(p *int32, def int32) int32 {
-	if p == nil {
-		return def
-	}
-	return *p
 }
 
 // destinationSettings are the values to enter in Segment, with batching advice from limits.
