@@ -259,10 +259,14 @@ func (r *SegmentWebhookReconciler) forgetChildren(req ctrl.Request) {
 }
 
 // childTypes are the kinds of the children, one empty object each.
-func (r *SegmentWebhookReconciler) childTypes() []client.Object {
+func (r *SegmentWebhookReconciler) childTypes() []client.Object { return ChildTypes(r.gatewayAPI) }
+
+// ChildTypes are the kinds of a SegmentWebhook's children, one empty object each; the HTTPRoute
+// only where the cluster serves the Gateway API.
+func ChildTypes(gatewayAPI bool) []client.Object {
 	types := []client.Object{&corev1.ConfigMap{}, &appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
 		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}}
-	if r.gatewayAPI {
+	if gatewayAPI {
 		types = append(types, &gatewayv1.HTTPRoute{})
 	}
 	return types

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
 )
 
@@ -202,8 +203,8 @@ func targetURL(swh *segmentv1alpha1.SegmentWebhook, flag string) (string, error)
 			return swh.Status.Address.URL, nil
 		}
 		return "", fmt.Errorf("SegmentWebhook %s has no status.url or status.address yet (is the operator running? kubectl swh status %s); "+
-			"pass --url, for example with kubectl -n %s port-forward svc/%s-receiver 8080:%d and --url http://127.0.0.1:8080",
-			swh.Name, swh.Name, swh.Namespace, swh.Name, servicePort(swh))
+			"pass --url, for example with kubectl -n %s port-forward svc/%s 8080:%d and --url http://127.0.0.1:8080",
+			swh.Name, swh.Name, swh.Namespace, controllers.ChildName(swh), servicePort(swh))
 	}
 	u, err := url.Parse(flag)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -226,7 +227,7 @@ func noAnswerHints(swh *segmentv1alpha1.SegmentWebhook, target string) string {
 	var b strings.Builder
 	if u, err := url.Parse(target); err == nil && strings.HasSuffix(u.Hostname(), ".svc") {
 		fmt.Fprintf(&b, "  %s is the in-cluster Service: it resolves only inside the cluster. From here:\n", u.Host)
-		fmt.Fprintf(&b, "    kubectl -n %s port-forward svc/%s-receiver 8080:%d\n", swh.Namespace, swh.Name, servicePort(swh))
+		fmt.Fprintf(&b, "    kubectl -n %s port-forward svc/%s 8080:%d\n", swh.Namespace, controllers.ChildName(swh), servicePort(swh))
 		fmt.Fprintf(&b, "    kubectl swh send %s -n %s --url http://127.0.0.1:8080\n", swh.Name, swh.Namespace)
 		return b.String()
 	}
@@ -290,7 +291,7 @@ func explain(swh *segmentv1alpha1.SegmentWebhook, req *segmentsend.Request, resp
 			}
 		}
 		line("  - segment_receiver_target_failures_total{kind=\"transient\"} and the receiver logs:")
-		line("      kubectl -n %s logs deploy/%s-receiver", swh.Namespace, swh.Name)
+		line("      kubectl -n %s logs deploy/%s", swh.Namespace, controllers.ChildName(swh))
 		line("  - segment_receiver_ready and segment_receiver_config_reloads_total{result=\"failure\"} for the config;")
 		line("  - a target that may miss events can be marked optional: true.")
 	case resp.Code >= 500:

@@ -32,13 +32,16 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -136,14 +139,14 @@ func (c *cli) status(ctx context.Context, name string) error {
 
 type child struct{ name, state string }
 
-// children reads the objects the operator makes for a SegmentWebhook, all named <name>-receiver.
+// children reads the objects the operator makes for a SegmentWebhook. A cluster without the
+// Gateway API has no HTTPRoute kind.
 func children(ctx context.Context, cl client.Client, swh *segmentv1alpha1.SegmentWebhook) ([]child, error) {
-	key := types.NamespacedName{Namespace: swh.Namespace, Name: swh.Name + "-receiver"}
+	key := types.NamespacedName{Namespace: swh.Namespace, Name: controllers.ChildName(swh)}
 	var out []child
-	for _, o := range []client.Object{&corev1.ConfigMap{}, &appsv1.Deployment{}, &corev1.Service{},
-		&networkingv1.Ingress{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}} {
+	for _, o := range controllers.ChildTypes(true) {
 		if err := cl.Get(ctx, key, o); err != nil {
-			if apierrors.IsNotFound(err) {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				continue
 			}
 			return nil, err
@@ -187,6 +190,10 @@ func describeChild(o client.Object) child {
 		return child{"HorizontalPodAutoscaler/" + o.Name, fmt.Sprintf("%d replicas now, %d-%d", o.Status.CurrentReplicas, ptr.Deref(o.Spec.MinReplicas, 1), o.Spec.MaxReplicas)}
 	case *policyv1.PodDisruptionBudget:
 		return child{"PodDisruptionBudget/" + o.Name, fmt.Sprintf("%d disruptions allowed", o.Status.DisruptionsAllowed)}
+	case *networkingv1.NetworkPolicy:
+		return child{"NetworkPolicy/" + o.Name, "ingress to the receiver port only from the allowed peers"}
+	case *gatewayv1.HTTPRoute:
+		return child{"HTTPRoute/" + o.Name, fmt.Sprintf("hostnames %v", o.Spec.Hostnames)}
 	}
 	return child{o.GetName(), ""}
 }
