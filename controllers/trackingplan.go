@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -40,9 +41,6 @@ const TrackingPlanConfigMapIndex = ".spec.trackingPlan.configMapRef.name"
 // planKeyPrefix marks the plan documents in the receiver's ConfigMap, beside config.json: the
 // plan and the config it belongs to reach the pods in one volume update.
 const planKeyPrefix = "trackingplan."
-
-// maxConfigMapKey is Kubernetes' limit on a ConfigMap key.
-const maxConfigMapKey = 253
 
 // trackingPlanDocs are the plan documents to render into the receiver ConfigMap, by their key
 // there; nil without a tracking plan.
@@ -97,8 +95,9 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		if !found {
 			return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q has no key %q", cm.Name, key))
 		}
-		if len(planKeyPrefix+key) > maxConfigMapKey {
-			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q is longer than %d characters", cm.Name, key, maxConfigMapKey-len(planKeyPrefix)))
+		if errs := validation.IsConfigMapKey(planKeyPrefix + key); len(errs) > 0 {
+			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q cannot be copied as %q: %s",
+				cm.Name, key, planKeyPrefix+key, strings.Join(errs, "; ")))
 		}
 		plan = append(plan, trackingplan.Document{Name: key, Data: []byte(data)})
 		docs[planKeyPrefix+key] = data
