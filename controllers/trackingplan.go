@@ -150,7 +150,8 @@ func truncate(s string, n int) string {
 }
 
 // receiverTrackingPlan renders the plan's part of the receiver config: the documents' paths in the
-// mounted receiver ConfigMap, and the actions.
+// mounted receiver ConfigMap, and the actions (which the CRD defaults, and the receiver's config
+// defaults again).
 func receiverTrackingPlan(swh *segmentv1alpha1.SegmentWebhook, docs trackingPlanDocs) *config.TrackingPlan {
 	spec := swh.Spec.TrackingPlan
 	if spec == nil {
@@ -161,12 +162,6 @@ func receiverTrackingPlan(swh *segmentv1alpha1.SegmentWebhook, docs trackingPlan
 		tp.Files = append(tp.Files, path.Join(configMountPath, key))
 	}
 	slices.Sort(tp.Files)
-	if tp.UnplannedEvents == "" {
-		tp.UnplannedEvents = config.UnplannedAllow
-	}
-	if tp.OnViolation == "" {
-		tp.OnViolation = config.ViolationForward
-	}
 	return tp
 }
 

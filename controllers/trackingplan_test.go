@@ -198,7 +198,8 @@ var _ = Describe("Tracking plans", func() {
 // change the pod template (a changed plan is a hot reload, not a rollout).
 func TestTrackingPlanRendering(t *testing.T) {
 	swh := defaultedWebhook()
-	swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "plan"}}
+	swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "plan"},
+		UnplannedEvents: config.UnplannedAllow, OnViolation: config.ViolationForward} // the CRD's defaults
 	docs := trackingPlanDocs{"trackingplan.b.json": checkoutPlan, "trackingplan.a.json": catalogPlan}
 	cfg := newReceiverConfig(swh)
 	cfg.TrackingPlan = receiverTrackingPlan(swh, docs)
