@@ -17,13 +17,11 @@ limitations under the License.
 package controllers
 
 import (
-	"context"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -73,8 +71,9 @@ func AddGatewayCache(cfg *rest.Config, byObject map[client.Object]cache.ByObject
 
 // observeRoute reports in RouteAccepted whether the Gateways accepted the HTTPRoute, and returns
 // why the receiver is not reachable through it yet: progressing while a Gateway has not answered,
-// stalled when one refused the route or the cluster has no Gateway API.
-func (r *SegmentWebhookReconciler) observeRoute(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
+// stalled when one refused the route or the cluster has no Gateway API. It reads the HTTPRoute as
+// the applier left it, status included.
+func (r *SegmentWebhookReconciler) observeRoute(swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	if swh.Spec.Gateway == nil {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionRouteAccepted)
 		return nil
@@ -84,9 +83,14 @@ func (r *SegmentWebhookReconciler) observeRoute(ctx context.Context, swh *segmen
 		setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, false, segmentv1alpha1.ReasonGatewayAPINotPresent, msg)
 		return &notReadyError{reason: segmentv1alpha1.ReasonGatewayAPINotPresent, msg: msg, stalled: true}
 	}
-	route := &gatewayv1.HTTPRoute{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ChildName(swh)}, route); err != nil {
-		return client.IgnoreNotFound(err)
+	var route *gatewayv1.HTTPRoute
+	for _, c := range children {
+		if live, ok := c.live.(*gatewayv1.HTTPRoute); ok && c.desired != nil {
+			route = live
+		}
+	}
+	if route == nil {
+		return nil // removed: its host is not this SegmentWebhook's, which claimHosts reports
 	}
 	status, reason, msg := RouteAccepted(route)
 	setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, status == metav1.ConditionTrue, reason, msg)

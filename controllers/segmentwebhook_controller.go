@@ -156,7 +156,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	// The receiver runs even without its host: the conflict explains Ready first.
-	return ctrl.Result{}, firstNotReady(hostsErr, r.observeRoute(ctx, swh), observe(swh, children))
+	return ctrl.Result{}, firstNotReady(hostsErr, r.observeRoute(swh, children), observe(swh, children))
 }
 
 // child pairs a desired object with an empty one of its type; a nil desired removes the child.
