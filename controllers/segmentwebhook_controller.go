@@ -85,7 +85,7 @@ type SegmentWebhookReconciler struct {
 	secrets  *secretKeys
 	verified *verifiedIntents
 	plans    *compiledPlans
-	// gatewayAPI is set when the cluster serves HTTPRoute.
+	// gatewayAPI is set when the cluster serves HTTPRoute, as NewManager discovered it.
 	gatewayAPI bool
 	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.
 	namespaces map[string]cache.Config
@@ -301,7 +301,6 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 	if err != nil {
 		return err
 	}
-	r.gatewayAPI = gatewayAPIServed(mgr)
 	// Children wake the controller only when something it applies or reads changed, not for the
 	// status noise of HPAs, PDBs and Deployments. An HTTPRoute's status is the Gateway's answer,
 	// which the controller reads: every change of it counts.
