@@ -31,15 +31,12 @@ import (
 )
 
 // CacheByObject limits the manager's cache so that its memory follows the number of
-// SegmentWebhooks, not the size of the cluster:
-//   - child kinds: only objects labelled as managed by this operator. A child whose label was
-//     removed looks absent; the applier then finds it on the API server and restores the label.
-//   - Secrets: metadata only (the Secret watch is metadata-only), trimmed to name and
-//     resourceVersion, which is all secretKeys needs to know when a Secret changed.
+// SegmentWebhooks, not the size of the cluster: of the child kinds it holds only the objects
+// labelled as managed by this operator. A child whose label was removed looks absent; the applier
+// then finds it on the API server and restores the label. The user's Secrets and tracking-plan
+// ConfigMaps are not cached at all (see references).
 func CacheByObject() map[client.Object]cache.ByObject {
 	managed := managedOnly()
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}:                      managed,
 		&corev1.Service{}:                        managed,
@@ -48,7 +45,6 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
 		&networkingv1.NetworkPolicy{}:            managed,
-		secretMeta:                               {Transform: trimMetadata},
 		&segmentv1alpha1.SegmentWebhook{}:        {Transform: cache.TransformStripManagedFields()},
 	}
 }
@@ -78,17 +74,4 @@ func dropUnread(obj any) (any, error) {
 		o.Data, o.BinaryData = nil, nil
 	}
 	return obj, nil
-}
-
-// trimMetadata keeps what the operator reads of a user's Secret or ConfigMap, which is whether and
-// when it changed; labels, annotations (which may hold a kubectl last-applied-configuration with
-// the data) and managedFields are dropped.
-func trimMetadata(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-	}}, nil
 }

@@ -19,12 +19,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,24 +35,15 @@ import (
 //
 // The operator needs no Secret values: receivers read them from mounted files. It only checks that
 // every referenced key exists, so that a receiver is never started with a volume that cannot mount.
-// The manager caches the metadata of Secrets (trimmed to name and resourceVersion, see
-// CacheByObject), never their data; this map keeps the key names of the Secrets SegmentWebhooks
-// reference, so its size follows the SegmentWebhooks and a no-op resync reads no Secret at all.
+// The key names of the referenced Secrets are remembered per version by references, whose watch
+// keeps nothing of the Secrets no SegmentWebhook references, so a no-op resync reads no Secret.
 type secretKeys struct {
-	cache  client.Reader // the manager's cache: Secret metadata
-	reader client.Reader // the API server
-	mu     sync.Mutex
-	byName map[types.NamespacedName]secretVersion
+	reader  client.Reader // the API server
+	secrets *references[[]string]
 }
 
-type secretVersion struct {
-	resourceVersion string
-	keys            []string
-}
-
-func newSecretKeys(cache, reader client.Reader) *secretKeys {
-	return &secretKeys{cache: cache, reader: reader, byName: map[types.NamespacedName]secretVersion{}}
-}
+// secretsResource are Secrets, watched by their metadata.
+var secretsResource = corev1.SchemeGroupVersion.WithResource("secrets")
 
 // check returns a Stalled error naming the first referenced Secret or key that does not exist.
 // The Secret watch brings the SegmentWebhook back when it appears.
@@ -76,38 +66,17 @@ func (s *secretKeys) check(ctx context.Context, swh *segmentv1alpha1.SegmentWebh
 }
 
 func (s *secretKeys) keysOf(ctx context.Context, name types.NamespacedName) ([]string, error) {
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	// A Secret created just before its SegmentWebhook may not be in the cache yet: a miss is
-	// confirmed on the API server below rather than reported as missing.
-	if err := s.cache.Get(ctx, name, meta); client.IgnoreNotFound(err) != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	known, ok := s.byName[name]
-	s.mu.Unlock()
-	if ok && meta.ResourceVersion != "" && known.resourceVersion == meta.ResourceVersion {
-		return known.keys, nil
+	if keys, ok := s.secrets.lookup(name); ok {
+		return keys, nil
 	}
 	secret := &corev1.Secret{}
 	if err := s.reader.Get(ctx, name, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			s.forget(name)
+			s.secrets.forget(name)
 		}
 		return nil, err
 	}
-	keys := make([]string, 0, len(secret.Data))
-	for k := range secret.Data {
-		keys = append(keys, k)
-	}
-	s.mu.Lock()
-	s.byName[name] = secretVersion{resourceVersion: secret.ResourceVersion, keys: keys}
-	s.mu.Unlock()
+	keys := slices.Collect(maps.Keys(secret.Data))
+	s.secrets.remember(name, secret.ResourceVersion, keys)
 	return keys, nil
-}
-
-func (s *secretKeys) forget(name types.NamespacedName) {
-	s.mu.Lock()
-	delete(s.byName, name)
-	s.mu.Unlock()
 }

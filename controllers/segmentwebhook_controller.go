@@ -21,6 +21,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -31,6 +33,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -40,7 +43,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -58,23 +60,25 @@ const EventSource = "segment-webhook-operator"
 
 // NewSegmentWebhookReconciler wires a reconciler to the manager's clients and event recorder.
 func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentWebhookReconciler {
-	return &SegmentWebhookReconciler{
+	r := &SegmentWebhookReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		Options:                 opts,
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
-		secrets:                 newSecretKeys(mgr.GetClient(), mgr.GetAPIReader()),
 		verified:                &verifiedIntents{},
-		plans:                   &compiledPlans{},
 	}
+	r.secrets = &secretKeys{reader: r.APIReader,
+		secrets: newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))}
+	r.plans = newReferences[compiledPlan](configMapsResource, r.referrersByIndex(TrackingPlanConfigMapIndex))
+	return r
 }
 
 // SegmentWebhookReconciler reconciles a SegmentWebhook into its receiver's children.
 type SegmentWebhookReconciler struct {
 	client.Client
-	// APIReader reads what the cache does not hold: a referenced Secret when its resourceVersion
-	// changed, an object that holds a child's name without the operator's label, and the
+	// APIReader reads what the cache does not hold: a referenced Secret or tracking plan when its
+	// resourceVersion changed, an object that holds a child's name without the operator's label, and the
 	// managedFields of a child version the applier has not verified.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
@@ -84,7 +88,7 @@ type SegmentWebhookReconciler struct {
 
 	secrets  *secretKeys
 	verified *verifiedIntents
-	plans    *compiledPlans
+	plans    *references[compiledPlan]
 	// gatewayAPI is set when the cluster serves HTTPRoute, as NewManager discovered it.
 	gatewayAPI bool
 	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.
@@ -272,21 +276,6 @@ func ChildTypes(gatewayAPI bool) []client.Object {
 	return types
 }
 
-// requestsForSecret enqueues the SegmentWebhooks that reference a Secret.
-func (r *SegmentWebhookReconciler) requestsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
-	var list segmentv1alpha1.SegmentWebhookList
-	if err := r.List(ctx, &list, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{SecretNameIndex: secret.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
-		logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a Secret", "secret", secret.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, swh := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&swh)})
-	}
-	return reqs
-}
-
 // SetupWithManager registers the controller, its Secret index and its watches.
 func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, SecretNameIndex,
@@ -297,10 +286,22 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		func(o client.Object) []string { return ClaimedHosts(o.(*segmentv1alpha1.SegmentWebhook)) }); err != nil {
 		return err
 	}
-	planSource, err := r.trackingPlanSource(ctx, mgr)
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, TrackingPlanConfigMapIndex,
+		func(o client.Object) []string {
+			if tp := o.(*segmentv1alpha1.SegmentWebhook).Spec.TrackingPlan; tp != nil {
+				return []string{tp.ConfigMapRef.Name}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
+	// Secrets and plan ConfigMaps are the user's: the manager's cache holds none of them (see
+	// references). In namespace-scoped mode only the watched namespaces are listed.
+	userObjects, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return err
 	}
+	namespaces := slices.Collect(maps.Keys(r.namespaces))
 	// Children wake the controller only when something it applies or reads changed, not for the
 	// status noise of HPAs, PDBs and Deployments. An HTTPRoute's status is the Gateway's answer,
 	// which the controller reads: every change of it counts.
@@ -313,10 +314,8 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		}
 		b = b.Owns(obj, builder.WithPredicates(childChanged))
 	}
-	// A Secret's resync changes nothing: every SegmentWebhook's own resync checks its Secrets.
-	return b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.OnlyMetadata,
-		builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
-		WatchesRawSource(planSource).
+	return b.WatchesRawSource(r.secrets.secrets.source(userObjects, namespaces)).
+		WatchesRawSource(r.plans.source(userObjects, namespaces)).
 		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).

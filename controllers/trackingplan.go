@@ -23,21 +23,12 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -50,9 +41,6 @@ const TrackingPlanConfigMapIndex = ".spec.trackingPlan.configMapRef.name"
 // planKeyPrefix marks the plan documents in the receiver's ConfigMap, beside config.json: the
 // plan and the config it belongs to reach the pods in one volume update.
 const planKeyPrefix = "trackingplan."
-
-// maxConfigMapKey is Kubernetes' limit on a ConfigMap key.
-const maxConfigMapKey = 253
 
 // trackingPlanDocs are the plan documents to render into the receiver ConfigMap, by their key
 // there; nil without a tracking plan.
@@ -75,8 +63,8 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 	}
 	name := types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}
 	selection := strings.Join(spec.Keys, "\x00")
-	if known, ok := r.plans.get(ctx, name, selection); ok {
-		r.plans.report(swh, known)
+	if known, ok := r.plans.lookup(name); ok && known.selection == selection {
+		known.report(swh)
 		return known.docs, nil
 	}
 	// The plan's ConfigMap is read past the cache, which holds only the operator's own children.
@@ -107,8 +95,9 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		if !found {
 			return refuse(segmentv1alpha1.ReasonTrackingPlanNotFound, fmt.Sprintf("ConfigMap %q has no key %q", cm.Name, key))
 		}
-		if len(planKeyPrefix+key) > maxConfigMapKey {
-			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q is longer than %d characters", cm.Name, key, maxConfigMapKey-len(planKeyPrefix)))
+		if errs := validation.IsConfigMapKey(planKeyPrefix + key); len(errs) > 0 {
+			return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, fmt.Sprintf("ConfigMap %q key %q cannot be copied as %q: %s",
+				cm.Name, key, planKeyPrefix+key, strings.Join(errs, "; ")))
 		}
 		plan = append(plan, trackingplan.Document{Name: key, Data: []byte(data)})
 		docs[planKeyPrefix+key] = data
@@ -122,61 +111,27 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		}
 		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
 	}
-	known := compiledPlan{resourceVersion: cm.ResourceVersion, selection: selection, docs: docs,
+	known := compiledPlan{selection: selection, docs: docs,
 		status: segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}}
-	r.plans.put(name, known)
-	r.plans.report(swh, known)
+	r.plans.remember(name, cm.ResourceVersion, known)
+	known.report(swh)
 	return docs, nil
 }
 
-// compiledPlans remembers, per plan ConfigMap, the version and key selection it last compiled
-// and what that gave, so that a reconcile (every resync) reads and compiles a plan only after
-// its ConfigMap changed, as secretKeys does for Secrets. The version comes from the plan
-// ConfigMaps' metadata cache (see trackingPlanSource).
-type compiledPlans struct {
-	versions client.Reader // nil until trackingPlanSource has made the cache
-	mu       sync.Mutex
-	byName   map[types.NamespacedName]compiledPlan
-}
-
+// compiledPlan is what a plan ConfigMap compiled to, for one key selection. references
+// remembers it per ConfigMap version, so that a reconcile (every resync) reads and compiles a plan
+// only after its ConfigMap changed, as secretKeys does for Secrets.
 type compiledPlan struct {
-	resourceVersion, selection string
-	docs                       trackingPlanDocs
-	status                     segmentv1alpha1.TrackingPlanStatus
+	selection string
+	docs      trackingPlanDocs
+	status    segmentv1alpha1.TrackingPlanStatus
 }
 
-func (c *compiledPlans) get(ctx context.Context, name types.NamespacedName, selection string) (compiledPlan, bool) {
-	if c.versions == nil {
-		return compiledPlan{}, false
-	}
-	version := &metav1.PartialObjectMetadata{}
-	version.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	if err := c.versions.Get(ctx, name, version); err != nil {
-		return compiledPlan{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	known, ok := c.byName[name]
-	return known, ok && known.resourceVersion == version.ResourceVersion && known.selection == selection
-}
-
-func (c *compiledPlans) put(name types.NamespacedName, plan compiledPlan) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byName == nil {
-		c.byName = map[types.NamespacedName]compiledPlan{}
-	}
-	c.byName[name] = plan
-}
-
-func (c *compiledPlans) forget(name types.NamespacedName) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.byName, name)
-}
+// configMapsResource are ConfigMaps, of which the operator watches those holding tracking plans.
+var configMapsResource = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 // report sets the compiled plan's condition and status.
-func (c *compiledPlans) report(swh *segmentv1alpha1.SegmentWebhook, plan compiledPlan) {
+func (plan compiledPlan) report(swh *segmentv1alpha1.SegmentWebhook) {
 	msg := fmt.Sprintf("%d track events planned (%s)", plan.status.Events, plan.status.Hash)
 	setCondition(swh, segmentv1alpha1.ConditionTrackingPlanCompiled, true, segmentv1alpha1.ReasonTrackingPlanCompiled, msg)
 	swh.Status.TrackingPlan = plan.status.DeepCopy()
@@ -223,56 +178,4 @@ func withTrackingPlan(cm *corev1.ConfigMap, docs trackingPlanDocs) *corev1.Confi
 		cm.Data[key] = data
 	}
 	return cm
-}
-
-// trackingPlanSource watches the metadata of every ConfigMap (any change bumps the
-// resourceVersion) and enqueues the SegmentWebhooks whose plan it holds, found by a field index.
-// It has a cache of its own: the manager's ConfigMap cache holds only the operator's children (see
-// CacheByObject), and a plan is the user's ConfigMap. Metadata trimmed to name and resourceVersion
-// keeps that cache small; the plan's data is read past any cache when reconciling. Resyncs change
-// nothing: every SegmentWebhook's own resync reads its plan again.
-func (r *SegmentWebhookReconciler) trackingPlanSource(ctx context.Context, mgr ctrl.Manager) (source.Source, error) {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &segmentv1alpha1.SegmentWebhook{}, TrackingPlanConfigMapIndex,
-		func(o client.Object) []string {
-			if tp := o.(*segmentv1alpha1.SegmentWebhook).Spec.TrackingPlan; tp != nil {
-				return []string{tp.ConfigMapRef.Name}
-			}
-			return nil
-		}); err != nil {
-		return nil, err
-	}
-	// Only the watched namespaces: in namespace-scoped mode the operator may not list ConfigMaps
-	// cluster-wide.
-	configMaps, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: trimMetadata,
-		DefaultNamespaces: r.namespaces,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(configMaps); err != nil {
-		return nil, err
-	}
-	r.plans.versions = configMaps
-	configMap := &metav1.PartialObjectMetadata{}
-	configMap.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	return source.Kind(configMaps, configMap, handler.TypedEnqueueRequestsFromMapFunc(
-		func(ctx context.Context, cm *metav1.PartialObjectMetadata) []reconcile.Request {
-			return r.requestsForTrackingPlan(ctx, cm)
-		}), predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}), nil
-}
-
-// requestsForTrackingPlan enqueues the SegmentWebhooks whose plan a ConfigMap holds.
-func (r *SegmentWebhookReconciler) requestsForTrackingPlan(ctx context.Context, cm client.Object) []reconcile.Request {
-	var list segmentv1alpha1.SegmentWebhookList
-	if err := r.List(ctx, &list, client.InNamespace(cm.GetNamespace()),
-		client.MatchingFields{TrackingPlanConfigMapIndex: cm.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
-		logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a tracking plan ConfigMap", "configMap", cm.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, swh := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&swh)})
-	}
-	return reqs
 }

@@ -21,6 +21,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -157,6 +158,15 @@ var _ = Describe("Tracking plans", func() {
 		update(ctx, swh, func(s *segmentv1alpha1.SegmentWebhook) { s.Spec.TrackingPlan.Keys = []string{"other.json"} })
 		Eventually(planCondition).Should(And(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonTrackingPlanNotFound),
 			HaveField("Message", ContainSubstring(`has no key "other.json"`))))
+	})
+
+	It("refuses a plan key too long to be copied into the receiver's ConfigMap", func() {
+		long := strings.Repeat("k", 250) // a valid key, but not with the "trackingplan." prefix
+		planConfigMap(map[string]string{long: checkoutPlan})
+		swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "tracking-plan"}}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Eventually(planCondition).Should(And(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonTrackingPlanInvalid),
+			HaveField("Message", And(ContainSubstring("cannot be copied as"), ContainSubstring("no more than 253")))))
 	})
 
 	DescribeTable("the API server refuses a bad tracking plan reference",

@@ -110,10 +110,23 @@ func TestNamespaceScopedModeRunsWithOnlyNamespacedRoles(t *testing.T) {
 			Ingress:    &segmentv1alpha1.IngressSpec{Host: "segment.example.com"},
 		},
 	}
-	for _, o := range []client.Object{secret, swh} {
-		if err := k8sClient.Create(ctx, o); err != nil {
-			t.Fatal(err)
+	// The Secret comes after its SegmentWebhook reported it missing, so only the namespaced
+	// Secret watch can resolve it: a missing Secret is not retried on a timer.
+	if err := k8sClient.Create(ctx, swh); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "SecretNotFound", func() error {
+		got := &segmentv1alpha1.SegmentWebhook{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(swh), got); err != nil {
+			return err
 		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, segmentv1alpha1.ConditionSecretsResolved); c == nil || c.Reason != segmentv1alpha1.ReasonSecretNotFound {
+			return fmt.Errorf("conditions %v", got.Status.Conditions)
+		}
+		return nil
+	})
+	if err := k8sClient.Create(ctx, secret); err != nil {
+		t.Fatal(err)
 	}
 	child := types.NamespacedName{Namespace: watched, Name: "events-receiver"}
 	waitFor(ctx, t, "the children and a status written by the namespaced manager", func() error {

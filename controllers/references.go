@@ -1,0 +1,224 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+)
+
+// references follows the user objects of one kind that SegmentWebhooks reference (their Secrets,
+// the ConfigMaps of their tracking plans) with a metadata watch, and remembers what the operator
+// derived from each (a Secret's key names, a compiled plan) for as long as the object keeps its
+// resourceVersion. So a reconcile reads such an object from the API server only after it changed,
+// and a change wakes the SegmentWebhooks that reference it.
+//
+// It keeps nothing of the objects no SegmentWebhook references: its memory follows the
+// SegmentWebhooks, not the cluster, where an informer would hold every Secret of every namespace.
+// The watch is a client-go Reflector feeding this store instead of an informer's.
+type references[T any] struct {
+	resource schema.GroupVersionResource
+	// referrers finds the SegmentWebhooks referencing an object, by a field index of the cache.
+	referrers func(ctx context.Context, key types.NamespacedName) []reconcile.Request
+
+	// ctx and queue are set by start, before any watch runs.
+	ctx   context.Context
+	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
+
+	mu     sync.Mutex
+	byName map[types.NamespacedName]*reference[T]
+}
+
+type reference[T any] struct {
+	latest  string // the resourceVersion the watch (or a later read) saw last
+	derived string // the resourceVersion value was derived from; "" for none yet
+	value   T
+}
+
+func newReferences[T any](resource schema.GroupVersionResource,
+	referrers func(context.Context, types.NamespacedName) []reconcile.Request) *references[T] {
+	return &references[T]{resource: resource, referrers: referrers, byName: map[types.NamespacedName]*reference[T]{}}
+}
+
+// lookup returns what was derived from the object's current version, if anything was.
+func (r *references[T]) lookup(key types.NamespacedName) (T, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ref, ok := r.byName[key]; ok && ref.derived != "" && ref.derived == ref.latest {
+		return ref.value, true
+	}
+	var zero T
+	return zero, false
+}
+
+// remember keeps what was derived from the object at resourceVersion, read from the API server.
+// A version the watch reported since stays the latest: the value then counts as stale, and the
+// next reconcile reads the object again.
+func (r *references[T]) remember(key types.NamespacedName, resourceVersion string, value T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref, ok := r.byName[key]
+	if !ok {
+		ref = &reference[T]{latest: resourceVersion}
+		r.byName[key] = ref
+	}
+	ref.derived, ref.value = resourceVersion, value
+}
+
+// forget drops an object the API server no longer has.
+func (r *references[T]) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.byName, key)
+}
+
+// source starts one watch per namespace (nil: one for the cluster) when the controller starts.
+// Listing and watching need the same RBAC as an informer: list and watch on the resource.
+func (r *references[T]) source(client metadata.Interface, namespaces []string) source.Source {
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	return source.Func(func(ctx context.Context, queue workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		r.start(ctx, queue)
+		for _, ns := range namespaces {
+			objects := client.Resource(r.resource).Namespace(ns)
+			lw := &cache.ListWatch{
+				ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+					return objects.List(ctx, opts)
+				},
+				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+					return objects.Watch(ctx, opts)
+				},
+			}
+			reflector := cache.NewReflectorWithOptions(lw, &metav1.PartialObjectMetadata{}, r,
+				cache.ReflectorOptions{Name: fmt.Sprintf("referenced %s in %q", r.resource.Resource, ns)})
+			go reflector.RunWithContext(ctx)
+		}
+		return nil
+	})
+}
+
+func (r *references[T]) start(ctx context.Context, queue workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	r.ctx, r.queue = ctx, queue
+}
+
+// The methods below make references the Reflector's store (cache.ReflectorStore).
+
+// Add records the version of a referenced object and wakes its referrers when it changed.
+func (r *references[T]) Add(obj any) error {
+	r.observe(obj, false)
+	return nil
+}
+
+// Update is Add.
+func (r *references[T]) Update(obj any) error {
+	r.observe(obj, false)
+	return nil
+}
+
+// Delete forgets the object and wakes its referrers.
+func (r *references[T]) Delete(obj any) error {
+	r.observe(obj, true)
+	return nil
+}
+
+// Replace takes the full list the watch (re)starts from: a kept object missing from it was
+// deleted while nothing watched.
+func (r *references[T]) Replace(list []any, _ string) error {
+	listed := make(map[types.NamespacedName]bool, len(list))
+	for _, obj := range list {
+		if o, ok := obj.(client.Object); ok {
+			listed[client.ObjectKeyFromObject(o)] = true
+			r.observe(o, false)
+		}
+	}
+	r.mu.Lock()
+	var gone []types.NamespacedName
+	for key := range r.byName {
+		if !listed[key] {
+			gone = append(gone, key)
+		}
+	}
+	r.mu.Unlock()
+	for _, key := range gone {
+		r.observe(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, true)
+	}
+	return nil
+}
+
+// Resync has nothing to do: every SegmentWebhook's own resync checks what it references.
+func (r *references[T]) Resync() error { return nil }
+
+// observe keeps the version of an object that SegmentWebhooks reference, drops any other, and
+// wakes the referrers of an object that appeared, changed or was deleted.
+func (r *references[T]) observe(obj any, deleted bool) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return
+	}
+	key := client.ObjectKeyFromObject(o)
+	reqs := r.referrers(r.ctx, key)
+	r.mu.Lock()
+	ref, known := r.byName[key]
+	switch {
+	case deleted || len(reqs) == 0:
+		delete(r.byName, key)
+	case !known:
+		r.byName[key] = &reference[T]{latest: o.GetResourceVersion()}
+	case ref.latest == o.GetResourceVersion():
+		reqs = nil // the version a reconcile already read, or a relist of it
+	default:
+		ref.latest = o.GetResourceVersion()
+	}
+	r.mu.Unlock()
+	for _, req := range reqs {
+		r.queue.Add(req)
+	}
+}
+
+// referrersByIndex finds the SegmentWebhooks whose field index holds an object's name.
+func (r *SegmentWebhookReconciler) referrersByIndex(index string) func(context.Context, types.NamespacedName) []reconcile.Request {
+	return func(ctx context.Context, key types.NamespacedName) []reconcile.Request {
+		var list segmentv1alpha1.SegmentWebhookList
+		if err := r.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingFields{index: key.Name},
+			client.UnsafeDisableDeepCopy); err != nil {
+			logf.FromContext(ctx).Error(err, "listing SegmentWebhooks by reference", "index", index, "name", key.Name)
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, swh := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&swh)})
+		}
+		return reqs
+	}
+}

@@ -1,0 +1,145 @@
+/*
+Copyright 2026 The segment-webhook-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// referencesFixture: Secret "segment" in namespace "team" is referenced by SegmentWebhook "events";
+// nothing references any other object.
+func referencesFixture(t *testing.T) (*references[[]string], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	t.Helper()
+	refs := newReferences[[]string](secretsResource, func(_ context.Context, key types.NamespacedName) []reconcile.Request {
+		if key == (types.NamespacedName{Namespace: "team", Name: "segment"}) {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: "team", Name: "events"}}}
+		}
+		return nil
+	})
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	t.Cleanup(queue.ShutDown)
+	refs.start(context.Background(), queue)
+	return refs, queue
+}
+
+func secretMeta(name, resourceVersion string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: resourceVersion}}
+}
+
+// drain returns the requests queued so far.
+func drain(queue workqueue.TypedRateLimitingInterface[reconcile.Request]) []string {
+	var got []string
+	for queue.Len() > 0 {
+		req, _ := queue.Get()
+		got = append(got, req.String())
+		queue.Done(req)
+	}
+	return got
+}
+
+func TestReferencesKeepNothingOfUnreferencedObjects(t *testing.T) {
+	refs, queue := referencesFixture(t)
+	list := make([]any, 0, 10001)
+	for i := range 10000 {
+		list = append(list, secretMeta(fmt.Sprintf("app-%05d", i), "7"))
+	}
+	list = append(list, secretMeta("segment", "8"))
+	if err := refs.Replace(list, "9"); err != nil {
+		t.Fatal(err)
+	}
+	if len(refs.byName) != 1 {
+		t.Fatalf("kept %d objects, want only the referenced one", len(refs.byName))
+	}
+	if got := drain(queue); len(got) != 1 || got[0] != "team/events" {
+		t.Fatalf("queued %v, want the referrer of the listed Secret once", got)
+	}
+	_ = refs.Update(secretMeta("app-00001", "10"))
+	if len(refs.byName) != 1 || queue.Len() != 0 {
+		t.Fatalf("an unreferenced Secret's change kept %d objects and queued %d", len(refs.byName), queue.Len())
+	}
+}
+
+func TestReferencesWakeReferrersOnlyForANewVersion(t *testing.T) {
+	refs, queue := referencesFixture(t)
+	key := types.NamespacedName{Namespace: "team", Name: "segment"}
+
+	_ = refs.Add(secretMeta("segment", "5"))
+	if got := drain(queue); len(got) != 1 {
+		t.Fatalf("a referenced Secret appearing queued %v, want its referrer", got)
+	}
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("lookup found keys that nobody read yet")
+	}
+	refs.remember(key, "5", []string{"shared-secret"})
+	if keys, ok := refs.lookup(key); !ok || keys[0] != "shared-secret" {
+		t.Fatalf("lookup after remember = %v, %v", keys, ok)
+	}
+	_ = refs.Update(secretMeta("segment", "5"))
+	if queue.Len() != 0 {
+		t.Fatal("a relist of the version already read queued a reconcile")
+	}
+
+	_ = refs.Update(secretMeta("segment", "6"))
+	if got := drain(queue); len(got) != 1 {
+		t.Fatalf("a new version queued %v, want its referrer", got)
+	}
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("lookup returned what was read from an older version")
+	}
+	// A read that raced with the watch and got the older version does not hide the new one.
+	refs.remember(key, "5", []string{"old"})
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("a stale read counted as current")
+	}
+	refs.remember(key, "6", []string{"shared-secret", "next"})
+	if keys, ok := refs.lookup(key); !ok || len(keys) != 2 {
+		t.Fatalf("lookup after reading the new version = %v, %v", keys, ok)
+	}
+}
+
+func TestReferencesForgetDeletedObjects(t *testing.T) {
+	refs, queue := referencesFixture(t)
+	key := types.NamespacedName{Namespace: "team", Name: "segment"}
+	refs.remember(key, "5", []string{"shared-secret"})
+
+	_ = refs.Delete(secretMeta("segment", "5"))
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("a deleted Secret's keys are still remembered")
+	}
+	if got := drain(queue); len(got) != 1 {
+		t.Fatalf("a deletion queued %v, want its referrer", got)
+	}
+
+	// Deleted while no watch ran: the next list lacks it.
+	refs.remember(key, "7", []string{"shared-secret"})
+	if err := refs.Replace([]any{secretMeta("other", "8")}, "9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := refs.lookup(key); ok || len(refs.byName) != 0 {
+		t.Fatalf("after a list without it, the Secret is still known (%d kept)", len(refs.byName))
+	}
+	if got := drain(queue); len(got) != 1 {
+		t.Fatalf("a deletion seen by a relist queued %v, want its referrer", got)
+	}
+}
