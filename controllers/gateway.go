@@ -17,16 +17,13 @@ limitations under the License.
 package controllers
 
 import (
-	"context"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -36,45 +33,37 @@ import (
 
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;patch;delete
 
-// gatewayAPIServed reports whether the cluster serves HTTPRoute (gateway.networking.k8s.io/v1)
-// and the manager's scheme knows it. Gateway API is optional: without its CRDs the operator
-// runs as before and reports spec.gateway as unusable.
-func gatewayAPIServed(mgr ctrl.Manager) bool {
-	gvk := gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute")
-	if !mgr.GetScheme().Recognizes(gvk) {
-		return false
-	}
-	_, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-	return err == nil
-}
-
-// AddGatewayCache limits the cache of HTTPRoutes to the operator's own, like CacheByObject, when
-// the cluster serves them; the cache refuses a kind the API server does not know, so it cannot be
-// listed unconditionally.
-func AddGatewayCache(cfg *rest.Config, byObject map[client.Object]cache.ByObject) error {
+// AddGatewayCache reports whether the cluster serves HTTPRoute (gateway.networking.k8s.io/v1) and,
+// when it does, limits the cache of HTTPRoutes to the operator's own, like CacheByObject. The cache
+// refuses a kind the API server does not know, so HTTPRoutes cannot be listed unconditionally.
+// Gateway API is optional: without its CRDs the operator runs as before and reports spec.gateway as
+// unusable. It is asked once, before the manager starts; the reconciler is told the answer.
+func AddGatewayCache(cfg *rest.Config, byObject map[client.Object]cache.ByObject) (bool, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resources, err := dc.ServerResourcesForGroupVersion(gatewayv1.GroupVersion.String())
 	if apierrors.IsNotFound(err) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("discovering %s: %w", gatewayv1.GroupVersion, err)
+		return false, fmt.Errorf("discovering %s: %w", gatewayv1.GroupVersion, err)
 	}
 	for _, r := range resources.APIResources {
 		if r.Kind == "HTTPRoute" {
 			byObject[&gatewayv1.HTTPRoute{}] = managedOnly()
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // observeRoute reports in RouteAccepted whether the Gateways accepted the HTTPRoute, and returns
 // why the receiver is not reachable through it yet: progressing while a Gateway has not answered,
-// stalled when one refused the route or the cluster has no Gateway API.
-func (r *SegmentWebhookReconciler) observeRoute(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
+// stalled when one refused the route or the cluster has no Gateway API. It reads the HTTPRoute as
+// the applier left it, status included.
+func (r *SegmentWebhookReconciler) observeRoute(swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	if swh.Spec.Gateway == nil {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionRouteAccepted)
 		return nil
@@ -84,9 +73,14 @@ func (r *SegmentWebhookReconciler) observeRoute(ctx context.Context, swh *segmen
 		setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, false, segmentv1alpha1.ReasonGatewayAPINotPresent, msg)
 		return &notReadyError{reason: segmentv1alpha1.ReasonGatewayAPINotPresent, msg: msg, stalled: true}
 	}
-	route := &gatewayv1.HTTPRoute{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ChildName(swh)}, route); err != nil {
-		return client.IgnoreNotFound(err)
+	var route *gatewayv1.HTTPRoute
+	for _, c := range children {
+		if live, ok := c.live.(*gatewayv1.HTTPRoute); ok && c.desired != nil {
+			route = live
+		}
+	}
+	if route == nil {
+		return nil // removed: its host is not this SegmentWebhook's, which claimHosts reports
 	}
 	status, reason, msg := RouteAccepted(route)
 	setCondition(swh, segmentv1alpha1.ConditionRouteAccepted, status == metav1.ConditionTrue, reason, msg)

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -77,18 +78,41 @@ func claimedFirst(a, b *segmentv1alpha1.SegmentWebhook) bool {
 	return a.Name < b.Name
 }
 
+// claimant is another SegmentWebhook claiming the host+path pair claim.
+type claimant struct {
+	claim string
+	swh   *segmentv1alpha1.SegmentWebhook
+}
+
+// claimants yields, claim by claim, the other SegmentWebhooks that claim one of swh's host+path
+// pairs. A claim whose lookup failed yields its error, and the next claim follows.
+func (r *SegmentWebhookReconciler) claimants(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) iter.Seq2[claimant, error] {
+	return func(yield func(claimant, error) bool) {
+		for _, claim := range ClaimedHosts(swh) {
+			var list segmentv1alpha1.SegmentWebhookList
+			if err := r.List(ctx, &list, client.MatchingFields{ClaimedHostIndex: claim}); err != nil {
+				if !yield(claimant{}, fmt.Errorf("listing SegmentWebhooks that claim %s: %w", claim, err)) {
+					return
+				}
+				continue
+			}
+			for i := range list.Items {
+				if other := &list.Items[i]; other.UID != swh.UID && !yield(claimant{claim, other}, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // hostOwner finds an earlier SegmentWebhook claiming one of swh's host+path pairs.
 func (r *SegmentWebhookReconciler) hostOwner(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (*segmentv1alpha1.SegmentWebhook, string, error) {
-	for _, claim := range ClaimedHosts(swh) {
-		var list segmentv1alpha1.SegmentWebhookList
-		if err := r.List(ctx, &list, client.MatchingFields{ClaimedHostIndex: claim}); err != nil {
-			return nil, "", fmt.Errorf("listing SegmentWebhooks that claim %s: %w", claim, err)
+	for c, err := range r.claimants(ctx, swh) {
+		if err != nil {
+			return nil, "", err
 		}
-		for i := range list.Items {
-			other := &list.Items[i]
-			if other.UID != swh.UID && other.DeletionTimestamp.IsZero() && claimedFirst(other, swh) {
-				return other, claim, nil
-			}
+		if c.swh.DeletionTimestamp.IsZero() && claimedFirst(c.swh, swh) {
+			return c.swh, c.claim, nil
 		}
 	}
 	return nil, "", nil
@@ -187,17 +211,14 @@ func (r *SegmentWebhookReconciler) requestsForHosts(ctx context.Context, obj cli
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, claim := range ClaimedHosts(swh) {
-		var list segmentv1alpha1.SegmentWebhookList
-		if err := r.List(ctx, &list, client.MatchingFields{ClaimedHostIndex: claim}); err != nil {
-			logf.FromContext(ctx).Error(err, "listing SegmentWebhooks for a host", "host", claim)
+	for c, err := range r.claimants(ctx, swh) {
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "enqueueing the other claimants of a host")
 			continue
 		}
-		for _, other := range list.Items {
-			req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&other)}
-			if other.UID != swh.UID && !slices.Contains(reqs, req) {
-				reqs = append(reqs, req)
-			}
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c.swh)}
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
 		}
 	}
 	return reqs

@@ -76,7 +76,8 @@ func Scheme() *runtime.Scheme {
 // wiring used by cmd/manager, the demo and the tests.
 func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	cacheOpts := cache.Options{ByObject: CacheByObject()}
-	if err := AddGatewayCache(cfg, cacheOpts.ByObject); err != nil {
+	gatewayAPI, err := AddGatewayCache(cfg, cacheOpts.ByObject)
+	if err != nil {
 		return nil, fmt.Errorf("discovering the Gateway API: %w", err)
 	}
 	if opts.SyncPeriod > 0 {
@@ -118,6 +119,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctr
 	}
 	r := NewSegmentWebhookReconciler(mgr, opts.Render)
 	r.namespaces = cacheOpts.DefaultNamespaces
+	r.gatewayAPI = gatewayAPI
 	if opts.MaxConcurrentReconciles > 0 {
 		r.MaxConcurrentReconciles = opts.MaxConcurrentReconciles
 	}

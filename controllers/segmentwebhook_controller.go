@@ -89,7 +89,7 @@ type SegmentWebhookReconciler struct {
 	secrets  *secretKeys
 	verified *verifiedIntents
 	plans    *references[compiledPlan]
-	// gatewayAPI is set when the cluster serves HTTPRoute.
+	// gatewayAPI is set when the cluster serves HTTPRoute, as NewManager discovered it.
 	gatewayAPI bool
 	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.
 	namespaces map[string]cache.Config
@@ -160,7 +160,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	// The receiver runs even without its host: the conflict explains Ready first.
-	return ctrl.Result{}, firstNotReady(hostsErr, r.observeRoute(ctx, swh), observe(swh, children))
+	return ctrl.Result{}, firstNotReady(hostsErr, r.observeRoute(swh, children), observe(swh, children))
 }
 
 // child pairs a desired object with an empty one of its type; a nil desired removes the child.
@@ -302,7 +302,6 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		return err
 	}
 	namespaces := slices.Collect(maps.Keys(r.namespaces))
-	r.gatewayAPI = gatewayAPIServed(mgr)
 	// Children wake the controller only when something it applies or reads changed, not for the
 	// status noise of HPAs, PDBs and Deployments. An HTTPRoute's status is the Gateway's answer,
 	// which the controller reads: every change of it counts.

@@ -384,7 +384,7 @@ var _ = Describe("SegmentWebhook controller", func() {
 		// A new reconciler on the same cache starts, like a restarted manager, with no verified
 		// children: it reads each from the API server and compares the fields it owns.
 		restarted := NewSegmentWebhookReconciler(k8sManager, RenderOptions{ReceiverImage: testReceiverImage})
-		restarted.gatewayAPI = gatewayAPIServed(k8sManager)
+		restarted.gatewayAPI = true // envtest serves the Gateway API (checked in BeforeSuite)
 		before := apiServerWrites(ctx)
 		_, err := restarted.Reconcile(ctx, ctrl.Request{NamespacedName: key(swh)})
 		Expect(err).NotTo(HaveOccurred())

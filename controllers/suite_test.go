@@ -35,6 +35,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -109,7 +110,11 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8sManager.GetScheme().Recognizes(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"))).To(BeTrue())
-	Expect(gatewayAPIServed(k8sManager)).To(BeTrue(), "envtest serves the Gateway API CRDs")
+	gatewayCache := map[client.Object]cache.ByObject{}
+	served, err := AddGatewayCache(cfg, gatewayCache)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(served).To(BeTrue(), "envtest serves the Gateway API CRDs")
+	Expect(gatewayCache).To(HaveLen(1), "HTTPRoutes get a cache entry")
 
 	go func() {
 		defer GinkgoRecover()
