@@ -67,9 +67,9 @@ func (d deadLetter) envelope(raw []byte) Event {
 		h.Write([]byte(part))
 	}
 	h.Write(raw)
-	attrs := map[string]string{deadLetterReasonAttribute: d.Reason}
+	attrs := Attributes{{Name: deadLetterReasonAttribute, Value: d.Reason}}
 	if d.Target != "" {
-		attrs[deadLetterTargetAttribute] = d.Target
+		attrs = append(attrs, Attribute{Name: deadLetterTargetAttribute, Value: d.Target})
 	}
 	return Event{
 		Raw:        body,

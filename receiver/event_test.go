@@ -147,3 +147,30 @@ func TestValidationErrorStatus(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Events copied from one another share their attributes: setting one on a copy must leave the
+// original as it was, and a transport carries only the attributes it names.
+func TestAttributes(t *testing.T) {
+	reason := Attributes{{Name: deadLetterReasonAttribute, Value: ReasonRefused}}
+	marked := reason.With(violationAttribute, "/properties/total type")
+	if len(reason) != 1 || reason.Get(violationAttribute) != "" {
+		t.Fatalf("With changed the original: %v", reason)
+	}
+	if marked.Get(violationAttribute) != "/properties/total type" || marked.Get(deadLetterReasonAttribute) != ReasonRefused {
+		t.Errorf("marked = %v", marked)
+	}
+	if again := marked.With(violationAttribute, "/context/ip format"); len(again) != 2 || again.Get(violationAttribute) != "/context/ip format" {
+		t.Errorf("setting a name twice: %v", again)
+	}
+	reordered := Attributes{marked[1], marked[0]}
+	if !marked.Equal(reordered) || marked.Equal(reason) || reason.Equal(Attributes{{Name: deadLetterReasonAttribute, Value: ReasonInvalid}}) {
+		t.Errorf("Equal: %v %v %v", marked, reordered, reason)
+	}
+	var carried []string
+	for header, value := range kafkaAttributeHeaders.of(marked) {
+		carried = append(carried, header+"="+value)
+	}
+	if want := KafkaHeaderPlanViolation + "=/properties/total type"; len(carried) != 1 || carried[0] != want {
+		t.Errorf("Kafka carries %v, want [%s]", carried, want)
+	}
+}

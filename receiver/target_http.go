@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +16,13 @@ import (
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
+
+// HTTPHeaderPlanViolation carries the tracking plan's violations in format segment.
+const HTTPHeaderPlanViolation = "X-Segment-Tracking-Plan-Violation"
+
+// httpAttributeHeaders carry event attributes in format segment (cloudevents sends every
+// attribute as ce-<name>).
+var httpAttributeHeaders = attributeHeaders{violationAttribute: HTTPHeaderPlanViolation}
 
 // httpTarget POSTs (or PUTs/PATCHes) one request per event, or with batch set JSON arrays of
 // events. Requests run concurrently, at most concurrency at once over all webhook requests.
@@ -126,7 +132,7 @@ func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 	size := int64(1 + len(events[lo].Raw) + 1)
 	hi := lo + 1
 	for hi < len(events) && hi-lo < t.batch.MaxEvents && size+int64(len(events[hi].Raw))+1 <= t.batch.MaxBytes &&
-		maps.Equal(events[hi].Attributes, events[lo].Attributes) {
+		events[hi].Attributes.Equal(events[lo].Attributes) {
 		size += int64(len(events[hi].Raw)) + 1
 		hi++
 	}
@@ -150,11 +156,13 @@ func (t *httpTarget) post(ctx context.Context, events []Event) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("User-Agent", "segment-webhook-receiver")
+	// chunkEnd keeps the events of an array alike in their attributes.
 	if t.format == config.FormatCloudEvents {
 		setCloudEventsHeaders(req.Header, events[0], t.ceSource)
-	} else if v := events[0].Attributes[violationAttribute]; v != "" {
-		// chunkEnd keeps the events of an array alike in their attributes.
-		req.Header.Set(HTTPHeaderPlanViolation, v)
+	} else {
+		for header, value := range httpAttributeHeaders.of(events[0].Attributes) {
+			req.Header.Set(header, value)
+		}
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -184,8 +192,8 @@ func setCloudEventsHeaders(h http.Header, ev Event, source string) {
 	if ev.UserID != "" {
 		h.Set("ce-subject", ev.UserID)
 	}
-	for name, value := range ev.Attributes {
-		h.Set("ce-"+name, value)
+	for _, attr := range ev.Attributes {
+		h.Set("ce-"+attr.Name, attr.Value)
 	}
 }
 

@@ -12,18 +12,10 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
 )
 
-// violationAttribute carries an event's plan violations to its targets, as "pointer keyword"
-// pairs (trackingplan.Summary): the CloudEvents extension ce-planviolation, and for other formats
-// the headers below. Each target renders the event's attributes in its own way.
+// violationAttribute marks an event forwarded with violations (onViolation Forward, or
+// OmitProperties when omitting could not repair it), as "pointer keyword" pairs
+// (trackingplan.Summary). Targets carry it as ce-planviolation or their *HeaderPlanViolation.
 const violationAttribute = "planviolation"
-
-// Headers that mark an event forwarded with violations (onViolation Forward, or OmitProperties
-// when omitting could not repair it).
-const (
-	HTTPHeaderPlanViolation  = "X-Segment-Tracking-Plan-Violation"
-	KafkaHeaderPlanViolation = "segment-tracking-plan-violation"
-	NATSHeaderPlanViolation  = "Segment-Tracking-Plan-Violation"
-)
 
 // maxViolationsInSummary bounds the attribute, so a header stays short.
 const maxViolationsInSummary = 10
@@ -119,12 +111,7 @@ func omit(ev Event, violations []trackingplan.Violation) Event {
 }
 
 func markViolations(ev Event, violations []trackingplan.Violation) Event {
-	attrs := make(map[string]string, len(ev.Attributes)+1)
-	for k, v := range ev.Attributes {
-		attrs[k] = v
-	}
-	attrs[violationAttribute] = trackingplan.Summary(violations, maxViolationsInSummary)
-	ev.Attributes = attrs
+	ev.Attributes = ev.Attributes.With(violationAttribute, trackingplan.Summary(violations, maxViolationsInSummary))
 	return ev
 }
 
