@@ -22,8 +22,9 @@ import (
 type pipeline struct {
 	cfg        *config.Config
 	auth       *authenticator
-	routes     []*route
+	routes     []*route      // the routed targets, in config order
 	deadLetter *route        // nil without a dead-letter target
+	all        []*route      // both, for closing
 	plan       *planEnforcer // nil without a tracking plan
 
 	refs      atomic.Int64
@@ -79,18 +80,17 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			attemptDuration:   m.attemptDuration.WithLabelValues(tc.Name),
 		}, nil
 	}
-	for _, tc := range cfg.Targets {
-		r, err := newRoute(tc)
+	for _, tc := range cfg.AllTargets() {
+		r, err := newRoute(*tc.Target)
 		if err != nil {
 			p.closeTargets()
 			return nil, err
 		}
-		p.routes = append(p.routes, r)
-	}
-	if cfg.DeadLetter != nil {
-		if p.deadLetter, err = newRoute(*cfg.DeadLetter); err != nil {
-			p.closeTargets()
-			return nil, err
+		p.all = append(p.all, r)
+		if tc.Role == config.RoleDeadLetter {
+			p.deadLetter = r
+		} else {
+			p.routes = append(p.routes, r)
 		}
 	}
 	return p, nil
@@ -113,11 +113,8 @@ func targetIdentity(t config.Target) string {
 // identities lists the target identities a config uses.
 func identities(cfg *config.Config) []string {
 	var ids []string
-	for _, t := range cfg.Targets {
-		ids = append(ids, targetIdentity(t))
-	}
-	if cfg.DeadLetter != nil {
-		ids = append(ids, targetIdentity(*cfg.DeadLetter))
+	for _, t := range cfg.AllTargets() {
+		ids = append(ids, targetIdentity(*t.Target))
 	}
 	return ids
 }
@@ -153,11 +150,8 @@ func (p *pipeline) retire() {
 }
 
 func (p *pipeline) closeTargets() {
-	for _, r := range p.routes {
+	for _, r := range p.all {
 		_ = r.target.Close()
-	}
-	if p.deadLetter != nil {
-		_ = p.deadLetter.target.Close()
 	}
 }
 
