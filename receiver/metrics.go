@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
-	m.eventsByType = map[string]prometheus.Counter{"other": m.events.WithLabelValues("other")}
+	m.eventsByType = map[string]prometheus.Counter{otherType: m.events.WithLabelValues(otherType)}
 	for _, t := range config.EventTypes {
 		m.eventsByType[t] = m.events.WithLabelValues(t)
 	}
@@ -114,15 +115,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// event counts one event. Unknown types count as "other": Lenient mode forwards arbitrary types,
-// and the label's cardinality must stay bounded.
-func (m *metrics) event(eventType string) {
-	c, ok := m.eventsByType[eventType]
-	if !ok {
-		c = m.eventsByType["other"]
+// otherType is the label of every event type the receiver does not know.
+const otherType = "other"
+
+// typeLabel bounds a metric label that holds an event type: Lenient mode forwards arbitrary
+// types, so unknown ones count as "other".
+func typeLabel(eventType string) string {
+	if slices.Contains(config.EventTypes, eventType) {
+		return eventType
 	}
-	c.Inc()
+	return otherType
 }
+
+// event counts one event by its type label.
+func (m *metrics) event(eventType string) { m.eventsByType[typeLabel(eventType)].Inc() }
 
 // request counts one answer; the codes of the busy path are looked up once.
 func (m *metrics) request(code int) {

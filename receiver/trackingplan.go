@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -125,7 +124,7 @@ func describe(violations []trackingplan.Violation) string {
 }
 
 // planEventLabel bounds the metric's event label: a planned track event's name (the plan bounds
-// how many), "unplanned" for other track events, else the event type.
+// how many), "unplanned" for other track events, else the event type's label.
 func planEventLabel(ev *Event, unplanned bool) string {
 	switch {
 	case ev.Type == "track" && unplanned:
@@ -133,8 +132,5 @@ func planEventLabel(ev *Event, unplanned bool) string {
 	case ev.Type == "track":
 		return ev.Name
 	}
-	if slices.Contains(config.EventTypes, ev.Type) {
-		return ev.Type
-	}
-	return "other" // Lenient mode forwards arbitrary types
+	return typeLabel(ev.Type)
 }
