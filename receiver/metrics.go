@@ -30,8 +30,10 @@ type metrics struct {
 	planViolations    *prometheus.CounterVec
 	planUnplanned     prometheus.Counter
 
-	eventsByType   map[string]prometheus.Counter // read-only once built
-	requestsByCode map[int]prometheus.Counter
+	// The busy paths' series, looked up once; read-only once built.
+	eventsByType         map[string]prometheus.Counter
+	requestsByCode       map[int]prometheus.Counter
+	deadLetteredByReason map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -108,10 +110,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, code := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
 		m.requestsByCode[code] = m.requests.WithLabelValues(strconv.Itoa(code))
 	}
-	m.deadLettered.WithLabelValues(ReasonInvalid)
-	m.deadLettered.WithLabelValues(ReasonRefused)
-	m.deadLettered.WithLabelValues(ReasonTrackingPlan)
-	m.deadLettered.WithLabelValues(ReasonMalformed)
+	m.deadLetteredByReason = map[string]prometheus.Counter{}
+	for _, reason := range deadLetterReasons {
+		m.deadLetteredByReason[reason] = m.deadLettered.WithLabelValues(reason)
+	}
 	return m
 }
 
@@ -129,6 +131,9 @@ func typeLabel(eventType string) string {
 
 // event counts one event by its type label.
 func (m *metrics) event(eventType string) { m.eventsByType[typeLabel(eventType)].Inc() }
+
+// deadLetter counts one event the dead-letter target accepted, by its reason.
+func (m *metrics) deadLetter(reason string) { m.deadLetteredByReason[reason].Inc() }
 
 // request counts one answer; the codes of the busy path are looked up once.
 func (m *metrics) request(code int) {

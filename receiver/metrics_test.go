@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,5 +43,30 @@ func TestEventTypeLabelsAreBoundedByOneRule(t *testing.T) {
 		if got := planEventLabel(&c.ev, c.unplanned); got != c.want {
 			t.Errorf("planEventLabel(%s %q, unplanned %v) = %q, want %q", c.ev.Type, c.ev.Name, c.unplanned, got, c.want)
 		}
+	}
+}
+
+// Every dead-letter reason is a series from the start (0, not absent), and counts its own letters.
+func TestDeadLetteredByReason(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	m.deadLetter(ReasonRefused)
+	m.deadLetter(ReasonRefused)
+	m.deadLetter(ReasonTrackingPlan)
+	want := map[string]float64{ReasonInvalid: 0, ReasonRefused: 2, ReasonTrackingPlan: 1, ReasonMalformed: 0}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "segment_receiver_dead_lettered_events_total" {
+			for _, s := range f.GetMetric() {
+				got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+			}
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("dead_lettered_events_total = %v, want %v", got, want)
 	}
 }
