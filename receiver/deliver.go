@@ -36,7 +36,7 @@ type pipeline struct {
 type route struct {
 	name     string
 	optional bool
-	filter   filter
+	filter   config.Filter // Matches selects the events it receives
 	dropper  fieldDropper
 	target   Target
 	memory   *dedupeMemory
@@ -66,7 +66,7 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 		return &route{
 			name:              tc.Name,
 			optional:          tc.Optional,
-			filter:            newFilter(tc.Filter),
+			filter:            tc.Filter,
 			dropper:           newFieldDropper(tc.DropFields),
 			target:            target,
 			memory:            dedupe.forTarget(targetIdentity(tc), cfg.Delivery.DedupeSize, cfg.Delivery.DedupeWindow.Duration),
@@ -248,7 +248,7 @@ func (r *route) prepare(events []Event) (batch, originals []Event, unprepared []
 		inRequest = make(map[string]bool, len(events))
 	}
 	for _, ev := range events {
-		if !r.filter.matches(&ev) {
+		if !r.filter.Matches(ev.Type, ev.Name) {
 			continue
 		}
 		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {

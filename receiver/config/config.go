@@ -278,6 +278,15 @@ type Filter struct {
 	TrackEvents []string `json:"trackEvents,omitempty"`
 }
 
+// Matches reports whether a target with this filter receives an event of this type and, for a
+// track event, name. It is the receiver's routing rule; kubectl swh explains routing with it too.
+func (f Filter) Matches(eventType, name string) bool {
+	if len(f.EventTypes) > 0 && !slices.Contains(f.EventTypes, eventType) {
+		return false
+	}
+	return eventType != "track" || len(f.TrackEvents) == 0 || slices.Contains(f.TrackEvents, name)
+}
+
 // HTTPTarget forwards events to an HTTP endpoint: one request per event, or JSON arrays when
 // Batch is set.
 type HTTPTarget struct {
