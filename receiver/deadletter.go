@@ -70,9 +70,9 @@ func (d deadLetter) envelope(raw []byte) Event {
 		h.Write([]byte(part))
 	}
 	h.Write(raw)
-	attrs := Attributes{{Name: deadLetterReasonAttribute, Value: d.Reason}}
+	attrs := map[string]string{deadLetterReasonAttribute: d.Reason}
 	if d.Target != "" {
-		attrs = append(attrs, Attribute{Name: deadLetterTargetAttribute, Value: d.Target})
+		attrs[deadLetterTargetAttribute] = d.Target
 	}
 	return Event{
 		Raw:        body,

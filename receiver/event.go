@@ -29,57 +29,16 @@ type Event struct {
 	AnonymousID string
 	Name        string    // the track event name ("event")
 	Timestamp   time.Time // "timestamp", zero when absent
-	// Attributes are what the receiver says about the event beside its bytes.
-	Attributes Attributes
+	// Attributes are what the receiver says about the event beside its bytes, by CloudEvents
+	// extension name: the tracking plan's violations, a dead letter's reason and target. An HTTP
+	// target in format cloudevents sends each as ce-<name>; every other transport names the
+	// headers that carry them in one attributeHeaders table (httpAttributeHeaders,
+	// kafkaAttributeHeaders, natsAttributeHeaders). Shared by copies of the event: never modified.
+	Attributes map[string]string
 
 	// The members the tracking plan checks, as the decoder located them in the body (nil when
 	// absent).
 	properties, traits, context []byte
-}
-
-// Attributes are what the receiver says about an event beside its bytes: the tracking plan's
-// violations, a dead letter's reason and target. Names are CloudEvents extension names (an HTTP
-// target in format cloudevents sends each as ce-<name>); every other transport names the headers
-// that carry them in one place (httpAttributeHeaders, kafkaAttributeHeaders,
-// natsAttributeHeaders). A small set: each name at most once.
-type Attributes []Attribute
-
-// Attribute is one name and value of Attributes.
-type Attribute struct{ Name, Value string }
-
-// Get returns the named attribute's value, "" when absent.
-func (a Attributes) Get(name string) string {
-	for _, attr := range a {
-		if attr.Name == name {
-			return attr.Value
-		}
-	}
-	return ""
-}
-
-// With returns a copy of a with the attribute set; a itself is left unchanged, since events
-// copied from one another share it.
-func (a Attributes) With(name, value string) Attributes {
-	out := make(Attributes, 0, len(a)+1)
-	for _, attr := range a {
-		if attr.Name != name {
-			out = append(out, attr)
-		}
-	}
-	return append(out, Attribute{Name: name, Value: value})
-}
-
-// Equal reports whether a and b hold the same names and values, in any order.
-func (a Attributes) Equal(b Attributes) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, attr := range a {
-		if !slices.Contains(b, attr) {
-			return false
-		}
-	}
-	return true
 }
 
 // attributeHeaders names the header one transport carries each event attribute in; attributes
@@ -87,10 +46,10 @@ func (a Attributes) Equal(b Attributes) bool {
 type attributeHeaders map[string]string
 
 // of yields the header and value of each of attrs the transport carries.
-func (h attributeHeaders) of(attrs Attributes) iter.Seq2[string, string] {
+func (h attributeHeaders) of(attrs map[string]string) iter.Seq2[string, string] {
 	return func(yield func(header, value string) bool) {
-		for _, attr := range attrs {
-			if header, ok := h[attr.Name]; ok && !yield(header, attr.Value) {
+		for name, value := range attrs {
+			if header, ok := h[name]; ok && !yield(header, value) {
 				return
 			}
 		}

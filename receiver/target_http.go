@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -132,7 +133,7 @@ func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 	size := int64(1 + len(events[lo].Raw) + 1)
 	hi := lo + 1
 	for hi < len(events) && hi-lo < t.batch.MaxEvents && size+int64(len(events[hi].Raw))+1 <= t.batch.MaxBytes &&
-		events[hi].Attributes.Equal(events[lo].Attributes) {
+		maps.Equal(events[hi].Attributes, events[lo].Attributes) {
 		size += int64(len(events[hi].Raw)) + 1
 		hi++
 	}
@@ -192,8 +193,8 @@ func setCloudEventsHeaders(h http.Header, ev Event, source string) {
 	if ev.UserID != "" {
 		h.Set("ce-subject", ev.UserID)
 	}
-	for _, attr := range ev.Attributes {
-		h.Set("ce-"+attr.Name, attr.Value)
+	for name, value := range ev.Attributes {
+		h.Set("ce-"+name, value)
 	}
 }
 

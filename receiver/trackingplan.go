@@ -110,7 +110,12 @@ func omit(ev Event, violations []trackingplan.Violation) Event {
 }
 
 func markViolations(ev Event, violations []trackingplan.Violation) Event {
-	ev.Attributes = ev.Attributes.With(violationAttribute, trackingplan.Summary(violations, maxViolationsInSummary))
+	attrs := make(map[string]string, len(ev.Attributes)+1)
+	for k, v := range ev.Attributes {
+		attrs[k] = v
+	}
+	attrs[violationAttribute] = trackingplan.Summary(violations, maxViolationsInSummary)
+	ev.Attributes = attrs
 	return ev
 }
 
