@@ -24,7 +24,6 @@ type pipeline struct {
 	auth       *authenticator
 	routes     []*route      // the routed targets, in config order
 	deadLetter *route        // nil without a dead-letter target
-	all        []*route      // both, for closing
 	plan       *planEnforcer // nil without a tracking plan
 
 	refs      atomic.Int64
@@ -86,7 +85,6 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			p.closeTargets()
 			return nil, err
 		}
-		p.all = append(p.all, r)
 		if tc.Role == config.RoleDeadLetter {
 			p.deadLetter = r
 		} else {
@@ -150,8 +148,11 @@ func (p *pipeline) retire() {
 }
 
 func (p *pipeline) closeTargets() {
-	for _, r := range p.all {
+	for _, r := range p.routes {
 		_ = r.target.Close()
+	}
+	if p.deadLetter != nil {
+		_ = p.deadLetter.target.Close()
 	}
 }
 
