@@ -24,6 +24,9 @@ const (
 	ReasonMalformed = "malformed"
 )
 
+// deadLetterReasons are every reason, each a series of the dead-letter metric from the start.
+var deadLetterReasons = []string{ReasonInvalid, ReasonRefused, ReasonTrackingPlan, ReasonMalformed}
+
 // DeadLetterType is the type of a dead-letter envelope: the NATS {type} token, the Kafka
 // segment-type header, and "com.segment.dead-letter" as a CloudEvents type.
 const DeadLetterType = "dead-letter"

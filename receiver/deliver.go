@@ -22,7 +22,7 @@ import (
 type pipeline struct {
 	cfg        *config.Config
 	auth       *authenticator
-	routes     []*route
+	routes     []*route      // the routed targets, in config order
 	deadLetter *route        // nil without a dead-letter target
 	plan       *planEnforcer // nil without a tracking plan
 
@@ -35,7 +35,7 @@ type pipeline struct {
 type route struct {
 	name     string
 	optional bool
-	filter   filter
+	filter   config.Filter // Matches selects the events it receives
 	dropper  fieldDropper
 	target   Target
 	memory   *dedupeMemory
@@ -65,7 +65,7 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 		return &route{
 			name:              tc.Name,
 			optional:          tc.Optional,
-			filter:            newFilter(tc.Filter),
+			filter:            tc.Filter,
 			dropper:           newFieldDropper(tc.DropFields),
 			target:            target,
 			memory:            dedupe.forTarget(targetIdentity(tc), cfg.Delivery.DedupeSize, cfg.Delivery.DedupeWindow.Duration),
@@ -79,18 +79,16 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			attemptDuration:   m.attemptDuration.WithLabelValues(tc.Name),
 		}, nil
 	}
-	for _, tc := range cfg.Targets {
-		r, err := newRoute(tc)
+	for _, tc := range cfg.AllTargets() {
+		r, err := newRoute(*tc.Target)
 		if err != nil {
 			p.closeTargets()
 			return nil, err
 		}
-		p.routes = append(p.routes, r)
-	}
-	if cfg.DeadLetter != nil {
-		if p.deadLetter, err = newRoute(*cfg.DeadLetter); err != nil {
-			p.closeTargets()
-			return nil, err
+		if tc.Role == config.RoleDeadLetter {
+			p.deadLetter = r
+		} else {
+			p.routes = append(p.routes, r)
 		}
 	}
 	return p, nil
@@ -113,11 +111,8 @@ func targetIdentity(t config.Target) string {
 // identities lists the target identities a config uses.
 func identities(cfg *config.Config) []string {
 	var ids []string
-	for _, t := range cfg.Targets {
-		ids = append(ids, targetIdentity(t))
-	}
-	if cfg.DeadLetter != nil {
-		ids = append(ids, targetIdentity(*cfg.DeadLetter))
+	for _, t := range cfg.AllTargets() {
+		ids = append(ids, targetIdentity(*t.Target))
 	}
 	return ids
 }
@@ -254,7 +249,7 @@ func (r *route) prepare(events []Event) (batch, originals []Event, unprepared []
 		inRequest = make(map[string]bool, len(events))
 	}
 	for _, ev := range events {
-		if !r.filter.matches(&ev) {
+		if !r.filter.Matches(ev.Type, ev.Name) {
 			continue
 		}
 		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {

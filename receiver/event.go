@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"slices"
 	"sync"
@@ -28,12 +29,31 @@ type Event struct {
 	AnonymousID string
 	Name        string    // the track event name ("event")
 	Timestamp   time.Time // "timestamp", zero when absent
-	// Attributes are extra CloudEvents attributes (dead letters carry their reason and target).
+	// Attributes are what the receiver says about the event beside its bytes, by CloudEvents
+	// extension name: the tracking plan's violations, a dead letter's reason and target. An HTTP
+	// target in format cloudevents sends each as ce-<name>; every other transport names the
+	// headers that carry them in one attributeHeaders table (httpAttributeHeaders,
+	// kafkaAttributeHeaders, natsAttributeHeaders). Shared by copies of the event: never modified.
 	Attributes map[string]string
 
 	// The members the tracking plan checks, as the decoder located them in the body (nil when
 	// absent).
 	properties, traits, context []byte
+}
+
+// attributeHeaders names the header one transport carries each event attribute in; attributes
+// it does not name are not carried by that transport.
+type attributeHeaders map[string]string
+
+// of yields the header and value of each of attrs the transport carries.
+func (h attributeHeaders) of(attrs map[string]string) iter.Seq2[string, string] {
+	return func(yield func(header, value string) bool) {
+		for name, value := range attrs {
+			if header, ok := h[name]; ok && !yield(header, value) {
+				return
+			}
+		}
+	}
 }
 
 // validationError refuses a request or one event of it. Status is 400, or 413 when the batch holds

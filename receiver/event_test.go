@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
 )
 
 // decodeEvents scans a whole body as a request without a dead-letter target sees it: the first
@@ -145,5 +146,25 @@ func TestValidationErrorStatus(t *testing.T) {
 	var verr *validationError
 	if !errors.As(err, &verr) || verr.Status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Events copied from one another share their attributes: marking a copy must leave the original
+// as it was. A transport carries only the attributes its table names.
+func TestAttributes(t *testing.T) {
+	letter := deadLetter{Reason: ReasonRefused, Target: "orders", Source: "ns/n"}.envelope([]byte(`{}`))
+	marked := markViolations(letter, []trackingplan.Violation{{Pointer: "/properties/total", Keyword: "type"}})
+	if _, ok := letter.Attributes[violationAttribute]; ok || len(letter.Attributes) != 2 {
+		t.Fatalf("marking a copy changed the original: %v", letter.Attributes)
+	}
+	if marked.Attributes[violationAttribute] != "/properties/total type" || marked.Attributes[deadLetterReasonAttribute] != ReasonRefused {
+		t.Errorf("marked = %v", marked.Attributes)
+	}
+	var carried []string
+	for header, value := range kafkaAttributeHeaders.of(marked.Attributes) {
+		carried = append(carried, header+"="+value)
+	}
+	if want := KafkaHeaderPlanViolation + "=/properties/total type"; len(carried) != 1 || carried[0] != want {
+		t.Errorf("Kafka carries %v, want [%s]", carried, want)
 	}
 }

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +30,10 @@ type metrics struct {
 	planViolations    *prometheus.CounterVec
 	planUnplanned     prometheus.Counter
 
-	eventsByType   map[string]prometheus.Counter // read-only once built
-	requestsByCode map[int]prometheus.Counter
+	// The busy paths' series, looked up once; read-only once built.
+	eventsByType         map[string]prometheus.Counter
+	requestsByCode       map[int]prometheus.Counter
+	deadLetteredByReason map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -99,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
-	m.eventsByType = map[string]prometheus.Counter{"other": m.events.WithLabelValues("other")}
+	m.eventsByType = map[string]prometheus.Counter{otherType: m.events.WithLabelValues(otherType)}
 	for _, t := range config.EventTypes {
 		m.eventsByType[t] = m.events.WithLabelValues(t)
 	}
@@ -107,22 +110,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, code := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
 		m.requestsByCode[code] = m.requests.WithLabelValues(strconv.Itoa(code))
 	}
-	m.deadLettered.WithLabelValues(ReasonInvalid)
-	m.deadLettered.WithLabelValues(ReasonRefused)
-	m.deadLettered.WithLabelValues(ReasonTrackingPlan)
-	m.deadLettered.WithLabelValues(ReasonMalformed)
+	m.deadLetteredByReason = map[string]prometheus.Counter{}
+	for _, reason := range deadLetterReasons {
+		m.deadLetteredByReason[reason] = m.deadLettered.WithLabelValues(reason)
+	}
 	return m
 }
 
-// event counts one event. Unknown types count as "other": Lenient mode forwards arbitrary types,
-// and the label's cardinality must stay bounded.
-func (m *metrics) event(eventType string) {
-	c, ok := m.eventsByType[eventType]
-	if !ok {
-		c = m.eventsByType["other"]
+// otherType is the label of every event type the receiver does not know.
+const otherType = "other"
+
+// typeLabel bounds a metric label that holds an event type: Lenient mode forwards arbitrary
+// types, so unknown ones count as "other".
+func typeLabel(eventType string) string {
+	if slices.Contains(config.EventTypes, eventType) {
+		return eventType
 	}
-	c.Inc()
+	return otherType
 }
+
+// event counts one event by its type label.
+func (m *metrics) event(eventType string) { m.eventsByType[typeLabel(eventType)].Inc() }
+
+// deadLetter counts one event the dead-letter target accepted, by its reason.
+func (m *metrics) deadLetter(reason string) { m.deadLetteredByReason[reason].Inc() }
 
 // request counts one answer; the codes of the busy path are looked up once.
 func (m *metrics) request(code int) {

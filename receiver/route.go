@@ -3,33 +3,10 @@ package receiver
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
-
-	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
-
-// filter selects the events a target receives.
-type filter struct {
-	types       []string // empty: every type
-	trackEvents []string // empty: every track event
-}
-
-func newFilter(f config.Filter) filter {
-	return filter{types: f.EventTypes, trackEvents: f.TrackEvents}
-}
-
-func (f filter) matches(ev *Event) bool {
-	if len(f.types) > 0 && !slices.Contains(f.types, ev.Type) {
-		return false
-	}
-	if ev.Type == "track" && len(f.trackEvents) > 0 && !slices.Contains(f.trackEvents, ev.Name) {
-		return false
-	}
-	return true
-}
 
 // fieldDropper removes dotted paths from events. It edits the raw bytes in place of decoding and
 // re-encoding, so everything it does not drop reaches the target byte for byte (key order,

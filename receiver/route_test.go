@@ -24,8 +24,8 @@ func TestFilter(t *testing.T) {
 		{"both", config.Filter{EventTypes: []string{"track"}, TrackEvents: []string{"Order Completed"}}, []bool{true, false, false}},
 	}
 	for _, tt := range tests {
-		f := newFilter(tt.filter)
-		got := []bool{f.matches(track), f.matches(otherTrack), f.matches(identify)}
+		f := tt.filter
+		got := []bool{f.Matches(track.Type, track.Name), f.Matches(otherTrack.Type, otherTrack.Name), f.Matches(identify.Type, identify.Name)}
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}

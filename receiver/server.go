@@ -437,7 +437,7 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 		return false
 	}
 	for _, letter := range sent {
-		s.metrics.deadLettered.WithLabelValues(letter.Attributes[deadLetterReasonAttribute]).Inc()
+		s.metrics.deadLetter(letter.Attributes[deadLetterReasonAttribute])
 	}
 	return true
 }

@@ -18,6 +18,13 @@ import (
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
+// HTTPHeaderPlanViolation carries the tracking plan's violations in format segment.
+const HTTPHeaderPlanViolation = "X-Segment-Tracking-Plan-Violation"
+
+// httpAttributeHeaders carry event attributes in format segment (cloudevents sends every
+// attribute as ce-<name>).
+var httpAttributeHeaders = attributeHeaders{violationAttribute: HTTPHeaderPlanViolation}
+
 // httpTarget POSTs (or PUTs/PATCHes) one request per event, or with batch set JSON arrays of
 // events. Requests run concurrently, at most concurrency at once over all webhook requests.
 type httpTarget struct {
@@ -150,11 +157,13 @@ func (t *httpTarget) post(ctx context.Context, events []Event) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("User-Agent", "segment-webhook-receiver")
+	// chunkEnd keeps the events of an array alike in their attributes.
 	if t.format == config.FormatCloudEvents {
 		setCloudEventsHeaders(req.Header, events[0], t.ceSource)
-	} else if v := events[0].Attributes[violationAttribute]; v != "" {
-		// chunkEnd keeps the events of an array alike in their attributes.
-		req.Header.Set(HTTPHeaderPlanViolation, v)
+	} else {
+		for header, value := range httpAttributeHeaders.of(events[0].Attributes) {
+			req.Header.Set(header, value)
+		}
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

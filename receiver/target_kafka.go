@@ -25,6 +25,12 @@ const (
 	KafkaHeaderContent   = "content-type"
 )
 
+// KafkaHeaderPlanViolation carries the tracking plan's violations.
+const KafkaHeaderPlanViolation = "segment-tracking-plan-violation"
+
+// kafkaAttributeHeaders carry event attributes.
+var kafkaAttributeHeaders = attributeHeaders{violationAttribute: KafkaHeaderPlanViolation}
+
 // kafkaTarget produces one record per event with a long-lived franz-go client: idempotent
 // producer, acks=all. The client connects lazily, so a broker that is down when the config loads
 // does not hold up the load; it fails the requests (503) until the broker is back.
@@ -153,8 +159,8 @@ func (t *kafkaTarget) Deliver(ctx context.Context, events []Event) []error {
 				{Key: KafkaHeaderContent, Value: []byte("application/json")},
 			},
 		}
-		if v := ev.Attributes[violationAttribute]; v != "" {
-			record.Headers = append(record.Headers, kgo.RecordHeader{Key: KafkaHeaderPlanViolation, Value: []byte(v)})
+		for header, value := range kafkaAttributeHeaders.of(ev.Attributes) {
+			record.Headers = append(record.Headers, kgo.RecordHeader{Key: header, Value: []byte(value)})
 		}
 		t.client.Produce(ctx, record, func(_ *kgo.Record, err error) {
 			mu.Lock()

@@ -24,6 +24,12 @@ const (
 	NATSHeaderContent   = "Content-Type"
 )
 
+// NATSHeaderPlanViolation carries the tracking plan's violations.
+const NATSHeaderPlanViolation = "Segment-Tracking-Plan-Violation"
+
+// natsAttributeHeaders carry event attributes.
+var natsAttributeHeaders = attributeHeaders{violationAttribute: NATSHeaderPlanViolation}
+
 // natsTarget publishes each event to JetStream with Nats-Msg-Id = messageId, so the stream's
 // duplicate window drops Segment's retries even when the receiver's own memory does not have
 // them (another replica, a restart), and counts it delivered only on the stream's PubAck.
@@ -186,8 +192,8 @@ func (t *natsTarget) Deliver(ctx context.Context, events []Event) []error {
 		msg.Header.Set(NATSHeaderType, ev.Type)
 		msg.Header.Set(NATSHeaderMessageID, ev.MessageID)
 		msg.Header.Set(NATSHeaderContent, "application/json")
-		if v := ev.Attributes[violationAttribute]; v != "" {
-			msg.Header.Set(NATSHeaderPlanViolation, v)
+		for header, value := range natsAttributeHeaders.of(ev.Attributes) {
+			msg.Header.Set(header, value)
 		}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.MessageID)}
 		if t.stream != "" {

@@ -5,25 +5,16 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/trackingplan"
 )
 
-// violationAttribute carries an event's plan violations to its targets, as "pointer keyword"
-// pairs (trackingplan.Summary): the CloudEvents extension ce-planviolation, and for other formats
-// the headers below. Each target renders the event's attributes in its own way.
+// violationAttribute marks an event forwarded with violations (onViolation Forward, or
+// OmitProperties when omitting could not repair it), as "pointer keyword" pairs
+// (trackingplan.Summary). Targets carry it as ce-planviolation or their *HeaderPlanViolation.
 const violationAttribute = "planviolation"
-
-// Headers that mark an event forwarded with violations (onViolation Forward, or OmitProperties
-// when omitting could not repair it).
-const (
-	HTTPHeaderPlanViolation  = "X-Segment-Tracking-Plan-Violation"
-	KafkaHeaderPlanViolation = "segment-tracking-plan-violation"
-	NATSHeaderPlanViolation  = "Segment-Tracking-Plan-Violation"
-)
 
 // maxViolationsInSummary bounds the attribute, so a header stays short.
 const maxViolationsInSummary = 10
@@ -138,7 +129,7 @@ func describe(violations []trackingplan.Violation) string {
 }
 
 // planEventLabel bounds the metric's event label: a planned track event's name (the plan bounds
-// how many), "unplanned" for other track events, else the event type.
+// how many), "unplanned" for other track events, else the event type's label.
 func planEventLabel(ev *Event, unplanned bool) string {
 	switch {
 	case ev.Type == "track" && unplanned:
@@ -146,8 +137,5 @@ func planEventLabel(ev *Event, unplanned bool) string {
 	case ev.Type == "track":
 		return ev.Name
 	}
-	if slices.Contains(config.EventTypes, ev.Type) {
-		return ev.Type
-	}
-	return "other" // Lenient mode forwards arbitrary types
+	return typeLabel(ev.Type)
 }

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 type sendOptions struct {
@@ -338,8 +338,9 @@ func routes(swh *segmentv1alpha1.SegmentWebhook, events [][]byte) []route {
 	var out []route
 	for _, t := range swh.Spec.Targets {
 		r := route{target: t.Name, kind: targetKind(t), optional: t.Optional, of: len(events)}
+		filter := receiverFilter(t.Filter)
 		for _, e := range parsed {
-			if matches(t.Filter, e.Type, e.Event) {
+			if filter.Matches(e.Type, e.Event) {
 				r.events++
 			}
 		}
@@ -358,15 +359,16 @@ func routes(swh *segmentv1alpha1.SegmentWebhook, events [][]byte) []route {
 	return out
 }
 
-// matches is the receiver's filter rule: event types, then track event names for track events.
-func matches(f *segmentv1alpha1.TargetFilter, typ, name string) bool {
+// receiverFilter is the filter as the receiver gets it, to route by the receiver's own rule.
+func receiverFilter(f *segmentv1alpha1.TargetFilter) config.Filter {
 	if f == nil {
-		return true
+		return config.Filter{}
 	}
-	if len(f.EventTypes) > 0 && !slices.Contains(f.EventTypes, segmentv1alpha1.EventType(typ)) {
-		return false
+	out := config.Filter{TrackEvents: f.TrackEvents}
+	for _, t := range f.EventTypes {
+		out.EventTypes = append(out.EventTypes, string(t))
 	}
-	return typ != "track" || len(f.TrackEvents) == 0 || slices.Contains(f.TrackEvents, name)
+	return out
 }
 
 func targetKind(t segmentv1alpha1.Target) string {

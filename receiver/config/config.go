@@ -157,11 +157,44 @@ type Config struct {
 	Delivery   Delivery `json:"delivery"`
 	Targets    []Target `json:"targets"`
 	// DeadLetter, when set, receives each event that fails validation and each event a required
-	// target refuses for good, wrapped in an envelope; the request is then acknowledged. Its
-	// name is DeadLetterName; filter, dropFields and optional do not apply to it.
+	// target refuses for good, wrapped in an envelope; the request is then acknowledged. It is a
+	// target like the others in the role RoleDeadLetter (see AllTargets): its name is
+	// DeadLetterName; filter, dropFields and optional do not apply to it.
 	DeadLetter *Target `json:"deadLetter,omitempty"`
 	// TrackingPlan, when set, checks every event against JSON Schemas before it is routed.
 	TrackingPlan *TrackingPlan `json:"trackingPlan,omitempty"`
+}
+
+// TargetRole says what a target receives.
+type TargetRole string
+
+const (
+	// RoleRouted: the events its filter selects (Config.Targets).
+	RoleRouted TargetRole = "routed"
+	// RoleDeadLetter: the envelopes of events that could not be delivered (Config.DeadLetter).
+	RoleDeadLetter TargetRole = "deadLetter"
+)
+
+// RoleTarget is a target of a config in its role.
+type RoleTarget struct {
+	*Target
+	Role TargetRole
+	// Field names the target in errors: "targets[i]" or "deadLetter".
+	Field string
+}
+
+// AllTargets lists every target in its role: the routed targets in order, then the dead-letter
+// target when there is one. Defaults, validation, the files to read and the receiver's clients
+// all come from this list, so the dead-letter target is handled like any other.
+func (c *Config) AllTargets() []RoleTarget {
+	all := make([]RoleTarget, 0, len(c.Targets)+1)
+	for i := range c.Targets {
+		all = append(all, RoleTarget{Target: &c.Targets[i], Role: RoleRouted, Field: fmt.Sprintf("targets[%d]", i)})
+	}
+	if c.DeadLetter != nil {
+		all = append(all, RoleTarget{Target: c.DeadLetter, Role: RoleDeadLetter, Field: "deadLetter"})
+	}
+	return all
 }
 
 // TrackingPlan names the plan documents (see package receiver/trackingplan for their format) and
@@ -243,6 +276,15 @@ type Filter struct {
 	EventTypes []string `json:"eventTypes,omitempty"`
 	// TrackEvents limits track events to these event names; other types pass.
 	TrackEvents []string `json:"trackEvents,omitempty"`
+}
+
+// Matches reports whether a target with this filter receives an event of this type and, for a
+// track event, name. It is the receiver's routing rule; kubectl swh explains routing with it too.
+func (f Filter) Matches(eventType, name string) bool {
+	if len(f.EventTypes) > 0 && !slices.Contains(f.EventTypes, eventType) {
+		return false
+	}
+	return eventType != "track" || len(f.TrackEvents) == 0 || slices.Contains(f.TrackEvents, name)
 }
 
 // HTTPTarget forwards events to an HTTP endpoint: one request per event, or JSON arrays when
@@ -395,12 +437,8 @@ func (c *Config) Default() {
 	setDefault(&c.Delivery.MaxBackoff, D(DefaultMaxBackoff))
 	setDefault(&c.Delivery.DedupeWindow, D(DefaultDedupeWindow))
 	setDefault(&c.Delivery.DedupeSize, DefaultDedupeSize)
-	for i := range c.Targets {
-		c.Targets[i].defaults()
-	}
-	if c.DeadLetter != nil {
-		setDefault(&c.DeadLetter.Name, DeadLetterName)
-		c.DeadLetter.defaults()
+	for _, t := range c.AllTargets() {
+		t.defaults()
 	}
 	if tp := c.TrackingPlan; tp != nil {
 		setDefault(&tp.UnplannedEvents, UnplannedAllow)
@@ -408,7 +446,10 @@ func (c *Config) Default() {
 	}
 }
 
-func (t *Target) defaults() {
+func (t RoleTarget) defaults() {
+	if t.Role == RoleDeadLetter {
+		setDefault(&t.Name, DeadLetterName)
+	}
 	if h := t.HTTP; h != nil {
 		setDefault(&h.Method, DefaultHTTPMethod)
 		setDefault(&h.Format, FormatSegment)
@@ -521,20 +562,13 @@ func (c *Config) Validate() error {
 		bad("targets", "must hold 1-%d targets, got %d", MaxTargets, len(c.Targets))
 	}
 	seen := map[string]bool{}
-	for i, t := range c.Targets {
-		errs = append(errs, t.validate(fmt.Sprintf("targets[%d]", i))...)
-		if seen[t.Name] {
-			bad(fmt.Sprintf("targets[%d].name", i), "duplicate target name %q", t.Name)
-		}
-		seen[t.Name] = true
-	}
-	if dl := c.DeadLetter; dl != nil {
-		errs = append(errs, dl.validate("deadLetter")...)
-		if dl.Name != DeadLetterName {
-			bad("deadLetter.name", "must be %q, got %q", DeadLetterName, dl.Name)
-		}
-		if dl.Optional || len(dl.DropFields) > 0 || len(dl.Filter.EventTypes) > 0 || len(dl.Filter.TrackEvents) > 0 {
-			bad("deadLetter", "optional, filter and dropFields do not apply to the dead-letter target")
+	for _, t := range c.AllTargets() {
+		errs = append(errs, t.validate()...)
+		if t.Role == RoleRouted {
+			if seen[t.Name] {
+				bad(t.Field+".name", "duplicate target name %q", t.Name)
+			}
+			seen[t.Name] = true
 		}
 	}
 	if tp := c.TrackingPlan; tp != nil {
@@ -557,13 +591,22 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (t *Target) validate(at string) []error {
+func (t RoleTarget) validate() []error {
 	var errs []error
+	at := t.Field
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: %s", at, field, fmt.Sprintf(format, args...)))
 	}
 	if !targetName.MatchString(t.Name) {
 		bad("name", "must be a DNS label, got %q", t.Name)
+	}
+	if t.Role == RoleDeadLetter {
+		if t.Name != DeadLetterName {
+			bad("name", "must be %q, got %q", DeadLetterName, t.Name)
+		}
+		if t.Optional || len(t.DropFields) > 0 || len(t.Filter.EventTypes) > 0 || len(t.Filter.TrackEvents) > 0 {
+			errs = append(errs, fmt.Errorf("%s: optional, filter and dropFields do not apply to the dead-letter target", at))
+		}
 	}
 	for _, typ := range t.Filter.EventTypes {
 		if !slices.Contains(EventTypes, typ) {
@@ -771,11 +814,7 @@ func (c *Config) Files() []string {
 			add(t.CAFile, t.CertFile, t.KeyFile)
 		}
 	}
-	targets := c.Targets
-	if c.DeadLetter != nil {
-		targets = append(slices.Clip(targets), *c.DeadLetter)
-	}
-	for _, t := range targets {
+	for _, t := range c.AllTargets() {
 		if t.HTTP != nil {
 			for _, f := range t.HTTP.HeaderFiles {
 				files = append(files, f)

@@ -128,3 +128,32 @@ func TestBatchConcurrencySignatureAndDeadLetter(t *testing.T) {
 		t.Errorf("signature Element0: got %v, %v", bad, err)
 	}
 }
+
+// The dead-letter target is one of AllTargets, last, in its role: defaulted and validated by the
+// same code as the routed targets, with its own field in errors.
+func TestDeadLetterIsATargetInItsRole(t *testing.T) {
+	c, err := Parse([]byte(`{"source":"ns/n","authentication":{"mode":"None"},
+		"targets":[{"name":"a","http":{"url":"http://a/"}},{"name":"b","nats":{"urls":["nats://n:4222"],"subject":"s"}}],
+		"deadLetter":{"kafka":{"brokers":["k:9092"],"topic":"dlq"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rt := range c.AllTargets() {
+		got = append(got, fmt.Sprintf("%s %s %s", rt.Field, rt.Role, rt.Name))
+	}
+	want := []string{"targets[0] routed a", "targets[1] routed b", "deadLetter deadLetter " + DeadLetterName}
+	if !slices.Equal(got, want) {
+		t.Errorf("AllTargets = %q, want %q", got, want)
+	}
+	if k := c.DeadLetter.Kafka; k.Key != KafkaKeyMessageID || k.Compression != DefaultCompression {
+		t.Errorf("dead-letter Kafka defaults not filled: %+v", k)
+	}
+	_, err = Parse([]byte(`{"source":"ns/n","authentication":{"mode":"None"},"targets":[{"name":"a","http":{"url":"http://a/"}}],
+		"deadLetter":{"http":{"url":"ftp://dlq/"},"filter":{"eventTypes":["track"]}}}`))
+	for _, field := range []string{"deadLetter.http.url", "deadLetter: optional, filter and dropFields do not apply"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("got %v, want an error naming %s", err, field)
+		}
+	}
+}

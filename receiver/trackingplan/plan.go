@@ -177,8 +177,8 @@ func (p *Plan) compileDocument(d Document) error {
 	if err := c.AddResource(base, doc); err != nil {
 		return fail("", err)
 	}
-	compile := func(event string, pointer ...string) (*jsonschema.Schema, error) {
-		s, err := c.Compile(base + "#" + fragment(pointer))
+	compile := func(event string, tokens ...string) (*jsonschema.Schema, error) {
+		s, err := c.Compile(base + "#" + fragment(jsonPointer(tokens)))
 		if err != nil {
 			return nil, fail(event, err)
 		}
@@ -219,16 +219,6 @@ func (p *Plan) compileDocument(d Document) error {
 		}
 	}
 	return nil
-}
-
-// fragment is a JSON pointer as a URI fragment (RFC 6901, section 6).
-func fragment(tokens []string) string {
-	var b strings.Builder
-	for _, t := range tokens {
-		b.WriteByte('/')
-		b.WriteString(url.PathEscape(strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1")))
-	}
-	return b.String()
 }
 
 // checkBounds walks a document once and refuses what would make compiling or checking unbounded.
@@ -337,9 +327,6 @@ func (p *Plan) Check(ev Event) Result {
 	return r
 }
 
-// Planned reports whether a track event name has a schema.
-func (p *Plan) Planned(name string) bool { _, ok := p.track[name]; return ok }
-
 // Omissions lists the members to drop, as paths from the event's root, for OmitProperties: a
 // property that fails its schema, or that the schema does not allow. Violations without one (a
 // missing required property, say) cannot be repaired by omitting.
@@ -445,12 +432,12 @@ func appendLeaves(out []Violation, member string, e *jsonschema.ValidationError)
 		return out
 	}
 	loc := append([]string{member}, e.InstanceLocation...)
-	v := Violation{Pointer: pointer(loc), Keyword: keyword(e), Message: e.ErrorKind.LocalizedString(printer)}
+	v := Violation{Pointer: jsonPointer(loc), Keyword: keyword(e), Message: e.ErrorKind.LocalizedString(printer)}
 	if extra, ok := e.ErrorKind.(*kind.AdditionalProperties); ok {
 		// One violation per property, so each can be omitted on its own.
 		for _, name := range extra.Properties {
 			v := v
-			v.Pointer = pointer(append(slices.Clip(loc), name))
+			v.Pointer = jsonPointer(append(slices.Clip(loc), name))
 			v.Message = "not allowed by additionalProperties"
 			if len(e.InstanceLocation) == 0 {
 				v.omit = []string{member, name}
@@ -488,7 +475,8 @@ func keyword(e *jsonschema.ValidationError) string {
 	return "schema"
 }
 
-func pointer(tokens []string) string {
+// jsonPointer joins reference tokens into a JSON pointer, escaping "~" and "/" (RFC 6901).
+func jsonPointer(tokens []string) string {
 	var b strings.Builder
 	for _, t := range tokens {
 		b.WriteByte('/')
@@ -510,15 +498,15 @@ func Summary(violations []Violation, max int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(fragmentOf(v.Pointer))
+		b.WriteString(fragment(v.Pointer))
 		b.WriteByte(' ')
 		b.WriteString(v.Keyword)
 	}
 	return b.String()
 }
 
-// fragmentOf percent-encodes a JSON pointer as a URI fragment, token by token.
-func fragmentOf(ptr string) string {
+// fragment percent-encodes a JSON pointer as a URI fragment, token by token (RFC 6901, section 6).
+func fragment(ptr string) string {
 	tokens := strings.Split(ptr, "/")[1:]
 	var b strings.Builder
 	for _, t := range tokens {

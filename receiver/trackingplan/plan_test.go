@@ -163,6 +163,24 @@ func TestSummaryEncodesPointers(t *testing.T) {
 	}
 }
 
+// Event names and property names may hold "~" and "/": one escaping (RFC 6901) finds the event's
+// schema when compiling and names the offending member in violations, and Summary percent-encodes
+// it on top.
+func TestPointersEscapeNames(t *testing.T) {
+	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(
+		`{"track":{"a/b~c":{"properties":{"x/y~z":{"type":"number"}}}}}`)})
+	r := p.Check(Event{Type: SectionTrack, Name: "a/b~c", Properties: []byte(`{"x/y~z":"one"}`)})
+	if want := []found{{"/properties/x~1y~0z", "type"}}; r.Unplanned || !reflect.DeepEqual(violations(r), want) {
+		t.Fatalf("unplanned %v, violations %v, want %v", r.Unplanned, violations(r), want)
+	}
+	if got, want := Summary(r.Violations, 10), "/properties/x~1y~0z type"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+	if got, want := Summary([]Violation{{Pointer: jsonPointer([]string{"properties", "a b/c"}), Keyword: "type"}}, 10), "/properties/a%20b~1c type"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+}
+
 func TestCompileRefusesWithEventAndMessage(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, event, message string
@@ -195,7 +213,8 @@ func TestCompileMergesDocuments(t *testing.T) {
 	checkout := Document{Name: "checkout.json", Data: []byte(`{"track":{"Order Completed":{"required":["order_id"]}}}`)}
 	catalog := Document{Name: "catalog.json", Data: []byte(`{"track":{"Product Viewed":{}},"context":{"type":"object"}}`)}
 	p := mustCompile(t, checkout, catalog)
-	if p.Events != 2 || !p.Planned("Order Completed") || !p.Planned("Product Viewed") {
+	planned := func(name string) bool { return !p.Check(Event{Type: SectionTrack, Name: name}).Unplanned }
+	if p.Events != 2 || !planned("Order Completed") || !planned("Product Viewed") || planned("Order Refunded") {
 		t.Fatalf("merged plan has %d events", p.Events)
 	}
 	// Order does not matter to the hash.
