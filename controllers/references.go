@@ -104,14 +104,14 @@ func (r *references[T]) forget(key types.NamespacedName) {
 
 // source starts one watch per namespace (nil: one for the cluster) when the controller starts.
 // Listing and watching need the same RBAC as an informer: list and watch on the resource.
-func (r *references[T]) source(client metadata.Interface, namespaces []string) source.Source {
+func (r *references[T]) source(metadataClient metadata.Interface, namespaces []string) source.Source {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	return source.Func(func(ctx context.Context, queue workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.start(ctx, queue)
 		for _, ns := range namespaces {
-			objects := client.Resource(r.resource).Namespace(ns)
+			objects := metadataClient.Resource(r.resource).Namespace(ns)
 			lw := &cache.ListWatch{
 				ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 					return objects.List(ctx, opts)

@@ -152,14 +152,20 @@ func duration(d *metav1.Duration) config.Duration {
 }
 
 func receiverTarget(t segmentv1alpha1.Target) config.Target {
-	out := config.Target{Name: t.Name, Optional: t.Optional, DropFields: t.DropFields}
-	if t.Filter != nil {
-		for _, et := range t.Filter.EventTypes {
-			out.Filter.EventTypes = append(out.Filter.EventTypes, string(et))
-		}
-		out.Filter.TrackEvents = t.Filter.TrackEvents
-	}
+	out := config.Target{Name: t.Name, Optional: t.Optional, DropFields: t.DropFields, Filter: ReceiverFilter(t.Filter)}
 	setTargetKind(&out, t.HTTP, t.Kafka, t.NATS)
+	return out
+}
+
+// ReceiverFilter is a target's filter as the receiver gets it; kubectl swh routes by it too.
+func ReceiverFilter(f *segmentv1alpha1.TargetFilter) config.Filter {
+	if f == nil {
+		return config.Filter{}
+	}
+	out := config.Filter{TrackEvents: f.TrackEvents}
+	for _, et := range f.EventTypes {
+		out.EventTypes = append(out.EventTypes, string(et))
+	}
 	return out
 }
 

@@ -35,7 +35,6 @@ import (
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsend"
-	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 type sendOptions struct {
@@ -338,7 +337,7 @@ func routes(swh *segmentv1alpha1.SegmentWebhook, events [][]byte) []route {
 	var out []route
 	for _, t := range swh.Spec.Targets {
 		r := route{target: t.Name, kind: targetKind(t), optional: t.Optional, of: len(events)}
-		filter := receiverFilter(t.Filter)
+		filter := controllers.ReceiverFilter(t.Filter)
 		for _, e := range parsed {
 			if filter.Matches(e.Type, e.Event) {
 				r.events++
@@ -355,18 +354,6 @@ func routes(swh *segmentv1alpha1.SegmentWebhook, events [][]byte) []route {
 			r.filter = strings.Join(parts, " ")
 		}
 		out = append(out, r)
-	}
-	return out
-}
-
-// receiverFilter is the filter as the receiver gets it, to route by the receiver's own rule.
-func receiverFilter(f *segmentv1alpha1.TargetFilter) config.Filter {
-	if f == nil {
-		return config.Filter{}
-	}
-	out := config.Filter{TrackEvents: f.TrackEvents}
-	for _, t := range f.EventTypes {
-		out.EventTypes = append(out.EventTypes, string(t))
 	}
 	return out
 }
