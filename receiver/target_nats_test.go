@@ -349,7 +349,7 @@ func TestNATSReloadClosesOldConnection(t *testing.T) {
 		t.Fatalf("got %d", r.code)
 	}
 	// The test's own client plus the receiver's.
-	eventually(t, 5*time.Second, "two clients", func() bool { return srv.NumClients() == 2 })
+	eventually(t, 30*time.Second, "two clients", func() bool { return srv.NumClients() == 2 })
 
 	for i := range 3 {
 		cfg.Targets[0].NATS.Subject = fmt.Sprintf("segment.v%d.{type}", i)
@@ -361,7 +361,7 @@ func TestNATSReloadClosesOldConnection(t *testing.T) {
 			t.Fatalf("after reload %d: got %d", i, r.code)
 		}
 	}
-	eventually(t, 5*time.Second, "old connections closed", func() bool { return srv.NumClients() == 2 })
+	eventually(t, 30*time.Second, "old connections closed", func() bool { return srv.NumClients() == 2 })
 	msgs := streamMessages(t, js)
 	if len(msgs) != 4 || msgs[3].Subject != "segment.v2.track" {
 		t.Fatalf("got %d messages, last on %q", len(msgs), msgs[len(msgs)-1].Subject)

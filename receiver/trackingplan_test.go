@@ -390,7 +390,7 @@ func TestTrackingPlanReload(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 5*time.Second, "traffic to flow", func() bool { return sent.Load() > 20 })
+	eventually(t, 30*time.Second, "traffic to flow", func() bool { return sent.Load() > 20 })
 
 	// The new plan no longer allows "total": from now on, the traffic is dead-lettered.
 	updatePlan(t, h, strings.Replace(testPlan, `"total": {"type": "number"}, `, "", 1))
@@ -403,7 +403,7 @@ func TestTrackingPlanReload(t *testing.T) {
 		return h.metric("segment_receiver_config_reloads_total", "result", "failure") == failures+1
 	})
 	atBadPlan := len(dlq.accepted())
-	eventually(t, 5*time.Second, "traffic after the invalid plan", func() bool { return len(dlq.accepted()) > atBadPlan+5 })
+	eventually(t, 30*time.Second, "traffic after the invalid plan", func() bool { return len(dlq.accepted()) > atBadPlan+5 })
 	if resp := h.get("/readyz"); resp.code != 200 {
 		t.Fatalf("readyz after an invalid plan: %d", resp.code)
 	}
