@@ -38,8 +38,8 @@ import (
 // The key names of the referenced Secrets are remembered per version by references, whose watch
 // keeps nothing of the Secrets no SegmentWebhook references, so a no-op resync reads no Secret.
 type secretKeys struct {
-	reader  client.Reader // the API server
-	secrets *references[[]string]
+	reader client.Reader         // the API server
+	known  *references[[]string] // key names by Secret version
 }
 
 // secretsResource are Secrets, watched by their metadata.
@@ -66,17 +66,17 @@ func (s *secretKeys) check(ctx context.Context, swh *segmentv1alpha1.SegmentWebh
 }
 
 func (s *secretKeys) keysOf(ctx context.Context, name types.NamespacedName) ([]string, error) {
-	if keys, ok := s.secrets.lookup(name); ok {
+	if keys, ok := s.known.lookup(name); ok {
 		return keys, nil
 	}
 	secret := &corev1.Secret{}
 	if err := s.reader.Get(ctx, name, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			s.secrets.forget(name)
+			s.known.forget(name)
 		}
 		return nil, err
 	}
 	keys := slices.Collect(maps.Keys(secret.Data))
-	s.secrets.remember(name, secret.ResourceVersion, keys)
+	s.known.remember(name, secret.ResourceVersion, keys)
 	return keys, nil
 }

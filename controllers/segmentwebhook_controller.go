@@ -69,7 +69,7 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 		verified:                &verifiedIntents{},
 	}
 	r.secrets = &secretKeys{reader: r.APIReader,
-		secrets: newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))}
+		known: newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))}
 	r.plans = newReferences[compiledPlan](configMapsResource, r.referrersByIndex(TrackingPlanConfigMapIndex))
 	return r
 }
@@ -78,8 +78,8 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 type SegmentWebhookReconciler struct {
 	client.Client
 	// APIReader reads what the cache does not hold: a referenced Secret or tracking plan when its
-	// resourceVersion changed, an object that holds a child's name without the operator's label, and the
-	// managedFields of a child version the applier has not verified.
+	// resourceVersion changed, an object that holds a child's name without the operator's label,
+	// and the managedFields of a child version the applier has not verified.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Options   RenderOptions
@@ -314,7 +314,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		}
 		b = b.Owns(obj, builder.WithPredicates(childChanged))
 	}
-	return b.WatchesRawSource(r.secrets.secrets.source(userObjects, namespaces)).
+	return b.WatchesRawSource(r.secrets.known.source(userObjects, namespaces)).
 		WatchesRawSource(r.plans.source(userObjects, namespaces)).
 		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
