@@ -120,7 +120,7 @@ func (r *references[T]) source(metadataClient metadata.Interface, namespaces []s
 					return objects.Watch(ctx, opts)
 				},
 			}
-			reflector := cache.NewReflectorWithOptions(lw, &metav1.PartialObjectMetadata{}, r,
+			reflector := cache.NewReflectorWithOptions(lw, &metav1.PartialObjectMetadata{}, r.store(ns),
 				cache.ReflectorOptions{Name: fmt.Sprintf("referenced %s in %q", r.resource.Resource, ns)})
 			go reflector.RunWithContext(ctx)
 		}
@@ -132,52 +132,60 @@ func (r *references[T]) start(ctx context.Context, queue workqueue.TypedRateLimi
 	r.ctx, r.queue = ctx, queue
 }
 
-// The methods below make references the Reflector's store (cache.ReflectorStore).
+// store is the Reflector's store (cache.ReflectorStore) for the watch of one namespace.
+func (r *references[T]) store(namespace string) cache.ReflectorStore {
+	return &namespaceStore[T]{references: r, namespace: namespace}
+}
+
+type namespaceStore[T any] struct {
+	*references[T]
+	namespace string // metav1.NamespaceAll for the cluster
+}
 
 // Add records the version of a referenced object and wakes its referrers when it changed.
-func (r *references[T]) Add(obj any) error {
-	r.observe(obj, false)
+func (s *namespaceStore[T]) Add(obj any) error {
+	s.observe(obj, false)
 	return nil
 }
 
 // Update is Add.
-func (r *references[T]) Update(obj any) error {
-	r.observe(obj, false)
+func (s *namespaceStore[T]) Update(obj any) error {
+	s.observe(obj, false)
 	return nil
 }
 
 // Delete forgets the object and wakes its referrers.
-func (r *references[T]) Delete(obj any) error {
-	r.observe(obj, true)
+func (s *namespaceStore[T]) Delete(obj any) error {
+	s.observe(obj, true)
 	return nil
 }
 
-// Replace takes the full list the watch (re)starts from: a kept object missing from it was
-// deleted while nothing watched.
-func (r *references[T]) Replace(list []any, _ string) error {
+// Replace takes the full list the watch of the namespace (re)starts from: a kept object of the
+// namespace missing from it was deleted while nothing watched.
+func (s *namespaceStore[T]) Replace(list []any, _ string) error {
 	listed := make(map[types.NamespacedName]bool, len(list))
 	for _, obj := range list {
 		if o, ok := obj.(client.Object); ok {
 			listed[client.ObjectKeyFromObject(o)] = true
-			r.observe(o, false)
+			s.observe(o, false)
 		}
 	}
-	r.mu.Lock()
+	s.mu.Lock()
 	var gone []types.NamespacedName
-	for key := range r.byName {
-		if !listed[key] {
+	for key := range s.byName {
+		if !listed[key] && (s.namespace == metav1.NamespaceAll || key.Namespace == s.namespace) {
 			gone = append(gone, key)
 		}
 	}
-	r.mu.Unlock()
+	s.mu.Unlock()
 	for _, key := range gone {
-		r.observe(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, true)
+		s.observe(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, true)
 	}
 	return nil
 }
 
 // Resync has nothing to do: every SegmentWebhook's own resync checks what it references.
-func (r *references[T]) Resync() error { return nil }
+func (s *namespaceStore[T]) Resync() error { return nil }
 
 // observe keeps the version of an object that SegmentWebhooks reference, drops any other, and
 // wakes the referrers of an object that appeared, changed or was deleted.

@@ -65,7 +65,7 @@ func TestReferencesKeepNothingOfUnreferencedObjects(t *testing.T) {
 		list = append(list, secretMeta(fmt.Sprintf("app-%05d", i), "7"))
 	}
 	list = append(list, secretMeta("segment", "8"))
-	if err := refs.Replace(list, "9"); err != nil {
+	if err := refs.store(metav1.NamespaceAll).Replace(list, "9"); err != nil {
 		t.Fatal(err)
 	}
 	if len(refs.byName) != 1 {
@@ -74,7 +74,7 @@ func TestReferencesKeepNothingOfUnreferencedObjects(t *testing.T) {
 	if got := drain(queue); len(got) != 1 || got[0] != "team/events" {
 		t.Fatalf("queued %v, want the referrer of the listed Secret once", got)
 	}
-	_ = refs.Update(secretMeta("app-00001", "10"))
+	_ = refs.store("team").Update(secretMeta("app-00001", "10"))
 	if len(refs.byName) != 1 || queue.Len() != 0 {
 		t.Fatalf("an unreferenced Secret's change kept %d objects and queued %d", len(refs.byName), queue.Len())
 	}
@@ -84,7 +84,7 @@ func TestReferencesWakeReferrersOnlyForANewVersion(t *testing.T) {
 	refs, queue := referencesFixture(t)
 	key := types.NamespacedName{Namespace: "team", Name: "segment"}
 
-	_ = refs.Add(secretMeta("segment", "5"))
+	_ = refs.store("team").Add(secretMeta("segment", "5"))
 	if got := drain(queue); len(got) != 1 {
 		t.Fatalf("a referenced Secret appearing queued %v, want its referrer", got)
 	}
@@ -95,12 +95,12 @@ func TestReferencesWakeReferrersOnlyForANewVersion(t *testing.T) {
 	if keys, ok := refs.lookup(key); !ok || keys[0] != "shared-secret" {
 		t.Fatalf("lookup after remember = %v, %v", keys, ok)
 	}
-	_ = refs.Update(secretMeta("segment", "5"))
+	_ = refs.store("team").Update(secretMeta("segment", "5"))
 	if queue.Len() != 0 {
 		t.Fatal("a relist of the version already read queued a reconcile")
 	}
 
-	_ = refs.Update(secretMeta("segment", "6"))
+	_ = refs.store("team").Update(secretMeta("segment", "6"))
 	if got := drain(queue); len(got) != 1 {
 		t.Fatalf("a new version queued %v, want its referrer", got)
 	}
@@ -123,7 +123,7 @@ func TestReferencesForgetDeletedObjects(t *testing.T) {
 	key := types.NamespacedName{Namespace: "team", Name: "segment"}
 	refs.remember(key, "5", []string{"shared-secret"})
 
-	_ = refs.Delete(secretMeta("segment", "5"))
+	_ = refs.store("team").Delete(secretMeta("segment", "5"))
 	if _, ok := refs.lookup(key); ok {
 		t.Fatal("a deleted Secret's keys are still remembered")
 	}
@@ -131,9 +131,16 @@ func TestReferencesForgetDeletedObjects(t *testing.T) {
 		t.Fatalf("a deletion queued %v, want its referrer", got)
 	}
 
-	// Deleted while no watch ran: the next list lacks it.
+	// Deleted while no watch ran: the next list of its namespace lacks it. The list of another
+	// namespace says nothing about it.
 	refs.remember(key, "7", []string{"shared-secret"})
-	if err := refs.Replace([]any{secretMeta("other", "8")}, "9"); err != nil {
+	if err := refs.store("elsewhere").Replace(nil, "9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := refs.lookup(key); !ok || queue.Len() != 0 {
+		t.Fatal("the list of another namespace dropped the Secret")
+	}
+	if err := refs.store("team").Replace([]any{secretMeta("other", "8")}, "9"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := refs.lookup(key); ok || len(refs.byName) != 0 {
