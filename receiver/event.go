@@ -45,11 +45,12 @@ type Event struct {
 // it does not name are not carried by that transport.
 type attributeHeaders map[string]string
 
-// of yields the header and value of each of attrs the transport carries.
+// of yields the header and value of each of attrs the transport carries; an empty value is no
+// header.
 func (h attributeHeaders) of(attrs map[string]string) iter.Seq2[string, string] {
 	return func(yield func(header, value string) bool) {
 		for name, value := range attrs {
-			if header, ok := h[name]; ok && !yield(header, value) {
+			if header, ok := h[name]; ok && value != "" && !yield(header, value) {
 				return
 			}
 		}

@@ -129,11 +129,24 @@ func typeLabel(eventType string) string {
 	return otherType
 }
 
-// event counts one event by its type label.
-func (m *metrics) event(eventType string) { m.eventsByType[typeLabel(eventType)].Inc() }
+// event counts one event by its type label (typeLabel's rule, in one lookup).
+func (m *metrics) event(eventType string) {
+	c, ok := m.eventsByType[eventType]
+	if !ok {
+		c = m.eventsByType[otherType]
+	}
+	c.Inc()
+}
 
-// deadLetter counts one event the dead-letter target accepted, by its reason.
-func (m *metrics) deadLetter(reason string) { m.deadLetteredByReason[reason].Inc() }
+// deadLetter counts one event the dead-letter target accepted, by its reason; the known reasons
+// are looked up once.
+func (m *metrics) deadLetter(reason string) {
+	if c, ok := m.deadLetteredByReason[reason]; ok {
+		c.Inc()
+		return
+	}
+	m.deadLettered.WithLabelValues(reason).Inc()
+}
 
 // request counts one answer; the codes of the busy path are looked up once.
 func (m *metrics) request(code int) {

@@ -564,12 +564,11 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for _, t := range c.AllTargets() {
 		errs = append(errs, t.validate()...)
-		if t.Role == RoleRouted {
-			if seen[t.Name] {
-				bad(t.Field+".name", "duplicate target name %q", t.Name)
-			}
-			seen[t.Name] = true
+		// Names label metrics and logs: a routed target cannot take the dead-letter target's.
+		if seen[t.Name] {
+			bad(t.Field+".name", "duplicate target name %q", t.Name)
 		}
+		seen[t.Name] = true
 	}
 	if tp := c.TrackingPlan; tp != nil {
 		if len(tp.Files) == 0 {
