@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,13 +44,14 @@ import (
 // resourceVersion. So a reconcile reads such an object from the API server only after it changed,
 // and a change wakes the SegmentWebhooks that reference it.
 //
-// It keeps nothing of the objects no SegmentWebhook references: its memory follows the
+// It keeps nothing of the objects no SegmentWebhook references (what it kept for one whose
+// references went away it drops at the next resync of the watch): its memory follows the
 // SegmentWebhooks, not the cluster, where an informer would hold every Secret of every namespace.
 // The watch is a client-go Reflector feeding this store instead of an informer's.
 type references[T any] struct {
 	resource schema.GroupVersionResource
 	// referrers finds the SegmentWebhooks referencing an object, by a field index of the cache.
-	referrers func(ctx context.Context, key types.NamespacedName) []reconcile.Request
+	referrers func(ctx context.Context, key types.NamespacedName) ([]reconcile.Request, error)
 
 	// ctx and queue are set by start, before any watch runs.
 	ctx   context.Context
@@ -60,13 +62,18 @@ type references[T any] struct {
 }
 
 type reference[T any] struct {
-	latest  string // the resourceVersion the watch (or a later read) saw last
+	// latest is the resourceVersion the watch (or a read before it) saw last; "" once the watch
+	// saw the object deleted, so that no read begun before the deletion counts as current.
+	latest  string
 	derived string // the resourceVersion value was derived from; "" for none yet
 	value   T
 }
 
+// referencesResync is how often a watch drops what it kept for objects no longer referenced.
+const referencesResync = 10 * time.Minute
+
 func newReferences[T any](resource schema.GroupVersionResource,
-	referrers func(context.Context, types.NamespacedName) []reconcile.Request) *references[T] {
+	referrers func(context.Context, types.NamespacedName) ([]reconcile.Request, error)) *references[T] {
 	return &references[T]{resource: resource, referrers: referrers, byName: map[types.NamespacedName]*reference[T]{}}
 }
 
@@ -82,8 +89,8 @@ func (r *references[T]) lookup(key types.NamespacedName) (T, bool) {
 }
 
 // remember keeps what was derived from the object at resourceVersion, read from the API server.
-// A version the watch reported since stays the latest: the value then counts as stale, and the
-// next reconcile reads the object again.
+// A version (or deletion) the watch reported since stays the latest: the value then counts as
+// stale, and the next reconcile reads the object again.
 func (r *references[T]) remember(key types.NamespacedName, resourceVersion string, value T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -121,7 +128,7 @@ func (r *references[T]) source(metadataClient metadata.Interface, namespaces []s
 				},
 			}
 			reflector := cache.NewReflectorWithOptions(lw, &metav1.PartialObjectMetadata{}, r.store(ns),
-				cache.ReflectorOptions{Name: fmt.Sprintf("referenced %s in %q", r.resource.Resource, ns)})
+				cache.ReflectorOptions{Name: fmt.Sprintf("referenced %s in %q", r.resource.Resource, ns), ResyncPeriod: referencesResync})
 			go reflector.RunWithContext(ctx)
 		}
 		return nil
@@ -184,49 +191,83 @@ func (s *namespaceStore[T]) Replace(list []any, _ string) error {
 	return nil
 }
 
-// Resync has nothing to do: every SegmentWebhook's own resync checks what it references.
-func (s *namespaceStore[T]) Resync() error { return nil }
+// Resync drops what is kept for the objects of the namespace that nothing references any more.
+func (s *namespaceStore[T]) Resync() error {
+	s.mu.Lock()
+	keys := make([]types.NamespacedName, 0, len(s.byName))
+	for key := range s.byName {
+		if s.namespace == metav1.NamespaceAll || key.Namespace == s.namespace {
+			keys = append(keys, key)
+		}
+	}
+	s.mu.Unlock()
+	for _, key := range keys {
+		if reqs, err := s.referrers(s.ctx, key); err == nil && len(reqs) == 0 {
+			s.mu.Lock()
+			delete(s.byName, key)
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
 
-// observe keeps the version of an object that SegmentWebhooks reference, drops any other, and
-// wakes the referrers of an object that appeared, changed or was deleted.
+// observe records the version the watch saw of an object (none: deleted) and wakes the
+// SegmentWebhooks referencing it when that is news. The version is recorded before the referrers
+// are looked up, so a reconcile that starts referencing the object in between either reads the
+// new version or is found and woken. An object nothing references is not kept.
 func (r *references[T]) observe(obj any, deleted bool) {
 	o, ok := obj.(client.Object)
 	if !ok {
 		return
 	}
 	key := client.ObjectKeyFromObject(o)
-	reqs := r.referrers(r.ctx, key)
+	version := o.GetResourceVersion()
+	if deleted {
+		version = ""
+	}
 	r.mu.Lock()
 	ref, known := r.byName[key]
-	switch {
-	case deleted || len(reqs) == 0:
-		delete(r.byName, key)
-	case !known:
-		r.byName[key] = &reference[T]{latest: o.GetResourceVersion()}
-	case ref.latest == o.GetResourceVersion():
-		reqs = nil // the version a reconcile already read, or a relist of it
-	default:
-		ref.latest = o.GetResourceVersion()
+	if known {
+		if ref.latest == version {
+			r.mu.Unlock()
+			return // the version a reconcile already read, or a relist of it
+		}
+		ref.latest = version
 	}
 	r.mu.Unlock()
+
+	reqs, err := r.referrers(r.ctx, key)
+	if err != nil {
+		// Keep the news: the next reconcile of a referrer reads the object again.
+		logf.FromContext(r.ctx).Error(err, "finding the SegmentWebhooks that reference an object; they see its change at their next resync",
+			"resource", r.resource.Resource, "object", key)
+	}
+	if !known && (len(reqs) > 0 || err != nil) {
+		r.mu.Lock()
+		if ref, ok := r.byName[key]; ok { // a reconcile read it meanwhile
+			ref.latest = version
+		} else {
+			r.byName[key] = &reference[T]{latest: version}
+		}
+		r.mu.Unlock()
+	}
 	for _, req := range reqs {
 		r.queue.Add(req)
 	}
 }
 
 // referrersByIndex finds the SegmentWebhooks whose field index holds an object's name.
-func (r *SegmentWebhookReconciler) referrersByIndex(index string) func(context.Context, types.NamespacedName) []reconcile.Request {
-	return func(ctx context.Context, key types.NamespacedName) []reconcile.Request {
+func (r *SegmentWebhookReconciler) referrersByIndex(index string) func(context.Context, types.NamespacedName) ([]reconcile.Request, error) {
+	return func(ctx context.Context, key types.NamespacedName) ([]reconcile.Request, error) {
 		var list segmentv1alpha1.SegmentWebhookList
 		if err := r.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingFields{index: key.Name},
 			client.UnsafeDisableDeepCopy); err != nil {
-			logf.FromContext(ctx).Error(err, "listing SegmentWebhooks by reference", "index", index, "name", key.Name)
-			return nil
+			return nil, fmt.Errorf("listing SegmentWebhooks by %s: %w", index, err)
 		}
 		reqs := make([]reconcile.Request, 0, len(list.Items))
 		for _, swh := range list.Items {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&swh)})
 		}
-		return reqs
+		return reqs, nil
 	}
 }

@@ -27,20 +27,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// referencesFixture: Secret "segment" in namespace "team" is referenced by SegmentWebhook "events";
-// nothing references any other object.
-func referencesFixture(t *testing.T) (*references[[]string], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+// referencesFixture: Secret "segment" in namespace "team" is referenced by SegmentWebhook "events"
+// while *referenced is true; nothing references any other object.
+func referencesFixture(t *testing.T) (*references[[]string], workqueue.TypedRateLimitingInterface[reconcile.Request], *bool) {
 	t.Helper()
-	refs := newReferences[[]string](secretsResource, func(_ context.Context, key types.NamespacedName) []reconcile.Request {
-		if key == (types.NamespacedName{Namespace: "team", Name: "segment"}) {
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: "team", Name: "events"}}}
+	referenced := true
+	refs := newReferences[[]string](secretsResource, func(_ context.Context, key types.NamespacedName) ([]reconcile.Request, error) {
+		if referenced && key == (types.NamespacedName{Namespace: "team", Name: "segment"}) {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: "team", Name: "events"}}}, nil
 		}
-		return nil
+		return nil, nil
 	})
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 	t.Cleanup(queue.ShutDown)
 	refs.start(context.Background(), queue)
-	return refs, queue
+	return refs, queue, &referenced
 }
 
 func secretMeta(name, resourceVersion string) *metav1.PartialObjectMetadata {
@@ -59,7 +60,7 @@ func drain(queue workqueue.TypedRateLimitingInterface[reconcile.Request]) []stri
 }
 
 func TestReferencesKeepNothingOfUnreferencedObjects(t *testing.T) {
-	refs, queue := referencesFixture(t)
+	refs, queue, _ := referencesFixture(t)
 	list := make([]any, 0, 10001)
 	for i := range 10000 {
 		list = append(list, secretMeta(fmt.Sprintf("app-%05d", i), "7"))
@@ -81,7 +82,7 @@ func TestReferencesKeepNothingOfUnreferencedObjects(t *testing.T) {
 }
 
 func TestReferencesWakeReferrersOnlyForANewVersion(t *testing.T) {
-	refs, queue := referencesFixture(t)
+	refs, queue, _ := referencesFixture(t)
 	key := types.NamespacedName{Namespace: "team", Name: "segment"}
 
 	_ = refs.store("team").Add(secretMeta("segment", "5"))
@@ -119,20 +120,30 @@ func TestReferencesWakeReferrersOnlyForANewVersion(t *testing.T) {
 }
 
 func TestReferencesForgetDeletedObjects(t *testing.T) {
-	refs, queue := referencesFixture(t)
+	refs, queue, referenced := referencesFixture(t)
 	key := types.NamespacedName{Namespace: "team", Name: "segment"}
+	team := refs.store("team")
 	refs.remember(key, "5", []string{"shared-secret"})
 
-	_ = refs.store("team").Delete(secretMeta("segment", "5"))
+	_ = team.Delete(secretMeta("segment", "5"))
 	if _, ok := refs.lookup(key); ok {
 		t.Fatal("a deleted Secret's keys are still remembered")
 	}
 	if got := drain(queue); len(got) != 1 {
 		t.Fatalf("a deletion queued %v, want its referrer", got)
 	}
+	// A read that began before the deletion and ends after it does not bring the Secret back.
+	refs.remember(key, "5", []string{"shared-secret"})
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("a read from before the deletion counted as current")
+	}
 
-	// Deleted while no watch ran: the next list of its namespace lacks it. The list of another
-	// namespace says nothing about it.
+	// Created again, then deleted while no watch ran: the next list of its namespace lacks it.
+	// The list of another namespace says nothing about it.
+	_ = team.Add(secretMeta("segment", "7"))
+	if got := drain(queue); len(got) != 1 {
+		t.Fatalf("a Secret created again queued %v, want its referrer", got)
+	}
 	refs.remember(key, "7", []string{"shared-secret"})
 	if err := refs.store("elsewhere").Replace(nil, "9"); err != nil {
 		t.Fatal(err)
@@ -140,13 +151,41 @@ func TestReferencesForgetDeletedObjects(t *testing.T) {
 	if _, ok := refs.lookup(key); !ok || queue.Len() != 0 {
 		t.Fatal("the list of another namespace dropped the Secret")
 	}
-	if err := refs.store("team").Replace([]any{secretMeta("other", "8")}, "9"); err != nil {
+	if err := team.Replace([]any{secretMeta("other", "8")}, "9"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := refs.lookup(key); ok || len(refs.byName) != 0 {
-		t.Fatalf("after a list without it, the Secret is still known (%d kept)", len(refs.byName))
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("after a list without it, the Secret's keys are still remembered")
 	}
 	if got := drain(queue); len(got) != 1 {
 		t.Fatalf("a deletion seen by a relist queued %v, want its referrer", got)
+	}
+
+	// Once nothing references it, a resync of the watch drops what was kept.
+	*referenced = false
+	if err := team.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(refs.byName) != 0 {
+		t.Fatalf("%d objects kept after their references went away", len(refs.byName))
+	}
+}
+
+func TestReferencesKeepAChangeWhileUnreferenced(t *testing.T) {
+	refs, queue, referenced := referencesFixture(t)
+	key := types.NamespacedName{Namespace: "team", Name: "segment"}
+	refs.remember(key, "5", []string{"shared-secret"})
+
+	// The SegmentWebhook lets go of the Secret, the Secret changes, a reconcile still in flight
+	// remembers the old version: when the Secret is referenced again, that is not current.
+	*referenced = false
+	_ = refs.store("team").Update(secretMeta("segment", "6"))
+	if queue.Len() != 0 {
+		t.Fatal("a change of an unreferenced Secret queued a reconcile")
+	}
+	refs.remember(key, "5", []string{"old"})
+	*referenced = true
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("a read older than the version the watch saw counted as current")
 	}
 }
