@@ -564,11 +564,14 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for _, t := range c.AllTargets() {
 		errs = append(errs, t.validate()...)
-		// Names label metrics and logs: a routed target cannot take the dead-letter target's.
-		if seen[t.Name] {
-			bad(t.Field+".name", "duplicate target name %q", t.Name)
+		// A routed target named like the dead-letter target is accepted here, so that receivers
+		// configured so before keep running; the CRD refuses it for new and changed resources.
+		if t.Role == RoleRouted {
+			if seen[t.Name] {
+				bad(t.Field+".name", "duplicate target name %q", t.Name)
+			}
+			seen[t.Name] = true
 		}
-		seen[t.Name] = true
 	}
 	if tp := c.TrackingPlan; tp != nil {
 		if len(tp.Files) == 0 {

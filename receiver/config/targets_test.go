@@ -156,10 +156,4 @@ func TestDeadLetterIsATargetInItsRole(t *testing.T) {
 			t.Errorf("got %v, want an error naming %s", err, field)
 		}
 	}
-	// Target names label metrics: a routed target may not take the dead-letter target's name.
-	_, err = Parse([]byte(`{"source":"ns/n","authentication":{"mode":"None"},
-		"targets":[{"name":"` + DeadLetterName + `","http":{"url":"http://a/"}}],"deadLetter":{"http":{"url":"http://dlq/"}}}`))
-	if err == nil || !strings.Contains(err.Error(), `deadLetter.name: duplicate target name "`+DeadLetterName+`"`) {
-		t.Errorf("a routed target named %q beside the dead-letter target: got %v, want a duplicate name error", DeadLetterName, err)
-	}
 }
