@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -187,5 +188,25 @@ func TestReferencesKeepAChangeWhileUnreferenced(t *testing.T) {
 	*referenced = true
 	if _, ok := refs.lookup(key); ok {
 		t.Fatal("a read older than the version the watch saw counted as current")
+	}
+}
+
+func TestReferencesKeepTheNewsWhenReferrersCannotBeFound(t *testing.T) {
+	refs := newReferences[[]string](secretsResource, func(context.Context, types.NamespacedName) ([]reconcile.Request, error) {
+		return nil, errors.New("cache not started")
+	})
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	t.Cleanup(queue.ShutDown)
+	refs.start(context.Background(), queue)
+	key := types.NamespacedName{Namespace: "team", Name: "segment"}
+
+	_ = refs.store("team").Update(secretMeta("segment", "6"))
+	refs.remember(key, "5", []string{"old"}) // a read from before the change
+	if _, ok := refs.lookup(key); ok {
+		t.Fatal("a change whose referrers could not be found was dropped: an older read counts as current")
+	}
+	refs.remember(key, "6", []string{"shared-secret"})
+	if _, ok := refs.lookup(key); !ok {
+		t.Fatal("the read of the version the watch saw does not count")
 	}
 }
