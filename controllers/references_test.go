@@ -33,16 +33,24 @@ import (
 func referencesFixture(t *testing.T) (*references[[]string], workqueue.TypedRateLimitingInterface[reconcile.Request], *bool) {
 	t.Helper()
 	referenced := true
-	refs := newReferences[[]string](secretsResource, func(_ context.Context, key types.NamespacedName) ([]reconcile.Request, error) {
+	refs, queue := startedReferences(t, func(_ context.Context, key types.NamespacedName) ([]reconcile.Request, error) {
 		if referenced && key == (types.NamespacedName{Namespace: "team", Name: "segment"}) {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: "team", Name: "events"}}}, nil
 		}
 		return nil, nil
 	})
+	return refs, queue, &referenced
+}
+
+// startedReferences are Secret references started on a real workqueue.
+func startedReferences(t *testing.T, referrers func(context.Context, types.NamespacedName) ([]reconcile.Request, error)) (
+	*references[[]string], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	t.Helper()
+	refs := newReferences[[]string](secretsResource, referrers)
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 	t.Cleanup(queue.ShutDown)
 	refs.start(context.Background(), queue)
-	return refs, queue, &referenced
+	return refs, queue
 }
 
 func secretMeta(name, resourceVersion string) *metav1.PartialObjectMetadata {
@@ -192,12 +200,9 @@ func TestReferencesKeepAChangeWhileUnreferenced(t *testing.T) {
 }
 
 func TestReferencesKeepTheNewsWhenReferrersCannotBeFound(t *testing.T) {
-	refs := newReferences[[]string](secretsResource, func(context.Context, types.NamespacedName) ([]reconcile.Request, error) {
+	refs, _ := startedReferences(t, func(context.Context, types.NamespacedName) ([]reconcile.Request, error) {
 		return nil, errors.New("cache not started")
 	})
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
-	t.Cleanup(queue.ShutDown)
-	refs.start(context.Background(), queue)
 	key := types.NamespacedName{Namespace: "team", Name: "segment"}
 
 	_ = refs.store("team").Update(secretMeta("segment", "6"))
