@@ -70,7 +70,7 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 	}
 	r.secrets = &secretKeys{reader: r.APIReader,
 		known: newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))}
-	r.plans = newReferences[compiledPlan](configMapsResource, r.referrersByIndex(TrackingPlanConfigMapIndex))
+	r.plans = newReferences[compiledPlans](configMapsResource, r.referrersByIndex(TrackingPlanConfigMapIndex))
 	return r
 }
 
@@ -88,7 +88,7 @@ type SegmentWebhookReconciler struct {
 
 	secrets  *secretKeys
 	verified *verifiedIntents
-	plans    *references[compiledPlan]
+	plans    *references[compiledPlans]
 	// gatewayAPI is set when the cluster serves HTTPRoute, as NewManager discovered it.
 	gatewayAPI bool
 	// namespaces are the watched namespaces, as the manager's cache has them; nil watches all.

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -63,9 +64,10 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 	}
 	name := types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}
 	selection := strings.Join(spec.Keys, "\x00")
-	if known, ok := r.plans.lookup(name); ok && known.selection == selection {
-		known.report(swh)
-		return known.docs, nil
+	known, _ := r.plans.lookup(name)
+	if plan, ok := known.bySelection[selection]; ok {
+		plan.report(swh)
+		return plan.docs, nil
 	}
 	// The plan's ConfigMap is read past the cache, which holds only the operator's own children.
 	cm := &corev1.ConfigMap{}
@@ -111,20 +113,37 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 		}
 		return refuse(segmentv1alpha1.ReasonTrackingPlanInvalid, truncate(msg, 1024))
 	}
-	known := compiledPlan{selection: selection, docs: docs,
+	result := compiledPlan{docs: docs,
 		status: segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}}
-	r.plans.remember(name, cm.ResourceVersion, known)
-	known.report(swh)
+	r.plans.remember(name, cm.ResourceVersion, known.with(cm.ResourceVersion, selection, result))
+	result.report(swh)
 	return docs, nil
 }
 
-// compiledPlan is what a plan ConfigMap compiled to, for one key selection. references
-// remembers it per ConfigMap version, so that a reconcile (every resync) reads and compiles a plan
-// only after its ConfigMap changed, as secretKeys does for Secrets.
+// compiledPlans are what one version of a plan ConfigMap compiled to, by key selection: several
+// SegmentWebhooks may each take other keys of one ConfigMap. references remembers them per
+// ConfigMap version, so that a reconcile (every resync) reads and compiles a plan only after its
+// ConfigMap changed, as secretKeys does for Secrets.
+type compiledPlans struct {
+	resourceVersion string
+	bySelection     map[string]compiledPlan
+}
+
+// compiledPlan is what a plan ConfigMap compiled to for one key selection.
 type compiledPlan struct {
-	selection string
-	docs      trackingPlanDocs
-	status    segmentv1alpha1.TrackingPlanStatus
+	docs   trackingPlanDocs
+	status segmentv1alpha1.TrackingPlanStatus
+}
+
+// with returns the plans of resourceVersion with plan added: a copy, since reconciles running in
+// parallel share what references remembers. Plans of an older version are dropped.
+func (known compiledPlans) with(resourceVersion, selection string, plan compiledPlan) compiledPlans {
+	next := compiledPlans{resourceVersion: resourceVersion, bySelection: map[string]compiledPlan{}}
+	if known.resourceVersion == resourceVersion {
+		maps.Copy(next.bySelection, known.bySelection)
+	}
+	next.bySelection[selection] = plan
+	return next
 }
 
 // configMapsResource are ConfigMaps, of which the operator watches those holding tracking plans.

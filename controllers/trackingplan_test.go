@@ -22,6 +22,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -30,6 +31,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -146,6 +148,28 @@ var _ = Describe("Tracking plans", func() {
 		Expect(planStatus()).To(BeNil())
 	})
 
+	It("reads and compiles each key selection of one plan ConfigMap once per version", func() {
+		planConfigMap(map[string]string{"checkout.json": checkoutPlan, "catalog.json": catalogPlan})
+		reads := &countingReader{Reader: k8sClient}
+		r := &SegmentWebhookReconciler{APIReader: reads, plans: newReferences[compiledPlans](configMapsResource, nil)}
+		selecting := func(key string) *segmentv1alpha1.SegmentWebhook {
+			s := swh.DeepCopy()
+			s.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{
+				ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "tracking-plan"}, Keys: []string{key}}
+			return s
+		}
+		checkout, catalog := selecting("checkout.json"), selecting("catalog.json")
+		for range 3 { // as resyncs of two SegmentWebhooks taking other keys of one ConfigMap do
+			for _, s := range []*segmentv1alpha1.SegmentWebhook{checkout, catalog} {
+				docs, err := r.resolveTrackingPlan(ctx, s)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(docs).To(HaveKey(planKeyPrefix + s.Spec.TrackingPlan.Keys[0]))
+				Expect(docs).To(HaveLen(1))
+			}
+		}
+		Expect(reads.gets.Load()).To(Equal(int64(2)), "one read for each selection, not one for every reconcile")
+	})
+
 	It("reports a missing plan ConfigMap or key, and follows the ConfigMap when it appears", func() {
 		swh.Spec.TrackingPlan = &segmentv1alpha1.TrackingPlan{ConfigMapRef: segmentv1alpha1.ConfigMapReference{Name: "tracking-plan"}}
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
@@ -225,4 +249,15 @@ func TestTrackingPlanRendering(t *testing.T) {
 	if receiverTrackingPlan(swh, nil) != nil || len(withTrackingPlan(newConfigMap(swh, configJSON), nil).Data) != 1 {
 		t.Error("without a tracking plan, nothing of it is rendered")
 	}
+}
+
+// countingReader counts the reads that reach the API server.
+type countingReader struct {
+	client.Reader
+	gets atomic.Int64
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Reader.Get(ctx, key, obj, opts...)
 }
