@@ -2,12 +2,14 @@ package receiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -405,6 +407,82 @@ func TestCloudEventsFormat(t *testing.T) {
 	}
 	if r.method != http.MethodPut || r.body != event {
 		t.Fatalf("got %s %s", r.method, r.body)
+	}
+}
+
+// Event data in headers (ids, the type, the userId) may hold line breaks and NULs, which the HTTP
+// client refuses: percent-encoded as CloudEvents requires, every such event is delivered, not
+// retried until Segment gives up.
+func TestEventDataInHeadersIsPercentEncoded(t *testing.T) {
+	ceSink, plainSink, dlq := newSink(t), newSink(t), newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	ce := httpTargetTo("events", ceSink)
+	ce.HTTP.Format = config.FormatCloudEvents
+	cfg := testConfig(secrets, ce, httpTargetTo("plain", plainSink))
+	cfg.Validation = config.ValidationLenient
+	cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL}}
+	h := startHarness(t, secrets, cfg)
+
+	type sent struct{ id, typ, user string }
+	events := []sent{
+		{`h-1`, `identify`, `alice\n`},
+		{`h-2\r\n`, `odd\u0000type`, `bob`},
+		{`h 3%\"`, `track`, `carol\u00e9`},
+	} // JSON string contents
+	var body []string
+	for _, e := range events {
+		body = append(body, fmt.Sprintf(`{"type":"%s","userId":"%s","messageId":"%s"}`, e.typ, e.user, e.id))
+	}
+	if resp := h.post(batch(body...)); resp.code != 200 || strings.TrimSpace(resp.body) != `{"accepted":3}` {
+		t.Fatalf("got %d %s, want all 3 accepted", resp.code, resp.body)
+	}
+	if n := len(dlq.all()); n != 0 {
+		t.Fatalf("%d dead letters, want none", n)
+	}
+	unquote := func(s string) string {
+		var out string
+		if err := json.Unmarshal([]byte(`"`+s+`"`), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	decode := func(hd http.Header, name string) string {
+		v := hd.Get(name)
+		for _, c := range []byte(v) {
+			if c <= ' ' || c > '~' || c == '"' {
+				t.Errorf("header %s = %q holds a byte the encoding should have escaped", name, v)
+			}
+		}
+		d, err := url.PathUnescape(v)
+		if err != nil {
+			t.Errorf("header %s = %q: %v", name, v, err)
+		}
+		return d
+	}
+	byID := func(s *sink) map[string]http.Header {
+		out := map[string]http.Header{}
+		for _, r := range s.accepted() {
+			out[decode(r.header, "Idempotency-Key")] = r.header
+		}
+		return out
+	}
+	ceGot, plainGot := byID(ceSink), byID(plainSink)
+	for _, e := range events {
+		id, typ, user := unquote(e.id), unquote(e.typ), unquote(e.user)
+		hd := ceGot[id]
+		if hd == nil || plainGot[id] == nil {
+			t.Errorf("event %q did not reach both targets under its Idempotency-Key", id)
+			continue
+		}
+		if got := decode(hd, "ce-id"); got != id {
+			t.Errorf("ce-id decodes to %q, want %q", got, id)
+		}
+		if got := decode(hd, "ce-type"); got != "com.segment."+typ {
+			t.Errorf("ce-type decodes to %q, want %q", got, "com.segment."+typ)
+		}
+		if got := decode(hd, "ce-subject"); got != user {
+			t.Errorf("ce-subject decodes to %q, want %q", got, user)
+		}
 	}
 }
 

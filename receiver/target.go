@@ -20,7 +20,8 @@ import (
 // accepted the event, else an error, retried unless wrapped with Permanent. It must honour ctx
 // (the request's delivery deadline). The receiver calls Deliver again with only the events that
 // failed. An event's MessageID is its idempotency key: pass it on (Idempotency-Key header, Kafka
-// message key, Nats-Msg-Id) so that a target seeing a redelivery can drop it.
+// message key, Nats-Msg-Id) so that a target seeing a redelivery can drop it. Event data put in a
+// text header goes through headerText.
 //
 // Close releases connections. The receiver calls it once, after every Deliver call on this
 // instance has returned (a config reload builds new targets and retires the old ones).
@@ -143,3 +144,33 @@ func fillErr(outcomes []error, err error) []error {
 	}
 	return outcomes
 }
+
+// headerText puts event data on a header line the way the CloudEvents HTTP binding encodes
+// attribute values (version 1.0.2, section 3.1.3.2): space, '"', '%' and every byte outside
+// printable ASCII become %XX. Event data may hold line breaks and NULs, which an HTTP client
+// refuses and a NATS client silently rewrites; encoded, any value can be sent, one round of
+// percent-decoding gives it back, and distinct values stay distinct. Segment's ids and types
+// need no encoding and are sent unchanged.
+func headerText(s string) string {
+	escapes := 0
+	for i := 0; i < len(s); i++ {
+		if mustEscape(s[i]) {
+			escapes++
+		}
+	}
+	if escapes == 0 {
+		return s
+	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*escapes)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; mustEscape(c) {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func mustEscape(c byte) bool { return c <= ' ' || c > '~' || c == '"' || c == '%' }

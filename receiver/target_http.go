@@ -143,7 +143,7 @@ func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 // post sends one event as itself, or a chunk as a JSON array in Segment's batch shape, so that
 // one receiver can feed another.
 func (t *httpTarget) post(ctx context.Context, events []Event) error {
-	body, key := events[0].Raw, events[0].MessageID
+	body, key := events[0].Raw, headerText(events[0].MessageID)
 	if t.batch != nil {
 		body, key = jsonArray(events), chunkKey(events)
 	}
@@ -180,21 +180,22 @@ func (t *httpTarget) post(ctx context.Context, events []Event) error {
 	return classifyStatus(resp.StatusCode)
 }
 
-// setCloudEventsHeaders puts the attributes in ce-* headers (binary content mode); the event
-// JSON is the data.
+// setCloudEventsHeaders puts the attributes in ce-* headers (binary content mode), their values
+// percent-encoded as the binding requires; the event JSON is the data.
 func setCloudEventsHeaders(h http.Header, ev Event, source string) {
-	h.Set("ce-specversion", "1.0")
-	h.Set("ce-id", ev.MessageID)
-	h.Set("ce-type", "com.segment."+ev.Type)
-	h.Set("ce-source", source)
+	set := func(name, value string) { h.Set(name, headerText(value)) }
+	set("ce-specversion", "1.0")
+	set("ce-id", ev.MessageID)
+	set("ce-type", "com.segment."+ev.Type)
+	set("ce-source", source)
 	if !ev.Timestamp.IsZero() {
-		h.Set("ce-time", ev.Timestamp.UTC().Format(time.RFC3339Nano))
+		set("ce-time", ev.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	if ev.UserID != "" {
-		h.Set("ce-subject", ev.UserID)
+		set("ce-subject", ev.UserID)
 	}
 	for name, value := range ev.Attributes {
-		h.Set("ce-"+name, value)
+		set("ce-"+name, value)
 	}
 }
 

@@ -189,13 +189,14 @@ func (t *natsTarget) Deliver(ctx context.Context, events []Event) []error {
 	futures := make([]jetstream.PubAckFuture, len(events))
 	for i, ev := range events {
 		msg := &nats.Msg{Subject: t.subjectFor(ev), Data: ev.Raw, Header: nats.Header{}}
-		msg.Header.Set(NATSHeaderType, ev.Type)
-		msg.Header.Set(NATSHeaderMessageID, ev.MessageID)
+		id := headerText(ev.MessageID)
+		msg.Header.Set(NATSHeaderType, headerText(ev.Type))
+		msg.Header.Set(NATSHeaderMessageID, id)
 		msg.Header.Set(NATSHeaderContent, "application/json")
 		for header, value := range natsAttributeHeaders.of(ev.Attributes) {
 			msg.Header.Set(header, value)
 		}
-		opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.MessageID)}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 		if t.stream != "" {
 			opts = append(opts, jetstream.WithExpectStream(t.stream))
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,6 +165,42 @@ func TestNATSTargetPublishesToJetStream(t *testing.T) {
 	}
 	if got := h.metric("segment_receiver_target_deliveries_total", "target", "stream"); got != 2 {
 		t.Errorf("deliveries metric %v, want 2 (the delivery wrapper counts every kind)", got)
+	}
+}
+
+// The NATS client turns line breaks in header values into spaces and trims them, so messageIds
+// "n-1" and "n-1\n" would share a Nats-Msg-Id and JetStream would drop one as a duplicate:
+// percent-encoded, distinct events stay distinct and their headers decode to the event's data.
+func TestNATSHeadersKeepEventDataApart(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	js := natsClient(t, natsURL(srv))
+	createStream(t, js)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secretVol, natsTargetTo("stream", natsURL(srv)))
+	cfg.Validation = config.ValidationLenient
+	h := startHarness(t, secretVol, cfg)
+
+	body := batch(`{"type":"track","messageId":"n-1"}`, `{"type":"track","messageId":"n-1\n"}`,
+		`{"type":"odd\r\ntype","messageId":" n-1"}`)
+	if r := h.post(body); r.code != 200 {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	got := map[string]string{} // decoded Nats-Msg-Id -> decoded Segment-Type
+	for _, m := range streamMessages(t, js) {
+		id, err := url.PathUnescape(m.Header.Get(jetstream.MsgIDHeader))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(NATSHeaderMessageID) != m.Header.Get(jetstream.MsgIDHeader) {
+			t.Errorf("%s %q, want the Nats-Msg-Id %q", NATSHeaderMessageID, m.Header.Get(NATSHeaderMessageID), m.Header.Get(jetstream.MsgIDHeader))
+		}
+		if got[id], err = url.PathUnescape(m.Header.Get(NATSHeaderType)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"n-1": "track", "n-1\n": "track", " n-1": "odd\r\ntype"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("stream holds (messageId: type) %q, want %q", got, want)
 	}
 }
 

@@ -274,7 +274,8 @@ func TestTrackingPlanViolationAttribute(t *testing.T) {
 			t.Fatalf("got %d", resp.code)
 		}
 		got := byID(t, target)
-		if v := got["v-track-type"].header.Get("ce-planviolation"); v != "/properties/total type" {
+		// Percent-encoded as every CloudEvents header value: the space is %20.
+		if v := got["v-track-type"].header.Get("ce-planviolation"); v != "/properties/total%20type" {
 			t.Errorf("ce-planviolation %q", v)
 		}
 		if v := got["v-track-ok"].header.Get("ce-planviolation"); v != "" {
