@@ -172,10 +172,16 @@ func ReceiverFilter(f *segmentv1alpha1.TargetFilter) config.Filter {
 // setTargetKind renders the one target kind that is set, for a target or the dead-letter target.
 func setTargetKind(out *config.Target, h *segmentv1alpha1.HTTPTarget, k *segmentv1alpha1.KafkaTarget, n *segmentv1alpha1.NATSTarget) {
 	if h != nil {
-		out.HTTP = &config.HTTPTarget{URL: h.URL, Method: h.Method, Headers: h.Headers, Format: string(h.Format),
+		out.HTTP = &config.HTTPTarget{URL: h.URL, Method: h.Method, Format: string(h.Format),
 			Concurrency: int(h.Concurrency)}
 		if b := h.Batch; b != nil {
 			out.HTTP.Batch = &config.HTTPBatch{MaxEvents: int(b.MaxEvents), MaxBytes: b.MaxBytes}
+		}
+		for name, value := range h.Headers {
+			if out.HTTP.Headers == nil {
+				out.HTTP.Headers = map[string]string{}
+			}
+			out.HTTP.Headers[name] = string(value)
 		}
 		for _, hf := range h.HeadersFrom {
 			if out.HTTP.HeaderFiles == nil {

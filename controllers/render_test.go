@@ -102,6 +102,7 @@ func TestReceiverConfigRendersBatchSignatureAndDeadLetter(t *testing.T) {
 	swh.Spec.Targets[0].HTTP.Batch = &segmentv1alpha1.HTTPBatch{MaxEvents: 100, MaxBytes: 1 << 20}
 	swh.Spec.DeadLetter = &segmentv1alpha1.DeadLetterTarget{HTTP: &segmentv1alpha1.HTTPTarget{
 		URL: "https://dlq.example/in", Method: "POST", Format: segmentv1alpha1.HTTPFormatCloudEvents, Concurrency: 8,
+		Headers:     map[string]segmentv1alpha1.HTTPHeaderValue{"X-Team": "checkout"},
 		HeadersFrom: []segmentv1alpha1.HeaderFromSecret{{Name: "Authorization", SecretKeyRef: segmentv1alpha1.SecretKeyRef{Name: "dlq", Key: "token"}}},
 	}}
 	cfg := newReceiverConfig(swh)
@@ -115,7 +116,7 @@ func TestReceiverConfigRendersBatchSignatureAndDeadLetter(t *testing.T) {
 	}
 	dl := cfg.DeadLetter
 	if dl == nil || dl.Name != config.DeadLetterName || dl.HTTP == nil || dl.HTTP.Format != config.FormatCloudEvents ||
-		dl.HTTP.HeaderFiles["Authorization"] != "/etc/segment-webhook/secrets/dlq/token" {
+		dl.HTTP.HeaderFiles["Authorization"] != "/etc/segment-webhook/secrets/dlq/token" || dl.HTTP.Headers["X-Team"] != "checkout" {
 		t.Fatalf("dead-letter target rendered as %+v", dl)
 	}
 	if !slices.Contains(swh.Spec.SecretNames(), "dlq") {

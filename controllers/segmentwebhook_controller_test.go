@@ -579,6 +579,12 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Entry("a target name that is not a DNS label", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].Name = "Not_A_Label"
 		}, "spec.targets[0].name: Invalid value"),
+		Entry("a header value with a line break", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.Headers = map[string]segmentv1alpha1.HTTPHeaderValue{"X-Shard": "2\n"}
+		}, "header values must not hold control characters such as a line break"),
+		Entry("a header name with a space", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.Headers = map[string]segmentv1alpha1.HTTPHeaderValue{"X Shard": "2"}
+		}, "header names must be one or more letters, digits and"),
 	)
 
 	It("accepts None only when set explicitly, and defaults to HMAC", func() {

@@ -623,6 +623,38 @@ func TestStartsUnreadyWithoutValidConfig(t *testing.T) {
 	}
 }
 
+// A header the HTTP client would refuse, static or from a file, fails the reload (the running
+// config keeps delivering) instead of failing every request.
+func TestReloadRefusesInvalidHeaders(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret, "api-key": "key\x01123"})
+	good := testConfig(secrets, httpTargetTo("primary", target))
+	h := startHarness(t, secrets, good)
+	for name, mutate := range map[string]func(*config.HTTPTarget){
+		"static value": func(c *config.HTTPTarget) { c.Headers = map[string]string{"X-Shard": "2\n"} },
+		"static name":  func(c *config.HTTPTarget) { c.Headers = map[string]string{"X Shard": "2"} },
+		"file value":   func(c *config.HTTPTarget) { c.HeaderFiles = map[string]string{"X-Api-Key": secrets.Path("api-key")} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := testConfig(secrets, httpTargetTo("primary", target))
+			mutate(bad.Targets[0].HTTP)
+			failures := h.metric("segment_receiver_config_reloads_total", "result", "failure")
+			h.configVol.Update(t, map[string]string{config.FileName: configJSON(t, bad)})
+			eventually(t, 10*time.Second, "the bad config to be refused", func() bool {
+				return h.metric("segment_receiver_config_reloads_total", "result", "failure") == failures+1
+			})
+			id := "m-" + strings.ReplaceAll(name, " ", "-")
+			if resp := h.post(track(id)); resp.code != 200 {
+				t.Fatalf("got %d %s, want the running config to deliver", resp.code, resp.body)
+			}
+			if target.acceptedIDs()[id] != 1 {
+				t.Fatalf("target got %v", target.acceptedIDs())
+			}
+			h.configVol.Update(t, map[string]string{config.FileName: configJSON(t, good)})
+		})
+	}
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	target := newSink(t)
 	release := target.hold()

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -48,9 +50,9 @@ func newHTTPTarget(c config.HTTPTarget, env targetEnv) (*httpTarget, error) {
 		if !ok {
 			return nil, fmt.Errorf("header file %s was not read", path)
 		}
-		if bytes.ContainsAny(value, "\r\n\x00") {
+		if !httpguts.ValidHeaderFieldValue(string(value)) {
 			// The client would refuse every request; fail the (re)load instead.
-			return nil, fmt.Errorf("header file %s holds a line break or NUL", path)
+			return nil, fmt.Errorf("header file %s holds a control character such as a line break", path)
 		}
 		headers.Set(name, string(value))
 	}

@@ -294,8 +294,9 @@ type HTTPTarget struct {
 	Method string `json:"method,omitempty"`
 	// Headers are sent with every request as they are. Put credentials in headersFrom.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule=`self.all(name, name.matches("^[A-Za-z0-9!#$%&'*+.^_|~-]+$"))`,message="header names must be one or more letters, digits and !#$%&'*+-.^_|~"
 	// +optional
-	Headers map[string]string `json:"headers,omitempty"`
+	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 	// HeadersFrom take header values from Secret keys, such as an Authorization header.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
@@ -319,6 +320,12 @@ type HTTPTarget struct {
 	// +optional
 	Batch *HTTPBatch `json:"batch,omitempty"`
 }
+
+// HTTPHeaderValue is the value of a static header: text without control characters (a tab is
+// allowed), which the HTTP client would refuse on every request.
+// +kubebuilder:validation:MaxLength=4096
+// +kubebuilder:validation:XValidation:rule=`!self.matches(r"[\x00-\x08\x0a-\x1f\x7f]")`,message="header values must not hold control characters such as a line break"
+type HTTPHeaderValue string
 
 // HTTPBatch bounds one array request; an event larger than maxBytes is sent alone.
 type HTTPBatch struct {

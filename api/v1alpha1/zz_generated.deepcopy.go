@@ -211,7 +211,7 @@ func (in *HTTPTarget) DeepCopyInto(out *HTTPTarget) {
 	*out = *in
 	if in.Headers != nil {
 		in, out := &in.Headers, &out.Headers
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]HTTPHeaderValue, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults shared by the operator (CRD defaults) and the receiver (missing fields).
@@ -653,7 +656,19 @@ func (h *HTTPTarget) validate(at string) []error {
 	if h.Format != FormatSegment && h.Format != FormatCloudEvents {
 		errs = append(errs, fmt.Errorf("%s.format: must be segment or cloudevents, got %q", at, h.Format))
 	}
-	for name := range h.HeaderFiles {
+	// The HTTP client refuses a request whose header is not valid, and would refuse every request.
+	for _, name := range slices.Sorted(maps.Keys(h.Headers)) {
+		if !httpguts.ValidHeaderFieldName(name) {
+			errs = append(errs, fmt.Errorf("%s.headers: %q is not a header name (%s)", at, name, headerNameChars))
+		}
+		if !httpguts.ValidHeaderFieldValue(h.Headers[name]) {
+			errs = append(errs, fmt.Errorf("%s.headers: the value of header %q holds a control character such as a line break", at, name))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(h.HeaderFiles)) {
+		if !httpguts.ValidHeaderFieldName(name) {
+			errs = append(errs, fmt.Errorf("%s.headerFiles: %q is not a header name (%s)", at, name, headerNameChars))
+		}
 		if _, static := h.Headers[name]; static {
 			errs = append(errs, fmt.Errorf("%s.headerFiles: header %q is also a static header", at, name))
 		}
@@ -674,6 +689,9 @@ func (h *HTTPTarget) validate(at string) []error {
 	}
 	return errs
 }
+
+// headerNameChars says what an HTTP header name (an RFC 9110 token) is made of.
+const headerNameChars = "one or more letters, digits and !#$%&'*+-.^_|~"
 
 var (
 	// kafkaTopic is Kafka's own rule: 1-249 of these characters, and not "." or "..".

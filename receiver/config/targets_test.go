@@ -157,3 +157,27 @@ func TestDeadLetterIsATargetInItsRole(t *testing.T) {
 		}
 	}
 }
+
+// A static header the HTTP client would refuse would fail every request to the target: the
+// config is refused instead, naming the header.
+func TestHTTPHeaderNamesAndValues(t *testing.T) {
+	for headers, want := range map[string]string{
+		`"headers":{"X-Shard":"2\n"}`:                  `targets[0].http.headers: the value of header "X-Shard" holds a control character`,
+		`"headers":{"X-Shard":"a\u0000b"}`:             `the value of header "X-Shard"`,
+		`"headers":{"X-Shard":"a\u007fb"}`:             `the value of header "X-Shard"`,
+		`"headers":{"X Shard":"2"}`:                    `targets[0].http.headers: "X Shard" is not a header name`,
+		`"headers":{"":"2"}`:                           `targets[0].http.headers: "" is not a header name`,
+		`"headers":{"X-Shard:":"2"}`:                   `"X-Shard:" is not a header name`,
+		`"headerFiles":{"Bad\nName":"/s/k"}`:           `targets[0].http.headerFiles: "Bad\nName" is not a header name`,
+		`"headers":{"A":"1"},"headerFiles":{"A":"/s"}`: `header "A" is also a static header`,
+	} {
+		_, err := parseTarget(t, `{"name":"h","http":{"url":"http://sink/",`+headers+`}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error with %s", headers, err, want)
+		}
+	}
+	ok := `{"name":"h","http":{"url":"http://sink/","headers":{"X-Team":"checkout\tb \"quoted\" é","Authorization-Extra!#$%&'*+-.^_|~":""}}}`
+	if _, err := parseTarget(t, ok); err != nil {
+		t.Errorf("valid headers refused: %v", err)
+	}
+}
