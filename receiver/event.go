@@ -9,6 +9,7 @@ import (
 	"iter"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,7 +25,7 @@ type Event struct {
 	Raw         []byte // a slice of the request body, unless fields were dropped
 	Index       int    // position in the request (0 for a single event)
 	Type        string
-	MessageID   string // as received, or derived from Raw when absent (see deriveMessageID)
+	MessageID   string // as received, or derived when absent (see eventScanner.deriveMessageID)
 	UserID      string
 	AnonymousID string
 	Name        string    // the track event name ("event")
@@ -113,6 +114,7 @@ type eventScanner struct {
 	done    bool
 	err     *validationError // a problem with the body as a whole: nothing of it can be used
 	decoded decodedBody
+	bodySum []byte // SHA-256 of body, once an event needs a derived messageId
 }
 
 func newEventScanner(body []byte, mode string, maxEvents int) *eventScanner {
@@ -330,7 +332,13 @@ func (s *eventScanner) readEvent(index int) (ev Event, verr *validationError, er
 	end := int(d.InputOffset())
 	ev.Raw = s.body[start:end:end]
 	ev.Index = index
-	return ev, fields.fill(&ev, s.strict, index), nil
+	if verr := fields.fill(&ev, s.strict, index); verr != nil {
+		return ev, verr, nil
+	}
+	if ev.MessageID == "" {
+		ev.MessageID = s.deriveMessageID(index)
+	}
+	return ev, nil, nil
 }
 
 // fill validates the fields and copies the ones routing needs into ev.
@@ -350,9 +358,6 @@ func (f *eventFields) fill(ev *Event, strict bool, index int) *validationError {
 	// In Lenient mode fields of an unexpected kind are simply not used.
 	f.strings(&ev.MessageID, &ev.UserID, &ev.AnonymousID, &ev.Name)
 	ev.properties, ev.traits, ev.context = f[fieldProperties], f[fieldTraits], f[fieldContext]
-	if ev.MessageID == "" {
-		ev.MessageID = deriveMessageID(ev.Raw)
-	}
 	return nil
 }
 
@@ -481,10 +486,18 @@ func (f *eventFields) strings(messageID, userID, anonymousID, name *string) {
 	}
 }
 
-// deriveMessageID gives an event without a messageId a stable one, so that dedupe and the
-// targets' idempotency keys still work: Segment retries resend the same bytes, which hash to the
-// same id. The prefix marks it as ours.
-func deriveMessageID(raw []byte) string {
-	sum := sha256.Sum256(raw)
-	return "swh-" + hex.EncodeToString(sum[:16])
+// deriveMessageID gives an event without a messageId one from the whole body and the event's
+// position in it, so that dedupe and the targets' idempotency keys still work: Segment's retries
+// resend the same body, which gives the same ids on any replica, while identical events, in one
+// batch or in different requests, stay distinct. The body is hashed once, on first need. The
+// prefix marks the id as ours.
+func (s *eventScanner) deriveMessageID(index int) string {
+	if s.bodySum == nil {
+		sum := sha256.Sum256(s.body)
+		s.bodySum = sum[:]
+	}
+	h := sha256.New()
+	h.Write(s.bodySum)
+	h.Write(strconv.AppendInt(nil, int64(index), 10))
+	return "swh-" + hex.EncodeToString(h.Sum(nil)[:16])
 }

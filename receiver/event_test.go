@@ -139,6 +139,11 @@ func TestDerivedMessageIDIsStable(t *testing.T) {
 	if a[0].MessageID == a[1].MessageID {
 		t.Fatal("different events got the same derived id")
 	}
+	same, _ := decodeEvents([]byte(`[{"type":"identify","userId":"u"},{"type":"identify","userId":"u"}]`), config.ValidationStrict, 10)
+	alone, _ := decodeEvents([]byte(`{"type":"identify","userId":"u"}`), config.ValidationStrict, 10)
+	if same[0].MessageID == same[1].MessageID || same[0].MessageID == a[0].MessageID || alone[0].MessageID == a[0].MessageID {
+		t.Fatalf("identical events got the same derived id: %q %q %q %q", same[0].MessageID, same[1].MessageID, a[0].MessageID, alone[0].MessageID)
+	}
 }
 
 func TestValidationErrorStatus(t *testing.T) {

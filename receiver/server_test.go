@@ -502,6 +502,32 @@ func TestDerivedMessageIDAcrossRetries(t *testing.T) {
 	}
 }
 
+// Identical events without a messageId (remapped Actions payloads in Lenient mode) are distinct
+// events: each reaches the target, in one batch or in a later request; only a retry of the same
+// request is deduplicated.
+func TestIdenticalEventsWithoutMessageIDAreNotDeduplicated(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Validation = config.ValidationLenient
+	h := startHarness(t, secrets, cfg)
+	click := `{"type":"track","event":"Clicked"}`
+	first := batch(click, click)
+	for _, body := range []string{first, first, click, batch(click, click, click)} {
+		if resp := h.post(body); resp.code != 200 {
+			t.Fatalf("got %d %s", resp.code, resp.body)
+		}
+	}
+	// 2 from the first request (its retry adds none), 1 alone, 3 in the last batch.
+	keys := target.acceptedIDs()
+	if len(target.accepted()) != 6 || len(keys) != 6 {
+		t.Fatalf("target got %d requests under %d keys, want 6 under 6", len(target.accepted()), len(keys))
+	}
+	if hits := h.metric("segment_receiver_dedupe_hits_total", "target", "primary"); hits != 2 {
+		t.Fatalf("%v dedupe hits, want 2 (the retry of the first request)", hits)
+	}
+}
+
 // Config and secret swap mid-traffic: no request fails because of a swap, the new secret is
 // accepted after the reload, a bad config keeps the old one, the dedupe memory survives.
 func TestHotReloadMidTraffic(t *testing.T) {

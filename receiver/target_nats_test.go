@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,30 @@ func TestNATSHeadersKeepEventDataApart(t *testing.T) {
 	want := map[string]string{"n-1": "track", "n-1\n": "track", " n-1": "odd\r\ntype"}
 	if !maps.Equal(got, want) {
 		t.Fatalf("stream holds (messageId: type) %q, want %q", got, want)
+	}
+}
+
+// Identical events without a messageId get distinct Nats-Msg-Ids, so JetStream keeps each.
+func TestNATSKeepsIdenticalEventsWithoutMessageID(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	js := natsClient(t, natsURL(srv))
+	createStream(t, js)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secretVol, natsTargetTo("stream", natsURL(srv)))
+	cfg.Validation = config.ValidationLenient
+	click := `{"type":"track","event":"Clicked"}`
+	if r := startHarness(t, secretVol, cfg).post(batch(click, click)); r.code != 200 {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	// Another replica: a retry of that request is dropped by JetStream, a new request is not.
+	other := startHarness(t, secretVol, cfg)
+	for _, body := range []string{batch(click, click), click} {
+		if r := other.post(body); r.code != 200 {
+			t.Fatalf("got %d %s", r.code, r.body)
+		}
+	}
+	if counts := msgIDCounts(t, js); len(counts) != 3 || slices.ContainsFunc(slices.Collect(maps.Values(counts)), func(n int) bool { return n != 1 }) {
+		t.Fatalf("stream messages per Nats-Msg-Id: %v, want 3 messages under 3 ids", counts)
 	}
 }
 
