@@ -190,8 +190,10 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	var inline func()
 	for _, r := range p.routes {
 		batch, originals, unprepared := r.prepare(events)
-		if !r.optional {
+		if !r.optional && len(unprepared) > 0 {
+			mu.Lock() // targets delivered to already may be recording their refusals
 			refused = append(refused, unprepared...)
+			mu.Unlock()
 		}
 		if len(batch) == 0 {
 			continue

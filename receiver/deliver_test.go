@@ -3,7 +3,9 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,5 +127,49 @@ func TestAcceptedIDsKeepsTheNewest(t *testing.T) {
 	held("m-0", "m-5", "m-6", "m-7")
 	if len(ids.at) != 4 {
 		t.Fatalf("%d entries for 4 places", len(ids.at))
+	}
+}
+
+// A refusal by one of several required targets is never lost: the refused event is
+// dead-lettered while the other targets are still delivering (run with -race: the refusals of
+// targets delivered concurrently are collected under one lock).
+func TestRefusalAmongSeveralRequiredTargets(t *testing.T) {
+	picky, second, third, dlq := newSink(t), newSink(t), newSink(t), newSink(t)
+	refuse := func(body string) int {
+		if strings.Contains(body, `"r-2"`) {
+			return http.StatusUnprocessableEntity
+		}
+		return http.StatusOK
+	}
+	picky.decide.Store(&refuse)
+	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secretVol, httpTargetTo("picky", picky), httpTargetTo("second", second), httpTargetTo("third", third))
+	cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL + "/dlq"}}
+	h := startHarness(t, secretVol, cfg)
+
+	// The other targets answer only once the first has refused, so that refusal is recorded
+	// first, while the request's goroutine is still at work.
+	releaseSecond, releaseThird := second.hold(), third.hold()
+	defer releaseSecond()
+	defer releaseThird()
+	answer := make(chan response, 1)
+	go func() { answer <- h.post(batch(track("r-1"), track("r-2"))) }()
+	eventually(t, 30*time.Second, "the first target's refusal", func() bool {
+		return h.metric("segment_receiver_target_failures_total", "target", "picky", "kind", "permanent") == 1
+	})
+	releaseSecond()
+	releaseThird()
+	resp := <-answer
+	if resp.code != http.StatusOK || !strings.Contains(resp.body, `"deadLettered":1`) {
+		t.Fatalf("got %d %s, want 200 with the refused event dead-lettered", resp.code, resp.body)
+	}
+	letters := envelopes(t, dlq)
+	if len(letters) != 1 || letters[0].Target != "picky" || letters[0].MessageID != "r-2" {
+		t.Fatalf("dead letters %+v, want r-2 refused by picky", letters)
+	}
+	for _, s := range []*sink{second, third} {
+		if got := s.acceptedEvents(t); got["r-1"] != 1 || got["r-2"] != 1 {
+			t.Fatalf("a required target got %v", got)
+		}
 	}
 }
