@@ -12,6 +12,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -44,6 +46,8 @@ type route struct {
 
 	deliveries, permanentFailures, transientFailures, attempts, dedupeHits prometheus.Counter
 	attemptDuration                                                        prometheus.Observer
+	optionalSkipped                                                        prometheus.Counter
+	skipLog                                                                rate.Sometimes // bounds the log of skipped optional deliveries
 }
 
 func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeStore, m *metrics, log *slog.Logger) (*pipeline, error) {
@@ -77,6 +81,8 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			attempts:          m.attempts.WithLabelValues(tc.Name),
 			dedupeHits:        m.dedupeHits.WithLabelValues(tc.Name),
 			attemptDuration:   m.attemptDuration.WithLabelValues(tc.Name),
+			optionalSkipped:   m.optionalSkipped.WithLabelValues(tc.Name),
+			skipLog:           rate.Sometimes{First: 1, Interval: time.Minute},
 		}, nil
 	}
 	for _, tc := range cfg.AllTargets() {
@@ -165,11 +171,9 @@ type refusal struct {
 
 // deliver fans events out to every target concurrently. It reports whether a required target
 // failed transiently (the request must be retried) and which events required targets refused for
-// good. Optional targets are not waited for: they go on in the background, tracked by
-// background, until the same deadline, so a slow optional target cannot slow down or fail the
-// answer to Segment.
-func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync.WaitGroup) (failed bool, refused []refusal) {
-	deadline, _ := ctx.Deadline()
+// good. Optional targets are not waited for: they go on in the background (see
+// deliverInBackground), so a slow optional target cannot slow down or fail the answer to Segment.
+func (p *pipeline) deliver(ctx context.Context, events []Event, memory *semaphore.Weighted, background *sync.WaitGroup) (failed bool, refused []refusal) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	record := func(r *route, originals []Event, outcomes []error) {
@@ -199,15 +203,7 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 			continue
 		}
 		if r.optional {
-			p.refs.Add(1) // the caller holds a reference, so p cannot be closed meanwhile
-			background.Add(1)
-			go func() {
-				defer background.Done()
-				defer p.release()
-				octx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-				defer cancel()
-				r.send(octx, batch)
-			}()
+			p.deliverInBackground(ctx, r, batch, memory, background)
 			continue
 		}
 		if inline != nil {
@@ -224,6 +220,56 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	}
 	wg.Wait()
 	return failed, refused
+}
+
+// deliverInBackground sends an optional target its events after the answer, until the request's
+// deadline. It works on its own copy of them, so that the request body can go, and that copy
+// counts against the memory budget until the delivery ends; when the budget cannot hold it, the
+// target is skipped for this request (best effort: the events are counted, not retried).
+func (p *pipeline) deliverInBackground(ctx context.Context, r *route, batch []Event, memory *semaphore.Weighted, background *sync.WaitGroup) {
+	size := int64(len(batch)) * eventMemory
+	for _, ev := range batch {
+		size += int64(len(ev.Raw))
+	}
+	if !memory.TryAcquire(size) {
+		r.optionalSkipped.Add(float64(len(batch)))
+		r.skipLog.Do(func() {
+			r.log.Warn("optional target skipped: the memory budget (maxBufferedBytes) is used up; further skips are counted in segment_receiver_optional_skipped_events_total",
+				"events", len(batch))
+		})
+		return
+	}
+	events := detach(batch)
+	deadline, _ := ctx.Deadline()
+	p.refs.Add(1) // the caller holds a reference, so p cannot be closed meanwhile
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		defer p.release()
+		defer memory.Release(size)
+		octx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		r.send(octx, events)
+	}()
+}
+
+// detach copies events into memory of their own, all their bytes in one buffer, so that they no
+// longer hold the request body.
+func detach(events []Event) []Event {
+	size := 0
+	for _, ev := range events {
+		size += len(ev.Raw)
+	}
+	buf := make([]byte, 0, size)
+	out := make([]Event, len(events))
+	for i, ev := range events {
+		start := len(buf)
+		buf = append(buf, ev.Raw...)
+		ev.Raw = buf[start:len(buf):len(buf)]
+		ev.properties, ev.traits, ev.context = nil, nil, nil // slices of the body, for the tracking plan only
+		out[i] = ev
+	}
+	return out
 }
 
 // sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,

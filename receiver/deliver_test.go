@@ -173,3 +173,56 @@ func TestRefusalAmongSeveralRequiredTargets(t *testing.T) {
 		}
 	}
 }
+
+// paddedTrack is a track event of about size bytes.
+func paddedTrack(id string, size int) string {
+	return fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u-1","messageId":%q,"properties":{"pad":%q}}`,
+		id, strings.Repeat("x", size))
+}
+
+// An optional target's delivery that outlives the answer keeps its copy of the events counted in
+// maxBufferedBytes until it ends, and is skipped when the budget cannot hold it.
+func TestOptionalDeliveryHoldsItsMemory(t *testing.T) {
+	required, optional := newSink(t), newSink(t)
+	release := optional.hold()
+	defer release()
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	optionalTarget := httpTargetTo("optional", optional)
+	optionalTarget.Optional = true
+	cfg := testConfig(secrets, httpTargetTo("required", required), optionalTarget)
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes // 64 KiB
+	h := startHarness(t, secrets, cfg)
+
+	// About 16 KiB of events: the optional delivery's copy holds about 18 KiB once answered.
+	first := batch(paddedTrack("a-1", 4000), paddedTrack("a-2", 4000), paddedTrack("a-3", 4000), paddedTrack("a-4", 4000))
+	if resp := h.post(first); resp.code != http.StatusOK {
+		t.Fatalf("first request: got %d %s", resp.code, resp.body)
+	}
+	waitArrival(t, optional)
+
+	// A body of 50 KiB fits the budget only without the optional delivery still running.
+	large := paddedTrack("b-1", 50<<10)
+	if resp := h.post(large); resp.code != http.StatusTooManyRequests {
+		t.Fatalf("large request while the optional delivery holds its memory: got %d %s, want 429", resp.code, resp.body)
+	}
+
+	// Another request like the first fits, but its optional delivery no longer does: skipped.
+	second := batch(paddedTrack("c-1", 4000), paddedTrack("c-2", 4000), paddedTrack("c-3", 4000), paddedTrack("c-4", 4000))
+	if resp := h.post(second); resp.code != http.StatusOK {
+		t.Fatalf("second request: got %d %s", resp.code, resp.body)
+	}
+	if got := required.acceptedEvents(t); got["c-1"] != 1 || got["c-4"] != 1 {
+		t.Fatalf("the required target got %v", got)
+	}
+	if got := h.metric("segment_receiver_optional_skipped_events_total", "target", "optional"); got != 4 {
+		t.Fatalf("%v optional events counted as skipped, want 4", got)
+	}
+
+	release()
+	eventually(t, 30*time.Second, "the optional delivery to give its memory back", func() bool {
+		return h.post(large).code == http.StatusOK
+	})
+	if got := optional.acceptedEvents(t); len(got) != 4 || got["a-1"] != 1 || got["c-1"] != 0 {
+		t.Fatalf("the optional target got %v, want the first request's events only", got)
+	}
+}

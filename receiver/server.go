@@ -74,7 +74,7 @@ type Server struct {
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
 	inFlight   atomic.Int64
-	bodies     *semaphore.Weighted // bytes of request bodies and decoded events held at once
+	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
 	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
@@ -416,7 +416,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
-	failed, refused := p.deliver(ctx, events, &s.background)
+	failed, refused := p.deliver(ctx, events, s.bodies, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		return unavailable(w, "delivery failed; retry later"), total, "delivery"
