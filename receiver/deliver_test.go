@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -193,8 +194,8 @@ func TestOptionalDeliveryHoldsItsMemory(t *testing.T) {
 	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes // 64 KiB
 	h := startHarness(t, secrets, cfg)
 
-	// About 16 KiB of events: the optional delivery's copy holds about 18 KiB once answered.
-	first := batch(paddedTrack("a-1", 4000), paddedTrack("a-2", 4000), paddedTrack("a-3", 4000), paddedTrack("a-4", 4000))
+	// About 24 KiB of events: the optional delivery's copy holds about 28 KiB once answered.
+	first := batch(paddedTrack("a-1", 6000), paddedTrack("a-2", 6000), paddedTrack("a-3", 6000), paddedTrack("a-4", 6000))
 	if resp := h.post(first); resp.code != http.StatusOK {
 		t.Fatalf("first request: got %d %s", resp.code, resp.body)
 	}
@@ -207,7 +208,7 @@ func TestOptionalDeliveryHoldsItsMemory(t *testing.T) {
 	}
 
 	// Another request like the first fits, but its optional delivery no longer does: skipped.
-	second := batch(paddedTrack("c-1", 4000), paddedTrack("c-2", 4000), paddedTrack("c-3", 4000), paddedTrack("c-4", 4000))
+	second := batch(paddedTrack("c-1", 6000), paddedTrack("c-2", 6000), paddedTrack("c-3", 6000), paddedTrack("c-4", 6000))
 	if resp := h.post(second); resp.code != http.StatusOK {
 		t.Fatalf("second request: got %d %s", resp.code, resp.body)
 	}
@@ -224,5 +225,53 @@ func TestOptionalDeliveryHoldsItsMemory(t *testing.T) {
 	})
 	if got := optional.acceptedEvents(t); len(got) != 4 || got["a-1"] != 1 || got["c-1"] != 0 {
 		t.Fatalf("the optional target got %v, want the first request's events only", got)
+	}
+}
+
+// What a request reserves follows what its targets hold: per event per required target, plus
+// the bytes rewritten for a target. A target that drops nothing sends the body's own bytes, an
+// HTTP array included, and keeps no second slice of originals.
+func TestHeldMemoryFollowsTargets(t *testing.T) {
+	s := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	batched := httpTargetTo("batched", s)
+	batched.HTTP.Batch = &config.HTTPBatch{}
+	dropping := httpTargetTo("dropping", s)
+	dropping.DropFields = []string{"context.ip"}
+	optional := httpTargetTo("optional", s)
+	optional.Optional = true
+	h := startHarness(t, secrets, testConfig(secrets, batched, dropping, optional))
+	p := acquire(&h.server.current)
+	defer p.release()
+
+	body := []byte(batch(identify("h-1"), identify("h-2"), track("h-3"))) // only identify has context.ip
+	events, err := decodeEvents(body, config.ValidationStrict, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveries, refused := p.prepare(events)
+	if len(deliveries) != 3 || len(refused) != 0 {
+		t.Fatalf("%d deliveries, %d refused", len(deliveries), len(refused))
+	}
+	plain, dropped := deliveries[0], deliveries[1]
+	for i, ev := range plain.batch {
+		if &ev.Raw[0] != &events[i].Raw[0] || &plain.originals[i] != &plain.batch[i] {
+			t.Fatalf("event %d was copied for a target that drops nothing", i)
+		}
+	}
+	if plain.copied != 0 {
+		t.Fatalf("%d bytes copied for a target that drops nothing", plain.copied)
+	}
+	pieces := jsonArray(plain.batch)
+	if string(bytes.Join(pieces, nil)) != string(body) || &pieces[1][0] != &events[0].Raw[0] {
+		t.Fatal("the HTTP array is not the events' own bytes between brackets and commas")
+	}
+	if want := int64(len(dropped.batch[0].Raw) + len(dropped.batch[1].Raw)); dropped.copied != want ||
+		len(dropped.batch[2].Raw) != len(events[2].Raw) || string(dropped.originals[0].Raw) != identify("h-1") {
+		t.Fatalf("dropping target: %d bytes copied, want %d (the two identify events)", dropped.copied, want)
+	}
+	want := 3*eventMemory + 2*3*memoryPerDelivered + dropped.copied // the optional target reserves its own
+	if got := heldMemory(p, body, len(events), deliveries, nil); got != want {
+		t.Fatalf("heldMemory = %d, want %d", got, want)
 	}
 }

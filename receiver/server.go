@@ -397,26 +397,26 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	for _, ev := range decoded.events {
+		s.metrics.event(ev.Type)
+	}
+	decodedEvents := len(decoded.events) + len(decoded.invalid)
+	blocked := p.plan.enforce(&decoded)
 	events := decoded.events
-	// Decoded events and the copies made for targets (or of a malformed body for the dead-letter
-	// target) count against the same memory budget as the bodies; at most what the body left, so
-	// that a request alone always fits.
-	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
-	if !s.bodies.TryAcquire(decodedCost) {
+	deliveries, refused := p.prepare(events)
+	// What the request holds besides its body counts against the same budget as the bodies, at
+	// most what the body left of it, so that a request alone always fits.
+	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserve)
+	if !s.bodies.TryAcquire(held) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
-	defer s.bodies.Release(decodedCost)
-	for i := range events {
-		s.metrics.event(events[i].Type)
-	}
-	blocked := p.plan.enforce(&decoded)
-	events = decoded.events
+	defer s.bodies.Release(held)
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
-	failed, refused := p.deliver(ctx, events, s.bodies, &s.background)
+	failed, refused := p.deliver(ctx, deliveries, refused, s.bodies, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		return unavailable(w, "delivery failed; retry later"), total, "delivery"
@@ -442,9 +442,30 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 	return true
 }
 
-// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
-// and its share of the routing structures.
+// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings,
+// its share of the decoder's slices.
 const eventMemory = 512
+
+// heldMemory estimates what a request holds besides its body once its events are routed: its
+// decoded events, what each required target holds to deliver them (delivery.memory: per event,
+// and the events made for it, with dropped fields) and, with a dead-letter target, envelopes
+// holding each event's bytes at most once (a malformed body's envelope, already made).
+// Optional targets reserve their own copies (deliverInBackground).
+func heldMemory(p *pipeline, body []byte, decodedEvents int, deliveries []delivery, malformed []Event) int64 {
+	held := int64(decodedEvents) * eventMemory
+	for _, d := range deliveries {
+		if !d.route.optional {
+			held += d.memory()
+		}
+	}
+	switch {
+	case len(malformed) > 0:
+		held += int64(len(malformed[0].Raw))
+	case p.deadLetter != nil:
+		held += int64(len(body))
+	}
+	return held
+}
 
 // acceptedBody answers a 2xx: accepted counts every event of the request, deadLettered those of
 // them (and the refusals) that went to the dead-letter target, blocked those the tracking plan
