@@ -696,3 +696,27 @@ func TestAcceptedBodyMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// The memory budget is sized at start, so a reload that raises maxBodyBytes over it is refused:
+// otherwise every larger body would get 429 until a restart.
+func TestReloadRefusesBodiesOverTheMemoryBudget(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes // 64 KiB
+	configVol := newVolume(t, map[string]string{config.FileName: configJSON(t, cfg)})
+	h := startHarnessOn(t, configVol, secrets)
+
+	failures := h.metric("segment_receiver_config_reloads_total", "result", "failure")
+	cfg.Limits.MaxBodyBytes, cfg.Limits.MaxBufferedBytes = 256<<10, 256<<10
+	configVol.Update(t, map[string]string{config.FileName: configJSON(t, cfg)})
+	eventually(t, 30*time.Second, "the reload to be refused", func() bool {
+		return h.metric("segment_receiver_config_reloads_total", "result", "failure") == failures+1
+	})
+	if resp := h.post(paddedTrack("big", 100<<10)); resp.code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over the running limit got %d %s, want 413", resp.code, resp.body)
+	}
+	if resp := h.post(track("small")); resp.code != http.StatusOK {
+		t.Fatalf("the running config stopped serving: %d %s", resp.code, resp.body)
+	}
+}
