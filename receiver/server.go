@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -347,21 +346,18 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	if r.ContentLength > limit {
 		return s.tooLarge(w, limit), 0, "content length"
 	}
-	// Reserve the body's memory before reading it: the declared length, which the server never
-	// reads past, or the limit for a chunked body.
-	reserve := limit
-	if r.ContentLength >= 0 {
-		reserve = r.ContentLength
-	}
-	if !s.bodies.TryAcquire(reserve) {
-		return overloaded(w), 0, "buffered bytes limit"
-	}
-	defer s.bodies.Release(reserve)
-	body, err := readBody(w, r, limit)
+	// The body's memory is reserved as it arrives, before it is read (readBody), so that a client
+	// that declares a large body and sends little, signed or not, holds little of the budget.
+	body, reserved, err := s.readBody(w, r, limit)
+	defer s.bodies.Release(reserved)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return s.tooLarge(w, limit), 0, "body size"
+		case errors.Is(err, errOverBudget):
+			w.Header().Set("Connection", "close") // the rest of the body is not read
+			return overloaded(w), 0, "buffered bytes limit"
 		}
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "could not read body"})
 		return http.StatusBadRequest, 0, "reading body"
@@ -406,7 +402,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	deliveries, refused := p.prepare(events)
 	// What the request holds besides its body counts against the same budget as the bodies, at
 	// most what the body left of it, so that a request alone always fits.
-	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserve)
+	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserved)
 	if !s.bodies.TryAcquire(held) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
@@ -519,29 +515,45 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 	return http.StatusRequestEntityTooLarge
 }
 
+// errOverBudget: the memory budget cannot hold the rest of a body.
+var errOverBudget = errors.New("the memory budget (maxBufferedBytes) is used up")
+
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
 // Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
-// length (which the caller has reserved against maxBufferedBytes), so a client that declares a
-// large body and sends little holds little memory.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// length (or the limit), and each growth is reserved against maxBufferedBytes first, so a client
+// that declares a large body and sends little holds, and reserves, little. It returns the bytes
+// reserved, which the caller releases, errors included.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, reserved int64, err error) {
 	reader := http.MaxBytesReader(w, r.Body, limit)
 	size := limit
 	if r.ContentLength >= 0 {
 		size = r.ContentLength
 	}
-	// One byte beyond the expected size lets the last Read report EOF without growing.
-	buf := make([]byte, 0, min(size, 64<<10)+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(min(cap(buf), int(size)+1-len(buf)), bytes.MinRead))
+	grow := func(n int) bool {
+		if !s.bodies.TryAcquire(int64(n)) {
+			return false
 		}
-		n, err := reader.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		reserved += int64(n)
+		grown := make([]byte, len(body), cap(body)+n) // exactly what was reserved
+		copy(grown, body)
+		body = grown
+		return true
+	}
+	// One byte beyond the expected size lets the last Read report EOF without growing.
+	if !grow(int(min(size, 64<<10)) + 1) {
+		return nil, reserved, errOverBudget
+	}
+	for {
+		if len(body) == cap(body) && !grow(max(min(cap(body), int(size)+1-len(body)), bytes.MinRead)) {
+			return nil, reserved, errOverBudget
+		}
+		n, err := reader.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
 		switch {
 		case err == io.EOF:
-			return buf, nil
+			return body, reserved, nil
 		case err != nil:
-			return nil, err
+			return nil, reserved, err
 		}
 	}
 }
