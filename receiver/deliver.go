@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -44,6 +47,8 @@ type route struct {
 
 	deliveries, permanentFailures, transientFailures, attempts, dedupeHits prometheus.Counter
 	attemptDuration                                                        prometheus.Observer
+	optionalSkipped                                                        prometheus.Counter
+	skipLog                                                                rate.Sometimes // bounds the log of skipped optional deliveries
 }
 
 func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeStore, m *metrics, log *slog.Logger) (*pipeline, error) {
@@ -77,6 +82,8 @@ func buildPipeline(cfg *config.Config, files map[string][]byte, dedupe *dedupeSt
 			attempts:          m.attempts.WithLabelValues(tc.Name),
 			dedupeHits:        m.dedupeHits.WithLabelValues(tc.Name),
 			attemptDuration:   m.attemptDuration.WithLabelValues(tc.Name),
+			optionalSkipped:   m.optionalSkipped.WithLabelValues(tc.Name),
+			skipLog:           rate.Sometimes{First: 1, Interval: time.Minute},
 		}, nil
 	}
 	for _, tc := range cfg.AllTargets() {
@@ -163,49 +170,67 @@ type refusal struct {
 	err    error
 }
 
-// deliver fans events out to every target concurrently. It reports whether a required target
-// failed transiently (the request must be retried) and which events required targets refused for
-// good. Optional targets are not waited for: they go on in the background, tracked by
-// background, until the same deadline, so a slow optional target cannot slow down or fail the
-// answer to Segment.
-func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync.WaitGroup) (failed bool, refused []refusal) {
-	deadline, _ := ctx.Deadline()
+// delivery is what one target gets of a request.
+type delivery struct {
+	route     *route
+	batch     []Event // the events it gets, its fields dropped
+	originals []Event // originals[i] is batch[i] as received; batch itself when nothing was dropped
+	copied    int64   // bytes of batch made for this target (events with dropped fields)
+}
+
+// memoryPerDelivered is what a target holds per event it is delivering, besides the event's
+// bytes: the event in batch (and originals), its outcome, and the transport's own request or
+// record (a Kafka record and its headers, a NATS message and its header map with the PubAck
+// future, the heaviest).
+const memoryPerDelivered = 1024
+
+// memory estimates what delivering d holds besides the request body.
+func (d delivery) memory() int64 {
+	return int64(len(d.batch))*memoryPerDelivered + d.copied
+}
+
+// prepare routes events: what each target gets, and the events a required target cannot be
+// given (their fields could not be dropped), which count as refused.
+func (p *pipeline) prepare(events []Event) (deliveries []delivery, refused []refusal) {
+	for _, r := range p.routes {
+		d, unprepared := r.prepare(events)
+		if !r.optional {
+			refused = append(refused, unprepared...)
+		}
+		if len(d.batch) > 0 {
+			deliveries = append(deliveries, d)
+		}
+	}
+	return deliveries, refused
+}
+
+// deliver fans the deliveries out to every target concurrently. It reports whether a required
+// target failed transiently (the request must be retried) and which events required targets
+// refused for good, after those already refused. Optional targets are not waited for: they go
+// on in the background (see deliverInBackground), so a slow optional target cannot slow down or
+// fail the answer to Segment.
+func (p *pipeline) deliver(ctx context.Context, deliveries []delivery, refused []refusal, memory *semaphore.Weighted, background *sync.WaitGroup) (failed bool, _ []refusal) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	record := func(r *route, originals []Event, outcomes []error) {
+	record := func(d delivery, outcomes []error) {
 		mu.Lock()
 		defer mu.Unlock()
 		for i, err := range outcomes {
 			switch {
 			case err == nil:
 			case IsPermanent(err):
-				refused = append(refused, refusal{target: r.name, event: originals[i], err: err})
+				refused = append(refused, refusal{target: d.route.name, event: d.originals[i], err: err})
 			default:
 				failed = true
 			}
 		}
 	}
-	// The last required target with events is delivered to in this goroutine: with a single
-	// target, the common case, no goroutine is started at all.
+	// The last required target is delivered to in this goroutine: with a single target, the
+	// common case, no goroutine is started at all.
 	var inline func()
-	for _, r := range p.routes {
-		batch, originals, unprepared := r.prepare(events)
-		if !r.optional {
-			refused = append(refused, unprepared...)
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		if r.optional {
-			p.refs.Add(1) // the caller holds a reference, so p cannot be closed meanwhile
-			background.Add(1)
-			go func() {
-				defer background.Done()
-				defer p.release()
-				octx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-				defer cancel()
-				r.send(octx, batch)
-			}()
+	for _, d := range deliveries {
+		if d.route.optional {
+			p.deliverInBackground(ctx, d.route, d.batch, memory, background)
 			continue
 		}
 		if inline != nil {
@@ -215,7 +240,7 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 				deliver()
 			}(inline)
 		}
-		inline = func() { record(r, originals, r.send(ctx, batch)) }
+		inline = func() { record(d, d.route.send(ctx, d.batch)) }
 	}
 	if inline != nil {
 		inline()
@@ -224,30 +249,81 @@ func (p *pipeline) deliver(ctx context.Context, events []Event, background *sync
 	return failed, refused
 }
 
+// deliverInBackground sends an optional target its events after the answer, until the request's
+// deadline. It works on its own copy of them, so that the request body can go, and that copy
+// counts against the memory budget until the delivery ends; when the budget cannot hold it, the
+// target is skipped for this request (best effort: the events are counted, not retried).
+func (p *pipeline) deliverInBackground(ctx context.Context, r *route, batch []Event, memory *semaphore.Weighted, background *sync.WaitGroup) {
+	size := int64(len(batch)) * memoryPerDelivered
+	for _, ev := range batch {
+		size += int64(len(ev.Raw))
+	}
+	if !memory.TryAcquire(size) {
+		r.optionalSkipped.Add(float64(len(batch)))
+		r.skipLog.Do(func() {
+			r.log.Warn("optional target skipped: the memory budget (maxBufferedBytes) is used up; further skips are counted in segment_receiver_optional_skipped_events_total",
+				"events", len(batch))
+		})
+		return
+	}
+	events := detach(batch)
+	deadline, _ := ctx.Deadline()
+	p.refs.Add(1) // the caller holds a reference, so p cannot be closed meanwhile
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		defer p.release()
+		defer memory.Release(size)
+		octx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		r.send(octx, events)
+	}()
+}
+
+// detach copies events into memory of their own, all their bytes in one buffer, so that they no
+// longer hold the request body.
+func detach(events []Event) []Event {
+	size := 0
+	for _, ev := range events {
+		size += len(ev.Raw)
+	}
+	buf := make([]byte, 0, size)
+	out := make([]Event, len(events))
+	for i, ev := range events {
+		start := len(buf)
+		buf = append(buf, ev.Raw...)
+		ev.Raw = buf[start:len(buf):len(buf)]
+		ev.properties, ev.traits, ev.context = nil, nil, nil // slices of the body, for the tracking plan only
+		out[i] = ev
+	}
+	return out
+}
+
 // sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
 // and which it got now (not already from an earlier try of the same request).
 func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
-	batch, _, unprepared := p.deadLetter.prepare(letters)
+	d, unprepared := p.deadLetter.prepare(letters)
 	if len(unprepared) > 0 {
 		return nil, false
 	}
-	for _, err := range p.deadLetter.send(ctx, batch) {
+	for _, err := range p.deadLetter.send(ctx, d.batch) {
 		if err != nil {
 			return nil, false
 		}
 	}
-	return batch, true
+	return d.batch, true
 }
 
 // prepare selects the events this target should get: those its filter matches that it has not
 // already accepted (a Segment retry of a request that partly failed), each sent once per request,
-// with the configured fields dropped. originals[i] is batch[i] as received. An event whose fields
-// cannot be dropped is refused.
-func (r *route) prepare(events []Event) (batch, originals []Event, unprepared []refusal) {
+// with the configured fields dropped. An event whose fields cannot be dropped is refused.
+func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
+	d.route = r
 	var inRequest map[string]bool
 	if len(events) > 1 {
 		inRequest = make(map[string]bool, len(events))
 	}
+	copying := false // whether an event had fields dropped: originals is then kept apart
 	for _, ev := range events {
 		if !r.filter.Matches(ev.Type, ev.Name) {
 			continue
@@ -265,10 +341,21 @@ func (r *route) prepare(events []Event) (batch, originals []Event, unprepared []
 			unprepared = append(unprepared, refusal{target: r.name, event: ev, err: fmt.Errorf("dropping fields: %w", err)})
 			continue
 		}
-		batch = append(batch, out)
-		originals = append(originals, ev)
+		if len(out.Raw) != len(ev.Raw) { // a dropped field always shortens the event
+			if !copying {
+				d.originals, copying = slices.Clone(d.batch), true
+			}
+			d.copied += int64(len(out.Raw))
+		}
+		d.batch = append(d.batch, out)
+		if copying {
+			d.originals = append(d.originals, ev)
+		}
 	}
-	return batch, originals, unprepared
+	if !copying {
+		d.originals = d.batch
+	}
+	return d, unprepared
 }
 
 // errNotSent is the outcome of an event the deadline left no attempt for.
@@ -289,13 +376,17 @@ func (r *route) send(ctx context.Context, events []Event) []error {
 		pending[i] = i
 	}
 	attempts := 0
-	var batch []Event
+	var retried []Event
 	operation := func() (struct{}, error) {
 		attempts++
 		r.attempts.Inc()
-		batch = batch[:0]
-		for _, i := range pending {
-			batch = append(batch, events[i])
+		batch := events
+		if len(pending) < len(events) { // a retry: only the events still failing
+			retried = retried[:0]
+			for _, i := range pending {
+				retried = append(retried, events[i])
+			}
+			batch = retried
 		}
 		start := time.Now()
 		errs := r.target.Deliver(ctx, batch)

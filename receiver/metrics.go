@@ -24,6 +24,7 @@ type metrics struct {
 	attempts          *prometheus.CounterVec
 	attemptDuration   *prometheus.HistogramVec
 	dedupeHits        *prometheus.CounterVec
+	optionalSkipped   *prometheus.CounterVec
 	deadLettered      *prometheus.CounterVec
 	configReloads     *prometheus.CounterVec
 	ready             prometheus.Gauge
@@ -75,6 +76,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "dedupe_hits_total",
 			Help: "Events not sent to a target because it had already accepted their messageId.",
 		}, []string{"target"}),
+		optionalSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "optional_skipped_events_total",
+			Help: "Events an optional target was not given because the memory budget (maxBufferedBytes) could not hold its copy of them.",
+		}, []string{"target"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "dead_lettered_events_total",
 			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation), refused (a required target refused them for good), tracking-plan (broke the tracking plan) or malformed (a whole body that holds no usable event).",
@@ -98,7 +103,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.planViolations, m.planUnplanned)
 	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.deliveries,
-		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.deadLettered, m.configReloads, m.ready)
+		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.optionalSkipped, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")

@@ -52,6 +52,9 @@ func (s *Server) Reload() error {
 	if key == s.failedKey {
 		return fmt.Errorf("config unchanged since it was refused")
 	}
+	if err := s.fitsMemoryBudget(cfg.Limits); err != nil {
+		return s.reloadFailed(key, err)
+	}
 	p, err := buildPipeline(cfg, files, s.dedupe, s.metrics, s.log)
 	if err != nil {
 		return s.reloadFailed(key, err)
@@ -72,6 +75,23 @@ func (s *Server) Reload() error {
 	}
 	if start := s.startConfig; start != nil && s.opts.Addr == "" && (start.Port != cfg.Port || start.MetricsPort != cfg.MetricsPort) {
 		s.log.Warn("port changes take effect on restart", "port", start.Port, "metricsPort", start.MetricsPort)
+	}
+	return nil
+}
+
+// fitsMemoryBudget refuses a reload that raises maxBodyBytes over the memory budget, which is
+// sized once at start: every larger body would get 429 until a restart. A changed budget only
+// takes effect on restart (the operator rolls the pods when the config changes).
+func (s *Server) fitsMemoryBudget(limits config.Limits) error {
+	if s.bodies == nil {
+		return nil // the first load sizes the budget
+	}
+	if limits.MaxBodyBytes > s.bodyBudget {
+		return fmt.Errorf("limits.maxBodyBytes %d is over the memory budget sized at start (maxBufferedBytes %d); restart the receiver to raise it",
+			limits.MaxBodyBytes, s.bodyBudget)
+	}
+	if limits.MaxBufferedBytes != s.bodyBudget {
+		s.log.Warn("maxBufferedBytes changes take effect on restart", "maxBufferedBytes", s.bodyBudget)
 	}
 	return nil
 }

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,7 +73,7 @@ type Server struct {
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
 	inFlight   atomic.Int64
-	bodies     *semaphore.Weighted // bytes of request bodies and decoded events held at once
+	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
 	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
@@ -347,21 +346,18 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	if r.ContentLength > limit {
 		return s.tooLarge(w, limit), 0, "content length"
 	}
-	// Reserve the body's memory before reading it: the declared length, which the server never
-	// reads past, or the limit for a chunked body.
-	reserve := limit
-	if r.ContentLength >= 0 {
-		reserve = r.ContentLength
-	}
-	if !s.bodies.TryAcquire(reserve) {
-		return overloaded(w), 0, "buffered bytes limit"
-	}
-	defer s.bodies.Release(reserve)
-	body, err := readBody(w, r, limit)
+	// The body's memory is reserved as it arrives, before it is read (readBody), so that a client
+	// that declares a large body and sends little, signed or not, holds little of the budget.
+	body, reserved, err := s.readBody(w, r, limit)
+	defer s.bodies.Release(reserved)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return s.tooLarge(w, limit), 0, "body size"
+		case errors.Is(err, errOverBudget):
+			w.Header().Set("Connection", "close") // the rest of the body is not read
+			return overloaded(w), 0, "buffered bytes limit"
 		}
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "could not read body"})
 		return http.StatusBadRequest, 0, "reading body"
@@ -397,26 +393,26 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	for _, ev := range decoded.events {
+		s.metrics.event(ev.Type)
+	}
+	decodedEvents := len(decoded.events) + len(decoded.invalid)
+	blocked := p.plan.enforce(&decoded)
 	events := decoded.events
-	// Decoded events and the copies made for targets (or of a malformed body for the dead-letter
-	// target) count against the same memory budget as the bodies; at most what the body left, so
-	// that a request alone always fits.
-	decodedCost := min(int64(len(events)+len(decoded.invalid))*eventMemory+int64(len(body)), s.bodyBudget-reserve)
-	if !s.bodies.TryAcquire(decodedCost) {
+	deliveries, refused := p.prepare(events)
+	// What the request holds besides its body counts against the same budget as the bodies, at
+	// most what the body left of it, so that a request alone always fits.
+	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserved)
+	if !s.bodies.TryAcquire(held) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
-	defer s.bodies.Release(decodedCost)
-	for i := range events {
-		s.metrics.event(events[i].Type)
-	}
-	blocked := p.plan.enforce(&decoded)
-	events = decoded.events
+	defer s.bodies.Release(held)
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), start.Add(deliveryTimeout(cfg.Delivery.Budget.Duration)))
 	defer cancel()
-	failed, refused := p.deliver(ctx, events, &s.background)
+	failed, refused := p.deliver(ctx, deliveries, refused, s.bodies, &s.background)
 	total := len(events) + len(decoded.invalid) + blocked
 	if failed || (len(refused) > 0 && p.deadLetter == nil) {
 		return unavailable(w, "delivery failed; retry later"), total, "delivery"
@@ -442,9 +438,30 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 	return true
 }
 
-// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings
-// and its share of the routing structures.
+// eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings,
+// its share of the decoder's slices.
 const eventMemory = 512
+
+// heldMemory estimates what a request holds besides its body once its events are routed: its
+// decoded events, what each required target holds to deliver them (delivery.memory: per event,
+// and the events made for it, with dropped fields) and, with a dead-letter target, envelopes
+// holding each event's bytes at most once (a malformed body's envelope, already made).
+// Optional targets reserve their own copies (deliverInBackground).
+func heldMemory(p *pipeline, body []byte, decodedEvents int, deliveries []delivery, malformed []Event) int64 {
+	held := int64(decodedEvents) * eventMemory
+	for _, d := range deliveries {
+		if !d.route.optional {
+			held += d.memory()
+		}
+	}
+	switch {
+	case len(malformed) > 0:
+		held += int64(len(malformed[0].Raw))
+	case p.deadLetter != nil:
+		held += int64(len(body))
+	}
+	return held
+}
 
 // acceptedBody answers a 2xx: accepted counts every event of the request, deadLettered those of
 // them (and the refusals) that went to the dead-letter target, blocked those the tracking plan
@@ -498,29 +515,45 @@ func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 	return http.StatusRequestEntityTooLarge
 }
 
+// errOverBudget: the memory budget cannot hold the rest of a body.
+var errOverBudget = errors.New("the memory budget (maxBufferedBytes) is used up")
+
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
 // Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
-// length (which the caller has reserved against maxBufferedBytes), so a client that declares a
-// large body and sends little holds little memory.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// length (or the limit), and each growth is reserved against maxBufferedBytes first, so a client
+// that declares a large body and sends little holds, and reserves, little. It returns the bytes
+// reserved, which the caller releases, errors included.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, reserved int64, err error) {
 	reader := http.MaxBytesReader(w, r.Body, limit)
 	size := limit
 	if r.ContentLength >= 0 {
 		size = r.ContentLength
 	}
-	// One byte beyond the expected size lets the last Read report EOF without growing.
-	buf := make([]byte, 0, min(size, 64<<10)+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(min(cap(buf), int(size)+1-len(buf)), bytes.MinRead))
+	grow := func(n int) bool {
+		if !s.bodies.TryAcquire(int64(n)) {
+			return false
 		}
-		n, err := reader.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		reserved += int64(n)
+		grown := make([]byte, len(body), cap(body)+n) // exactly what was reserved
+		copy(grown, body)
+		body = grown
+		return true
+	}
+	// One byte beyond the expected size lets the last Read report EOF without growing.
+	if !grow(int(min(size, 64<<10)) + 1) {
+		return nil, reserved, errOverBudget
+	}
+	for {
+		if len(body) == cap(body) && !grow(max(min(cap(body), int(size)+1-len(body)), bytes.MinRead)) {
+			return nil, reserved, errOverBudget
+		}
+		n, err := reader.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
 		switch {
 		case err == io.EOF:
-			return buf, nil
+			return body, reserved, nil
 		case err != nil:
-			return nil, err
+			return nil, reserved, err
 		}
 	}
 }

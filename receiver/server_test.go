@@ -167,6 +167,11 @@ func TestBufferedBodiesAreBoundedWith429(t *testing.T) {
 	defer conn.Close()
 	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: 4000\r\n\r\n{",
 		strings.TrimPrefix(h.url, h.base), strings.Repeat("0", 40))
+	// Probe only once it is being read: a probe holding its own reservation meanwhile would
+	// leave the slow body no room.
+	eventually(t, 30*time.Second, "the slow body to be read", func() bool {
+		return h.metric("segment_receiver_in_flight_requests") == 1
+	})
 	eventually(t, 30*time.Second, "the slow body to hold its reservation", func() bool {
 		return h.post(track("probe")).code == http.StatusTooManyRequests
 	})
@@ -830,5 +835,56 @@ func TestAcceptedBodyMatchesEncodingJSON(t *testing.T) {
 		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
 			t.Errorf("%+v: got %d %v %q, want %d %v %q", a, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
 		}
+	}
+}
+
+// The memory budget is sized at start, so a reload that raises maxBodyBytes over it is refused:
+// otherwise every larger body would get 429 until a restart.
+func TestReloadRefusesBodiesOverTheMemoryBudget(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes // 64 KiB
+	configVol := newVolume(t, map[string]string{config.FileName: configJSON(t, cfg)})
+	h := startHarnessOn(t, configVol, secrets)
+
+	failures := h.metric("segment_receiver_config_reloads_total", "result", "failure")
+	cfg.Limits.MaxBodyBytes, cfg.Limits.MaxBufferedBytes = 256<<10, 256<<10
+	configVol.Update(t, map[string]string{config.FileName: configJSON(t, cfg)})
+	eventually(t, 30*time.Second, "the reload to be refused", func() bool {
+		return h.metric("segment_receiver_config_reloads_total", "result", "failure") == failures+1
+	})
+	if resp := h.post(paddedTrack("big", 100<<10)); resp.code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over the running limit got %d %s, want 413", resp.code, resp.body)
+	}
+	if resp := h.post(track("small")); resp.code != http.StatusOK {
+		t.Fatalf("the running config stopped serving: %d %s", resp.code, resp.body)
+	}
+}
+
+// A body's memory is reserved as it arrives: clients that declare large bodies (signed or not,
+// the signature is checked once the body is read) and send little cannot hold the budget.
+func TestSlowLargeBodiesReserveWhatArrives(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBodyBytes, cfg.Limits.MaxBufferedBytes = 1<<20, 1<<20
+	h := startHarness(t, secrets, cfg)
+
+	const slowClients = 8
+	for range slowClients {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n\r\n{",
+			strings.TrimPrefix(h.url, h.base), strings.Repeat("0", 40), 1<<20)
+	}
+	eventually(t, 30*time.Second, "the slow clients to be reading their bodies", func() bool {
+		return h.metric("segment_receiver_in_flight_requests") == slowClients
+	})
+	if resp := h.post(track("m-1")); resp.code != http.StatusOK {
+		t.Fatalf("with %d slow clients each declaring the whole budget: got %d %s, want 200", slowClients, resp.code, resp.body)
 	}
 }

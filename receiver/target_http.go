@@ -145,11 +145,11 @@ func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 // post sends one event as itself, or a chunk as a JSON array in Segment's batch shape, so that
 // one receiver can feed another.
 func (t *httpTarget) post(ctx context.Context, events []Event) error {
-	body, key := events[0].Raw, headerText(events[0].MessageID)
+	key := headerText(events[0].MessageID)
 	if t.batch != nil {
-		body, key = jsonArray(events), chunkKey(events)
+		key = chunkKey(events)
 	}
-	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(body))
+	req, err := t.newRequest(ctx, events)
 	if err != nil {
 		return Permanent(err)
 	}
@@ -201,22 +201,44 @@ func setCloudEventsHeaders(h http.Header, ev Event, source string) {
 	}
 }
 
-// jsonArray joins the events' bytes into one JSON array, with no spaces, as Segment sends it.
-func jsonArray(events []Event) []byte {
-	size := 2
+// newRequest makes the request for one event, its bytes as the body, or for a chunk, a JSON
+// array read from the events' own bytes, so that a chunk is never copied.
+func (t *httpTarget) newRequest(ctx context.Context, events []Event) (*http.Request, error) {
+	if t.batch == nil {
+		return http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(events[0].Raw))
+	}
+	body := func() (io.ReadCloser, error) {
+		array := jsonArray(events)
+		return io.NopCloser(&array), nil
+	}
+	array, _ := body()
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, array)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = int64(len(events)) + 1 // brackets and commas
 	for _, ev := range events {
-		size += len(ev.Raw) + 1
+		req.ContentLength += int64(len(ev.Raw))
 	}
-	body := make([]byte, 0, size)
-	body = append(body, '[')
-	for i, ev := range events {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, ev.Raw...)
-	}
-	return append(body, ']')
+	req.GetBody = body // for the transport's own retry on a connection closed under it
+	return req, nil
 }
+
+// jsonArray is the events' bytes as one JSON array, with no spaces, as Segment sends it: the
+// events' own bytes between brackets and commas.
+func jsonArray(events []Event) net.Buffers {
+	pieces := make(net.Buffers, 0, 2*len(events)+1)
+	for i, ev := range events {
+		separator := comma
+		if i == 0 {
+			separator = openBracket
+		}
+		pieces = append(pieces, separator, ev.Raw)
+	}
+	return append(pieces, closeBracket)
+}
+
+var openBracket, comma, closeBracket = []byte("["), []byte(","), []byte("]")
 
 // chunkKey is a chunk's Idempotency-Key: a digest of its events' messageIds, so the same events
 // sent again (Segment's retry, or our own) carry the same key.

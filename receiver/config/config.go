@@ -230,9 +230,10 @@ type Limits struct {
 	MaxEvents    int   `json:"maxEvents,omitempty"`
 	// MaxInFlight requests at once; more are answered 429 so Segment backs off.
 	MaxInFlight int `json:"maxInFlight,omitempty"`
-	// MaxBufferedBytes bounds the request bodies held in memory at once, so that maxInFlight
+	// MaxBufferedBytes bounds the memory requests hold at once (bodies, decoded events, what
+	// targets hold to deliver them, optional-target deliveries still running), so that maxInFlight
 	// requests of maxBodyBytes each cannot exceed the pod's memory; over it, 429. It takes effect
-	// when the receiver starts. Defaults to 32 MiB, or maxBodyBytes when that is larger.
+	// when the receiver starts. Defaults to 64 MiB, or maxBodyBytes when that is larger.
 	MaxBufferedBytes int64 `json:"maxBufferedBytes,omitempty"`
 	// MaxHeaderBytes bounds the request header size.
 	MaxHeaderBytes int `json:"maxHeaderBytes,omitempty"`
