@@ -203,7 +203,7 @@ func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook, p
 		want(swh, newIngress(swh)),
 		want(swh, newHorizontalPodAutoscaler(swh)),
 		want(swh, newPodDisruptionBudget(swh)),
-		want(swh, newNetworkPolicy(swh)),
+		want(swh, newNetworkPolicy(swh, cfg)),
 	}
 	if r.gatewayAPI {
 		children = append(children, want(swh, newHTTPRoute(swh)))

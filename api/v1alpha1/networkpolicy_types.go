@@ -21,13 +21,16 @@ package v1alpha1
 // monitoring namespaces, and egress only to DNS and the targets' ports.
 type NetworkPolicySpec struct {
 	// TrafficNamespaces run the ingress controller or Gateway that forwards Segment's requests;
-	// their pods may reach the receiver's http port.
+	// their pods may reach the receiver's http port. Required with a ClusterIP Service. With a
+	// LoadBalancer or NodePort Service, Segment connects from outside the cluster, so the http
+	// port is open to any source and these namespaces add nothing.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +listType=set
-	TrafficNamespaces []string `json:"trafficNamespaces"`
+	// +optional
+	TrafficNamespaces []string `json:"trafficNamespaces,omitempty"`
 	// MetricsNamespaces run Prometheus; their pods may reach the receiver's metrics port.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=63

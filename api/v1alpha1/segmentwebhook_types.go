@@ -31,6 +31,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.gateway))",message="set either ingress or gateway, not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.trackingPlan) || !has(self.trackingPlan.onViolation) || self.trackingPlan.onViolation != 'DeadLetter' || has(self.deadLetter)",message="trackingPlan.onViolation DeadLetter needs spec.deadLetter"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || self.targets.all(t, t.name != 'dead-letter')",message="a target may not be named dead-letter when spec.deadLetter is set: the dead-letter target has that name in metrics and logs"
+// +kubebuilder:validation:XValidation:rule="!has(self.networkPolicy) || has(self.networkPolicy.trafficNamespaces) || (has(self.service) && has(self.service.type) && self.service.type in ['LoadBalancer', 'NodePort'])",message="networkPolicy.trafficNamespaces is required with a ClusterIP Service: name the namespaces of the ingress controller or Gateway that forwards Segment's requests"
 type SegmentWebhookSpec struct {
 	// SecretRefs name the Secret keys holding the HMAC shared secret that Segment uses to sign
 	// requests (X-Signature). A request signed with any of them is accepted: list the old and the
