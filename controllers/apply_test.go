@@ -35,6 +35,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -248,5 +249,22 @@ var _ = Describe("Exact apply", func() {
 		Expect(k8sClient.Get(ctx, key(foreign), got)).To(Succeed())
 		Expect(got.ResourceVersion).To(Equal(foreign.ResourceVersion), "the foreign Service is untouched")
 		Expect(got.OwnerReferences).To(BeEmpty())
+	})
+
+	It("stalls with InvalidChild when the API server refuses a rendered child, and recovers when the spec is fixed", func() {
+		// The CRD does not check pod label values; the Deployment's validation does.
+		swh.Spec.Pod.Labels = map[string]string{"team": "growth & data"}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonInvalidChild))
+		Expect(readyCondition(ctx, swh)().Message).To(And(ContainSubstring(`Deployment.apps "events-receiver" is invalid`),
+			ContainSubstring("growth & data")))
+		Expect(stalledCondition(ctx, swh)()).To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonInvalidChild))
+		Expect(conditionOf(ctx, swh, segmentv1alpha1.ConditionReconciling)()).To(BeNil(), "only a spec change can fix it")
+		Expect(kstatusOf(ctx, swh)()).To(Equal(status.FailedStatus))
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Pod.Labels["team"] = "growth-data" })
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
+		Expect(stalledCondition(ctx, swh)()).To(BeNil())
 	})
 })

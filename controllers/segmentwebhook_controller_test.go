@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -580,6 +581,26 @@ var _ = Describe("SegmentWebhook validation", func() {
 			s.Targets[0].Name = "Not_A_Label"
 		}, "spec.targets[0].name: Invalid value"),
 	)
+
+	DescribeTable("the API server refuses a name its receiver Service could not have",
+		func(name, message string) {
+			swh := sampleWebhook(ns)
+			swh.Name = name
+			err := k8sClient.Create(ctx, swh)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("a name with a dot", "events.prod", "metadata.name must be a DNS-1035 label"),
+		Entry("a name starting with a digit", "1events", "metadata.name must be a DNS-1035 label"),
+		Entry("a name of 55 characters", "e"+strings.Repeat("x", 54), "metadata.name must be at most 54 characters"),
+	)
+
+	It("accepts a name of 54 characters, whose Service name has 63", func() {
+		swh := sampleWebhook(ns)
+		swh.Name = "e" + strings.Repeat("x", 53)
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Expect(ChildName(swh)).To(HaveLen(63))
+	})
 
 	It("accepts None only when set explicitly, and defaults to HMAC", func() {
 		swh := sampleWebhook(ns)

@@ -700,6 +700,7 @@ const (
 	ReasonSecretsResolved          = "SecretsResolved"
 	ReasonInvalidConfig            = "InvalidConfig"
 	ReasonChildConflict            = "ChildConflict"
+	ReasonInvalidChild             = "InvalidChild"
 	ReasonReconcileFailed          = "ReconcileFailed"
 	ReasonProgressingWithRetry     = "ProgressingWithRetry"
 	ReasonDeploymentAvailable      = "DeploymentAvailable"
@@ -733,6 +734,10 @@ const (
 // +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
 // +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
 // +kubebuilder:metadata:labels="app.kubernetes.io/component=crd"
+// The children are named <name>-receiver, and a Service name must be a DNS-1035 label (at most
+// 63 characters, starting with a letter): a name that cannot give one is refused up front.
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the receiver Service is named <name>-receiver"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 54",message="metadata.name must be at most 54 characters: the receiver Service is named <name>-receiver, and a Service name has at most 63"
 type SegmentWebhook struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
