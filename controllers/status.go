@@ -24,12 +24,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
@@ -158,15 +160,18 @@ func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha
 func observe(swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	var dep *appsv1.Deployment
 	var svc *corev1.Service
+	var routed bool // an Ingress or HTTPRoute is applied, not removed because its host is another's
 	for _, c := range children {
 		switch live := c.live.(type) {
 		case *appsv1.Deployment:
 			dep = live
 		case *corev1.Service:
 			svc = live
+		case *networkingv1.Ingress, *gatewayv1.HTTPRoute:
+			routed = routed || c.desired != nil
 		}
 	}
-	swh.Status.URL = publicURL(swh, svc)
+	swh.Status.URL = publicURL(swh, routed, svc)
 	swh.Status.Address = &segmentv1alpha1.Addressable{URL: inClusterURL(swh)}
 	swh.Status.Replicas = dep.Status.Replicas
 	swh.Status.ReadyReplicas = dep.Status.ReadyReplicas
