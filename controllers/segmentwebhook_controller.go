@@ -127,7 +127,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	if swh.Spec.Suspend {
 		logf.FromContext(ctx).V(1).Info("reconciliation is suspended")
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.observeSuspended(ctx, swh)
 	}
 	original := swh.DeepCopy()
 	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()

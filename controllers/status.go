@@ -137,6 +137,18 @@ func (r *SegmentWebhookReconciler) summarize(ctx context.Context, original, swh 
 	return result, err
 }
 
+// observeSuspended records that the operator has seen the generation that suspended it, so that
+// health checks do not wait for it forever. As in Flux, the conditions stay as they were: they
+// describe the receiver left running, and their own observedGeneration says which spec they judged.
+func (r *SegmentWebhookReconciler) observeSuspended(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
+	if swh.Status.ObservedGeneration == swh.Generation {
+		return nil
+	}
+	original := swh.DeepCopy()
+	swh.Status.ObservedGeneration = swh.Generation
+	return client.IgnoreNotFound(r.Status().Patch(ctx, swh, client.MergeFrom(original)))
+}
+
 // recordReadiness records an Event when the SegmentWebhook becomes Ready, or starts failing or
 // stalls with a new reason. Progress steps are in the status only; they are not worth a write.
 func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha1.SegmentWebhook) {

@@ -133,11 +133,33 @@ var _ = Describe("kstatus", func() {
 		Expect(readyCondition(ctx, swh)().Message).To(ContainSubstring("has timed out progressing"))
 	})
 
+	// observedGeneration waits until the operator has seen the SegmentWebhook's current generation.
+	observedGeneration := func() {
+		GinkgoHelper()
+		Eventually(func(g Gomega) {
+			got := &segmentv1alpha1.SegmentWebhook{}
+			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		}).Should(Succeed())
+	}
+
+	It("stays Current when suspended: the generation that suspends is observed, and Ready keeps its value", func() {
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		setDeploymentStatus(ctx, swh, availableStatus)
+		Eventually(kstatusOf(ctx, swh)).Should(Equal(status.CurrentStatus))
+		ready := readyCondition(ctx, swh)()
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Suspend = true })
+		observedGeneration()
+		Expect(kstatusOf(ctx, swh)()).To(Equal(status.CurrentStatus), "a suspended receiver is not in progress forever")
+		Expect(readyCondition(ctx, swh)()).To(Equal(ready), "Ready still describes the receiver left running")
+	})
+
 	It("pauses reconciliation while suspended", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		cm := getChild[corev1.ConfigMap](ctx, swh)
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Suspend = true })
-		Eventually(reconciles).Should(BeNumerically(">", reconciles()))
+		observedGeneration()
 
 		update(ctx, cm, func(cm *corev1.ConfigMap) { cm.Data["config.json"] = "{}" })
 		Expect(writesDuring(ctx, 3)).To(BeZero(), "a suspended SegmentWebhook's drift is left alone")
