@@ -19,7 +19,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -249,7 +248,7 @@ func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, 
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return firstNotReady(errs...)
 }
 
 // forgetChildren drops what the applier remembers of a deleted SegmentWebhook's children.

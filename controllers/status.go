@@ -56,23 +56,28 @@ func reasonOf(err error) string {
 	return segmentv1alpha1.ReasonReconcileFailed
 }
 
-// firstNotReady picks, of the reasons a receiver is not Ready, the one status should report: a
-// transient error first (it is retried), then a stalled reason (it needs a change), then progress.
+// firstNotReady picks, of the reasons a receiver is not Ready, the one status should report: the
+// transient errors first, all of them (they are retried with backoff, which a stalled reason
+// beside them must not cancel), then a stalled reason (it needs a change), then progress.
 func firstNotReady(errs ...error) error {
+	var transient []error
 	var stalled, progressing error
 	for _, err := range errs {
 		nr, known := errors.AsType[*notReadyError](err)
 		switch {
 		case err == nil:
 		case !known:
-			return err
+			transient = append(transient, err)
 		case nr.stalled && stalled == nil:
 			stalled = err
 		case progressing == nil:
 			progressing = err
 		}
 	}
-	if stalled != nil {
+	switch {
+	case len(transient) > 0:
+		return errors.Join(transient...)
+	case stalled != nil:
 		return stalled
 	}
 	return progressing

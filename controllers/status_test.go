@@ -18,6 +18,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -68,6 +70,29 @@ func availableStatus(dep *appsv1.Deployment) {
 			{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
 			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
 		},
+	}
+}
+
+func TestFirstNotReadyReportsTransientErrorsFirst(t *testing.T) {
+	conflict := &notReadyError{reason: segmentv1alpha1.ReasonChildConflict, msg: "Service exists", stalled: true}
+	rollout := &notReadyError{reason: segmentv1alpha1.ReasonDeploymentProgressing, msg: "rolling out"}
+	forbidden, timeout := errors.New("configmaps is forbidden"), errors.New("i/o timeout")
+
+	err := firstNotReady(conflict, nil, forbidden, rollout, timeout)
+	if _, known := errors.AsType[*notReadyError](err); known {
+		t.Fatalf("a conflict beside transient errors made %q look stalled or progressing", err)
+	}
+	if !errors.Is(err, forbidden) || !errors.Is(err, timeout) {
+		t.Errorf("every transient error must be reported, got %q", err)
+	}
+	if got := firstNotReady(rollout, conflict); got != conflict {
+		t.Errorf("a stalled reason goes before progress, got %v", got)
+	}
+	if got := firstNotReady(nil, rollout); got != rollout {
+		t.Errorf("progress when nothing else, got %v", got)
+	}
+	if got := firstNotReady(nil, nil); got != nil {
+		t.Errorf("nil when Ready, got %v", got)
 	}
 }
 
