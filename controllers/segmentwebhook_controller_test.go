@@ -539,6 +539,12 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Entry("a non-HTTP URL", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].HTTP.URL = "ftp://files.example.com/x"
 		}, "url must be an absolute http or https URL"),
+		Entry("a URL with a user and password", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.URL = "https://user:pass@collector.example.com/x"
+		}, "url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom"),
+		Entry("a URL with a user only", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.URL = "http://token@collector.example.com"
+		}, "url must not carry credentials"),
 		Entry("zero replicas", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Replicas = ptr.To(int32(0))
 		}, "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
@@ -594,6 +600,12 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Entry("a name starting with a digit", "1events", "metadata.name must be a DNS-1035 label"),
 		Entry("a name of 55 characters", "e"+strings.Repeat("x", 54), "metadata.name must be at most 54 characters"),
 	)
+
+	It("accepts an @ in a URL's path or query, where it is no credential", func() {
+		swh := sampleWebhook(ns)
+		swh.Spec.Targets[0].HTTP.URL = "https://collector.example.com/users/@me?by=ops@example.com"
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+	})
 
 	It("accepts a name of 54 characters, whose Service name has 63", func() {
 		swh := sampleWebhook(ns)

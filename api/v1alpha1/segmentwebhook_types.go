@@ -284,9 +284,11 @@ const (
 // set JSON arrays of events.
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.format) || self.format == 'segment'",message="batch needs format segment"
 type HTTPTarget struct {
-	// URL of the endpoint, http or https.
+	// URL of the endpoint, http or https, without credentials: the receiver config is a plain
+	// ConfigMap, so put them in headersFrom.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-+.A-Za-z0-9]*://[^/?#]*@')",message="url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom, such as an Authorization header"
 	URL string `json:"url"`
 	// Method is POST, PUT or PATCH.
 	// +kubebuilder:validation:Enum=POST;PUT;PATCH
