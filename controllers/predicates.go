@@ -35,9 +35,9 @@ var resync = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 
 // childChanged passes deletions of a child, and updates that change what the operator applies
 // (spec, labels, annotations, owner references; the spec by generation, or compared where the
-// generation may not follow it) or reads (a Deployment's rollout and replica
-// counts, a LoadBalancer's address). Creations come from the operator itself, which already holds
-// the created object, and status-only updates, such as an HPA's metrics or a PDB's counts, and
+// generation may not follow it) or reads (a Deployment's rollout and replica counts, a
+// LoadBalancer's address). Creations come from the operator itself, which already holds the
+// created object, and status-only updates, such as an HPA's metrics or a PDB's counts, and
 // resyncs do not cost a reconcile.
 var childChanged = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }, UpdateFunc: func(e event.UpdateEvent) bool {
 	o, n := e.ObjectOld, e.ObjectNew
