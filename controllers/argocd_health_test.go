@@ -202,9 +202,8 @@ var _ = Describe("The Argo CD health check", func() {
 		setDeploymentAvailable(ctx, swh)
 		Eventually(healthOf()).Should(Equal("Healthy"))
 
-		latest := current()
-		latest.Spec.Suspend = true
-		Expect(k8sClient.Update(ctx, latest)).To(Succeed())
+		latest := swh.DeepCopy()
+		update(ctx, latest, func(latest *segmentv1alpha1.SegmentWebhook) { latest.Spec.Suspend = true })
 		// The update's answer: a new generation, and the status of the one before.
 		Expect(latest.Status.ObservedGeneration).To(BeNumerically("<", latest.Generation))
 		status, message := argoHealth(latest)
