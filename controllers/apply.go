@@ -179,6 +179,11 @@ func (a *applier) apply(ctx context.Context, desired, live client.Object) (apply
 	live.SetName(desired.GetName())
 	if err := a.client.Patch(ctx, live, client.RawPatch(types.ApplyPatchType, raw),
 		client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if apierrors.IsInvalid(err) {
+			// The same spec renders the same child: retrying cannot help, a change of the spec can.
+			return "", &notReadyError{reason: segmentv1alpha1.ReasonInvalidChild, stalled: true,
+				msg: fmt.Sprintf("the API server refuses the child rendered from this spec; change the spec: %v", err)}
+		}
 		return "", fmt.Errorf("applying %s %s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetName(), err)
 	}
 	// What the operator owns now is its intent: the apply was forced.

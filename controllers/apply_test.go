@@ -22,11 +22,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +37,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
@@ -248,5 +251,77 @@ var _ = Describe("Exact apply", func() {
 		Expect(k8sClient.Get(ctx, key(foreign), got)).To(Succeed())
 		Expect(got.ResourceVersion).To(Equal(foreign.ResourceVersion), "the foreign Service is untouched")
 		Expect(got.OwnerReferences).To(BeEmpty())
+	})
+
+	It("stalls with InvalidChild when the API server refuses a rendered child, and recovers when the spec is fixed", func() {
+		// The CRD does not check pod label values; the Deployment's validation does.
+		swh.Spec.Pod.Labels = map[string]string{"team": "growth & data"}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonInvalidChild))
+		Expect(readyCondition(ctx, swh)().Message).To(And(ContainSubstring(`Deployment.apps "events-receiver" is invalid`),
+			ContainSubstring("growth & data")))
+		Expect(stalledCondition(ctx, swh)()).To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonInvalidChild))
+		Expect(conditionOf(ctx, swh, segmentv1alpha1.ConditionReconciling)()).To(BeNil(), "only a spec change can fix it")
+		Expect(kstatusOf(ctx, swh)()).To(Equal(status.FailedStatus))
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Pod.Labels["team"] = "growth-data" })
+		Eventually(readyCondition(ctx, swh)).Should(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonDeploymentProgressing))
+		Expect(stalledCondition(ctx, swh)()).To(BeNil())
+	})
+
+	It("reports and retries a transient child error before a ChildConflict beside it", func() {
+		foreign := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ChildName(swh)},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		// An admission policy refuses the receiver ConfigMap with 403 Forbidden, an error the
+		// operator cannot classify: transient, retried with backoff.
+		policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "freeze-configmaps-" + ns},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				MatchConstraints: &admissionregistrationv1.MatchResources{
+					NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
+					ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+					}}},
+				},
+				Validations: []admissionregistrationv1.Validation{{
+					Expression: "object.metadata.name != '" + ChildName(swh) + "'",
+					Message:    "ConfigMaps are frozen for maintenance",
+					Reason:     ptr.To(metav1.StatusReasonForbidden),
+				}},
+			},
+		}
+		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName: policy.Name, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			},
+		}
+		Expect(k8sClient.Create(ctx, policy)).To(Succeed())
+		Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed())
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, policy))).To(Succeed())
+		})
+		Eventually(func() error {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ChildName(swh)}}
+			return k8sClient.Create(ctx, cm, client.DryRunAll)
+		}).Should(Satisfy(apierrors.IsForbidden), "the policy is in force")
+
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Eventually(readyCondition(ctx, swh)).Should(And(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonReconcileFailed),
+			HaveField("Message", ContainSubstring("ConfigMaps are frozen for maintenance"))))
+		Expect(conditionOf(ctx, swh, segmentv1alpha1.ConditionReconciling)()).To(
+			haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonProgressingWithRetry))
+		Expect(stalledCondition(ctx, swh)()).To(BeNil(), "a conflict beside a transient error must not stop its retries")
+
+		// The retry, with backoff, finds the ConfigMap allowed again: the conflict is what is left.
+		Expect(k8sClient.Delete(ctx, binding)).To(Succeed())
+		Eventually(stalledCondition(ctx, swh)).Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonChildConflict))
+		getChild[corev1.ConfigMap](ctx, swh)
 	})
 })

@@ -195,12 +195,22 @@ var _ = Describe("The Argo CD health check", func() {
 		status, message = argoHealth(reconciling)
 		Expect(status).To(Equal("Progressing"))
 		Expect(message).To(ContainSubstring("rolling out"))
+	})
 
-		// spec.suspend, which a reconciler with a suspend switch honours.
-		suspended, err := runtime.DefaultUnstructuredConverter.ToUnstructured(current())
-		Expect(err).NotTo(HaveOccurred())
-		suspended["spec"].(map[string]any)["suspend"] = true
-		status, _ = argoHealthOf(suspended)
-		Expect(status).To(Equal("Suspended"))
+	It("is Suspended from the moment spec.suspend is set, before and after the operator observes it", func() {
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		setDeploymentAvailable(ctx, swh)
+		Eventually(healthOf()).Should(Equal("Healthy"))
+
+		latest := swh.DeepCopy()
+		update(ctx, latest, func(latest *segmentv1alpha1.SegmentWebhook) { latest.Spec.Suspend = true })
+		// The update's answer: a new generation, and the status of the one before.
+		Expect(latest.Status.ObservedGeneration).To(BeNumerically("<", latest.Generation))
+		status, message := argoHealth(latest)
+		Expect(status).To(Equal("Suspended"), message)
+
+		Eventually(func() int64 { return current().Status.ObservedGeneration }).Should(Equal(latest.Generation))
+		status, message = argoHealth(current())
+		Expect(status).To(Equal("Suspended"), message)
 	})
 })

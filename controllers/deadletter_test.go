@@ -103,6 +103,9 @@ var _ = Describe("Batches, signatures and the dead-letter target", func() {
 		Entry("a dead-letter URL that is not absolute", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.DeadLetter = &segmentv1alpha1.DeadLetterTarget{HTTP: &segmentv1alpha1.HTTPTarget{URL: "/dlq"}}
 		}, "url must be an absolute http or https URL"),
+		Entry("a dead-letter URL with credentials", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.DeadLetter = &segmentv1alpha1.DeadLetterTarget{HTTP: &segmentv1alpha1.HTTPTarget{URL: "https://dlq:s3cr3t@dlq.example.com/in"}}
+		}, "url must not carry credentials"),
 		Entry("a target named like the dead-letter target", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].Name = config.DeadLetterName
 			s.DeadLetter = &segmentv1alpha1.DeadLetterTarget{HTTP: &segmentv1alpha1.HTTPTarget{URL: "http://dlq/"}}

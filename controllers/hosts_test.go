@@ -34,6 +34,14 @@ import (
 var _ = Describe("Host ownership", func() {
 	ctx := context.Background()
 
+	statusURL := func(swh *segmentv1alpha1.SegmentWebhook) func() string {
+		return func() string {
+			got := &segmentv1alpha1.SegmentWebhook{}
+			Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
+			return got.Status.URL
+		}
+	}
+
 	// ownerAndLater creates two SegmentWebhooks in two namespaces and returns them in claim
 	// order: the older one, or by namespace/name when both were created in the same second.
 	ownerAndLater := func(a, b *segmentv1alpha1.SegmentWebhook) (owner, later *segmentv1alpha1.SegmentWebhook) {
@@ -60,12 +68,16 @@ var _ = Describe("Host ownership", func() {
 		getChild[networkingv1.Ingress](ctx, owner)
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &networkingv1.Ingress{}))).To(BeTrue(),
 			"the later SegmentWebhook must not get an Ingress for the host")
+		url := "https://" + a.Spec.Ingress.Host + "/webhook"
+		Expect(statusURL(later)()).To(BeEmpty(), "the later SegmentWebhook must not point Segment at the owner's receiver")
+		Eventually(statusURL(owner)).Should(Equal(url))
 
 		// When the owner goes, the waiting one takes the host over.
 		Expect(k8sClient.Delete(ctx, owner)).To(Succeed())
 		Eventually(conditionOf(ctx, later, segmentv1alpha1.ConditionHostsClaimed)).
 			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
 		getChild[networkingv1.Ingress](ctx, later)
+		Eventually(statusURL(later)).Should(Equal(url))
 	})
 
 	It("counts an HTTPRoute hostname as a claim, and removes the later one's route", func() {
@@ -81,6 +93,7 @@ var _ = Describe("Host ownership", func() {
 			HaveField("Message", ContainSubstring(owner.Namespace+"/"+owner.Name))))
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &networkingv1.Ingress{}))).To(BeTrue())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(later), &gatewayv1.HTTPRoute{}))).To(BeTrue())
+		Expect(statusURL(later)()).To(BeEmpty(), "no route, no public URL")
 	})
 
 	It("claims only hosts the Namespace's allowed-hosts annotation lists", func() {
@@ -95,11 +108,13 @@ var _ = Describe("Host ownership", func() {
 			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostNotAllowed),
 			HaveField("Message", ContainSubstring("not "+sampleHost(ns)))))
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(swh), &networkingv1.Ingress{}))).To(BeTrue())
+		Expect(statusURL(swh)()).To(BeEmpty())
 
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Ingress.Host = ns + ".allowed.example.com" })
 		Eventually(conditionOf(ctx, swh, segmentv1alpha1.ConditionHostsClaimed)).
 			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
 		getChild[networkingv1.Ingress](ctx, swh)
+		Eventually(statusURL(swh)).Should(Equal("https://" + ns + ".allowed.example.com/webhook"))
 	})
 
 	It("lets two SegmentWebhooks share a host on different paths", func() {

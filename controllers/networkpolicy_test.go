@@ -23,6 +23,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -75,11 +76,60 @@ var _ = Describe("The receiver NetworkPolicy", func() {
 			{Name: "bus", NATS: &segmentv1alpha1.NATSTarget{URLs: []string{"nats://nats.nats.svc", "tls://nats.example.com:7422"}, Subject: "segment"}},
 		}
 		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{TrafficNamespaces: []string{"gateway-system", "ingress-nginx"}}
-		np := newNetworkPolicy(swh)
+		np := newNetworkPolicy(swh, newReceiverConfig(swh))
 		Expect(k8sClient.Create(ctx, np, client.DryRunAll)).To(Succeed())
 		Expect(np.Spec.Ingress).To(HaveLen(1), "no metrics rule without metrics namespaces")
 		Expect(np.Spec.Ingress[0].From).To(HaveLen(2))
 		Expect(policyPorts(np.Spec.Egress[1].Ports)).To(Equal([]string{"TCP/4222", "TCP/7422", "TCP/9092", "TCP/9093"}))
 		Expect(*np.Spec.Egress[1].Ports[0].Port).To(Equal(intstr.FromInt32(4222)))
+	})
+
+	It("allows egress to the dead-letter target, which the receiver config renders like any target", func() {
+		_, swh := sampleWithSecrets(ctx)
+		swh.Spec.DeadLetter = &segmentv1alpha1.DeadLetterTarget{
+			Kafka: &segmentv1alpha1.KafkaTarget{Brokers: []string{"dlq-kafka.data.svc:9092"}, Topic: "segment-dead-letter"},
+		}
+		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{TrafficNamespaces: []string{"ingress-nginx"}}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		np := getChild[networkingv1.NetworkPolicy](ctx, swh)
+		Expect(policyPorts(np.Spec.Egress[1].Ports)).To(Equal([]string{"TCP/443", "TCP/8080", "TCP/9092"}))
+	})
+
+	It("opens the http port to any source when the Service is a LoadBalancer or NodePort, not the metrics port", func() {
+		_, swh := sampleWithSecrets(ctx)
+		swh.Spec.Ingress = nil
+		swh.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{MetricsNamespaces: []string{"monitoring"}}
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed(), "trafficNamespaces are not needed in front of a LoadBalancer")
+		np := getChild[networkingv1.NetworkPolicy](ctx, swh)
+		Expect(np.Spec.Ingress).To(HaveLen(2))
+		Expect(np.Spec.Ingress[0].From).To(BeEmpty(), "Segment connects from outside the cluster")
+		Expect(policyPorts(np.Spec.Ingress[0].Ports)).To(Equal([]string{"TCP/" + httpPortName}))
+		Expect(np.Spec.Ingress[1].From).To(HaveLen(1))
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) {
+			swh.Spec.Service.Type = corev1.ServiceTypeNodePort
+			swh.Spec.NetworkPolicy.TrafficNamespaces = []string{"ingress-nginx"}
+		})
+		observed := func(g Gomega) {
+			got := &segmentv1alpha1.SegmentWebhook{}
+			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(k8sClient.Get(ctx, key(np), np)).To(Succeed())
+		}
+		Eventually(observed).Should(Succeed())
+		Expect(np.Spec.Ingress[0].From).To(BeEmpty(), "a NodePort receives from outside the cluster too")
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Service.Type = corev1.ServiceTypeClusterIP })
+		Eventually(observed).Should(Succeed())
+		Expect(np.Spec.Ingress[0].From).To(HaveLen(1), "behind an ingress controller, only its namespace")
+	})
+
+	It("is refused without trafficNamespaces in front of a ClusterIP Service", func() {
+		_, swh := sampleWithSecrets(ctx)
+		swh.Spec.NetworkPolicy = &segmentv1alpha1.NetworkPolicySpec{MetricsNamespaces: []string{"monitoring"}}
+		err := k8sClient.Create(ctx, swh)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected Invalid, got %v", err)
+		Expect(err.Error()).To(ContainSubstring("networkPolicy.trafficNamespaces is required with a ClusterIP Service"))
 	})
 })

@@ -20,6 +20,7 @@ import (
 	"maps"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -33,9 +34,10 @@ var resync = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 }}
 
 // childChanged passes deletions of a child, and updates that change what the operator applies
-// (spec, labels, annotations, owner references) or reads (a Deployment's rollout and replica
-// counts, a LoadBalancer's address). Creations come from the operator itself, which already holds
-// the created object, and status-only updates, such as an HPA's metrics or a PDB's counts, and
+// (spec, labels, annotations, owner references; the spec by generation, or compared where the
+// generation may not follow it) or reads (a Deployment's rollout and replica counts, a
+// LoadBalancer's address). Creations come from the operator itself, which already holds the
+// created object, and status-only updates, such as an HPA's metrics or a PDB's counts, and
 // resyncs do not cost a reconcile.
 var childChanged = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }, UpdateFunc: func(e event.UpdateEvent) bool {
 	o, n := e.ObjectOld, e.ObjectNew
@@ -56,6 +58,10 @@ var childChanged = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { re
 		// ConfigMaps and Services have no generation.
 		return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.Spec) ||
 			!equality.Semantic.DeepEqual(o.(*corev1.Service).Status.LoadBalancer, n.Status.LoadBalancer)
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		// An HPA's generation follows its spec only with the HPAGeneration feature (Kubernetes
+		// 1.37): before it, an edit of maxReplicas changes nothing but the spec.
+		return !equality.Semantic.DeepEqual(o.(*autoscalingv2.HorizontalPodAutoscaler).Spec, n.Spec)
 	case *corev1.ConfigMap:
 		// The cache drops a ConfigMap's data (dropUnread); a ConfigMap has no status, so any
 		// update is a change of it.

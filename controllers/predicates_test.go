@@ -27,6 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
 func TestChildChangedIgnoresStatusNoise(t *testing.T) {
@@ -34,7 +36,9 @@ func TestChildChangedIgnoresStatusNoise(t *testing.T) {
 	dep := newDeployment(swh, RenderOptions{ReceiverImage: "img"}, "h")
 	dep.Generation, dep.Status.ObservedGeneration = 1, 1
 	dep.Status.Replicas, dep.Status.UpdatedReplicas, dep.Status.AvailableReplicas, dep.Status.ReadyReplicas = 2, 2, 2, 2
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
+	swh.Spec.Autoscaling = &segmentv1alpha1.Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 75}
+	hpa := newHorizontalPodAutoscaler(swh)
+	hpa.Generation = 1
 	pdb := newPodDisruptionBudget(swh)
 	svc := newService(swh)
 	cm := newConfigMap(swh, []byte("{}"))
@@ -49,6 +53,10 @@ func TestChildChangedIgnoresStatusNoise(t *testing.T) {
 		{"HPA metrics", hpa, func(o client.Object) {
 			o.(*autoscalingv2.HorizontalPodAutoscaler).Status.CurrentReplicas = 3
 		}, false},
+		// Before Kubernetes 1.37 (HPAGeneration) an HPA's spec edit keeps its generation.
+		{"HPA maxReplicas edited", hpa, func(o client.Object) {
+			o.(*autoscalingv2.HorizontalPodAutoscaler).Spec.MaxReplicas = 20
+		}, true},
 		{"PDB counts", pdb, func(o client.Object) { o.(*policyv1.PodDisruptionBudget).Status.CurrentHealthy = 1 }, false},
 		{"Deployment status without a rollout change", dep, func(o client.Object) {
 			o.(*appsv1.Deployment).Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}

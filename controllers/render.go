@@ -523,14 +523,14 @@ func newPodDisruptionBudget(swh *segmentv1alpha1.SegmentWebhook) *policyv1.PodDi
 	}
 }
 
-// publicURL is where Segment should send events: the Ingress or the HTTPRoute when there is one,
-// else the address a LoadBalancer Service was given; "" while the receiver is reachable only
-// inside the cluster.
-func publicURL(swh *segmentv1alpha1.SegmentWebhook, svc *corev1.Service) string {
-	if swh.Spec.Gateway != nil {
+// publicURL is where Segment should send events: the Ingress or the HTTPRoute when the
+// SegmentWebhook has one (routed; not while its host is another's), else the address a
+// LoadBalancer Service was given; "" while the receiver is reachable only inside the cluster.
+func publicURL(swh *segmentv1alpha1.SegmentWebhook, routed bool, svc *corev1.Service) string {
+	if routed && swh.Spec.Gateway != nil {
 		return gatewayURL(swh)
 	}
-	if in := swh.Spec.Ingress; in != nil {
+	if in := swh.Spec.Ingress; routed && in != nil {
 		scheme := "http"
 		if in.TLSSecretName != "" {
 			scheme = "https"

@@ -82,7 +82,7 @@ func TestHTTPRouteFollowsPathAndServicePort(t *testing.T) {
 	if newReceiverConfig(swh).Path != "/segment/v1" {
 		t.Errorf("the receiver serves %s, not the route's path", newReceiverConfig(swh).Path)
 	}
-	if got := publicURL(swh, nil); got != "https://a.example.com/segment/v1" {
+	if got := publicURL(swh, true, nil); got != "https://a.example.com/segment/v1" {
 		t.Errorf("URL %s", got)
 	}
 	swh.Spec.Gateway = nil

@@ -29,6 +29,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
 const (
@@ -37,10 +38,12 @@ const (
 )
 
 // newNetworkPolicy renders the receiver's NetworkPolicy, or nil when spec.networkPolicy is not set.
-// Ingress: the http port from the traffic namespaces, the metrics port from the metrics
-// namespaces. Egress: DNS, and the targets' ports to any address (targets may be outside the
-// cluster, where no selector reaches).
-func newNetworkPolicy(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.NetworkPolicy {
+// Ingress: the http port from the traffic namespaces, or from anywhere when the Service is a
+// LoadBalancer or NodePort (Segment connects from outside the cluster, often through a node's
+// address, which no selector matches); the metrics port from the metrics namespaces. Egress: DNS,
+// and the ports of every target of the receiver config cfg, the dead-letter target included, to
+// any address (targets may be outside the cluster, where no selector reaches).
+func newNetworkPolicy(swh *segmentv1alpha1.SegmentWebhook, cfg *config.Config) *networkingv1.NetworkPolicy {
 	np := swh.Spec.NetworkPolicy
 	if np == nil {
 		return nil
@@ -48,10 +51,11 @@ func newNetworkPolicy(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Network
 	tcp := func(port intstr.IntOrString) networkingv1.NetworkPolicyPort {
 		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: &port}
 	}
-	ingress := []networkingv1.NetworkPolicyIngressRule{{
-		From:  namespacePeers(np.TrafficNamespaces),
-		Ports: []networkingv1.NetworkPolicyPort{tcp(intstr.FromString(httpPortName))},
-	}}
+	traffic := networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{tcp(intstr.FromString(httpPortName))}}
+	if t := swh.Spec.Service.Type; t != corev1.ServiceTypeLoadBalancer && t != corev1.ServiceTypeNodePort {
+		traffic.From = namespacePeers(np.TrafficNamespaces)
+	}
+	ingress := []networkingv1.NetworkPolicyIngressRule{traffic}
 	if len(np.MetricsNamespaces) > 0 {
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
 			From:  namespacePeers(np.MetricsNamespaces),
@@ -63,7 +67,7 @@ func newNetworkPolicy(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Network
 		{Protocol: ptr.To(corev1.ProtocolUDP), Port: &dns}, tcp(dns),
 	}}}
 	var targets []networkingv1.NetworkPolicyPort
-	for _, port := range targetPorts(swh) {
+	for _, port := range targetPorts(cfg) {
 		targets = append(targets, tcp(intstr.FromInt32(port)))
 	}
 	if len(targets) > 0 {
@@ -93,8 +97,9 @@ func namespacePeers(namespaces []string) []networkingv1.NetworkPolicyPeer {
 }
 
 // targetPorts are the TCP ports the receiver connects to, sorted and unique: each HTTP URL's
-// port (80/443 by scheme), each Kafka bootstrap broker's, each NATS URL's (4222 by default).
-func targetPorts(swh *segmentv1alpha1.SegmentWebhook) []int32 {
+// port (80/443 by scheme), each Kafka bootstrap broker's, each NATS URL's (4222 by default), of
+// every target the receiver config has, so the dead-letter target too.
+func targetPorts(cfg *config.Config) []int32 {
 	var ports []int32
 	add := func(p string) {
 		if n, err := strconv.ParseInt(p, 10, 32); err == nil && n > 0 && !slices.Contains(ports, int32(n)) {
@@ -113,7 +118,7 @@ func targetPorts(swh *segmentv1alpha1.SegmentWebhook) []int32 {
 		}
 	}
 	nats := strconv.Itoa(defaultNATSPort)
-	for _, t := range swh.Spec.Targets {
+	for _, t := range cfg.AllTargets() {
 		if t.HTTP != nil {
 			urlPort(t.HTTP.URL, map[string]string{"http": "80", "https": "443"})
 		}

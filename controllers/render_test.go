@@ -253,13 +253,16 @@ func TestOptionalChildren(t *testing.T) {
 
 func TestURLs(t *testing.T) {
 	swh := defaultedWebhook()
-	if got := publicURL(swh, nil); got != "https://segment.team-a.example.com/webhook" {
+	if got := publicURL(swh, true, nil); got != "https://segment.team-a.example.com/webhook" {
 		t.Errorf("ingress with TLS: %s", got)
 	}
 	swh.Spec.Ingress.TLSSecretName = ""
 	swh.Spec.Ingress.Path = "/segment"
-	if got := publicURL(swh, nil); got != "http://segment.team-a.example.com/segment" {
+	if got := publicURL(swh, true, nil); got != "http://segment.team-a.example.com/segment" {
 		t.Errorf("ingress without TLS: %s", got)
+	}
+	if got := publicURL(swh, false, nil); got != "" {
+		t.Errorf("an Ingress removed because its host is another's has no public URL, got %s", got)
 	}
 	if newReceiverConfig(swh).Path != "/segment" {
 		t.Error("the receiver must serve the Ingress path")
@@ -267,23 +270,23 @@ func TestURLs(t *testing.T) {
 	swh.Spec.Ingress = nil
 	swh.Spec.Service.Port = 8080
 	svc := newService(swh)
-	if got := publicURL(swh, svc); got != "" {
+	if got := publicURL(swh, false, svc); got != "" {
 		t.Errorf("a ClusterIP Service has no public URL, got %s", got)
 	}
 	if got := inClusterURL(swh); got != "http://events-receiver.team-a.svc:8080/webhook" {
 		t.Errorf("in-cluster: %s", got)
 	}
 	svc.Spec.Type = corev1.ServiceTypeLoadBalancer
-	if got := publicURL(swh, svc); got != "" {
+	if got := publicURL(swh, false, svc); got != "" {
 		t.Errorf("a LoadBalancer without an address has no public URL yet, got %s", got)
 	}
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-	if got := publicURL(swh, svc); got != "http://203.0.113.7:8080/webhook" {
+	if got := publicURL(swh, false, svc); got != "http://203.0.113.7:8080/webhook" {
 		t.Errorf("LoadBalancer IP: %s", got)
 	}
 	swh.Spec.Service.Port = 80
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "lb.example.com"}}
-	if got := publicURL(swh, svc); got != "http://lb.example.com/webhook" {
+	if got := publicURL(swh, false, svc); got != "http://lb.example.com/webhook" {
 		t.Errorf("LoadBalancer hostname: %s", got)
 	}
 }

@@ -19,7 +19,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -127,7 +126,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	if swh.Spec.Suspend {
 		logf.FromContext(ctx).V(1).Info("reconciliation is suspended")
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.observeSuspended(ctx, swh)
 	}
 	original := swh.DeepCopy()
 	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
@@ -203,7 +202,7 @@ func (r *SegmentWebhookReconciler) render(swh *segmentv1alpha1.SegmentWebhook, p
 		want(swh, newIngress(swh)),
 		want(swh, newHorizontalPodAutoscaler(swh)),
 		want(swh, newPodDisruptionBudget(swh)),
-		want(swh, newNetworkPolicy(swh)),
+		want(swh, newNetworkPolicy(swh, cfg)),
 	}
 	if r.gatewayAPI {
 		children = append(children, want(swh, newHTTPRoute(swh)))
@@ -249,7 +248,7 @@ func (r *SegmentWebhookReconciler) applyChildren(ctx context.Context, original, 
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return firstNotReady(errs...)
 }
 
 // forgetChildren drops what the applier remembers of a deleted SegmentWebhook's children.

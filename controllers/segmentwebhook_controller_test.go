@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -538,6 +539,12 @@ var _ = Describe("SegmentWebhook validation", func() {
 		Entry("a non-HTTP URL", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].HTTP.URL = "ftp://files.example.com/x"
 		}, "url must be an absolute http or https URL"),
+		Entry("a URL with a user and password", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.URL = "https://user:pass@collector.example.com/x"
+		}, "url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom"),
+		Entry("a URL with a user only", func(s *segmentv1alpha1.SegmentWebhookSpec) {
+			s.Targets[0].HTTP.URL = "http://token@collector.example.com"
+		}, "url must not carry credentials"),
 		Entry("zero replicas", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Replicas = ptr.To(int32(0))
 		}, "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
@@ -586,6 +593,32 @@ var _ = Describe("SegmentWebhook validation", func() {
 			s.Targets[0].HTTP.Headers = map[string]segmentv1alpha1.HTTPHeaderValue{"X Shard": "2"}
 		}, "header names must be one or more letters, digits and"),
 	)
+
+	DescribeTable("the API server refuses a name its receiver Service could not have",
+		func(name, message string) {
+			swh := sampleWebhook(ns)
+			swh.Name = name
+			err := k8sClient.Create(ctx, swh)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("a name with a dot", "events.prod", "metadata.name must be a DNS-1035 label"),
+		Entry("a name starting with a digit", "1events", "metadata.name must be a DNS-1035 label"),
+		Entry("a name of 55 characters", "e"+strings.Repeat("x", 54), "metadata.name must be at most 54 characters"),
+	)
+
+	It("accepts an @ in a URL's path or query, where it is no credential", func() {
+		swh := sampleWebhook(ns)
+		swh.Spec.Targets[0].HTTP.URL = "https://collector.example.com/users/@me?by=ops@example.com"
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+	})
+
+	It("accepts a name of 54 characters, whose Service name has 63", func() {
+		swh := sampleWebhook(ns)
+		swh.Name = "e" + strings.Repeat("x", 53)
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		Expect(ChildName(swh)).To(HaveLen(63))
+	})
 
 	It("accepts None only when set explicitly, and defaults to HMAC", func() {
 		swh := sampleWebhook(ns)

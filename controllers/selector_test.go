@@ -57,9 +57,8 @@ var _ = Describe("A receiver Deployment from a release that selected by app.kube
 		old.Labels["app.kubernetes.io/managed-by"] = "segment-webhook-operator" // in the operator's cache
 		Expect(controllerutil.SetControllerReference(swh, old, k8sClient.Scheme())).To(Succeed())
 		Expect(k8sClient.Create(ctx, old)).To(Succeed())
-		Expect(k8sClient.Get(ctx, key(swh), swh)).To(Succeed())
-		swh.Spec.Suspend = false
-		Expect(k8sClient.Update(ctx, swh)).To(Succeed())
+		// The operator writes the suspended generation's observedGeneration meanwhile.
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Suspend = false })
 
 		Eventually(func(g Gomega) {
 			dep := &appsv1.Deployment{}

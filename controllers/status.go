@@ -24,12 +24,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
@@ -54,23 +56,28 @@ func reasonOf(err error) string {
 	return segmentv1alpha1.ReasonReconcileFailed
 }
 
-// firstNotReady picks, of the reasons a receiver is not Ready, the one status should report: a
-// transient error first (it is retried), then a stalled reason (it needs a change), then progress.
+// firstNotReady picks, of the reasons a receiver is not Ready, the one status should report: the
+// transient errors first, all of them (they are retried with backoff, which a stalled reason
+// beside them must not cancel), then a stalled reason (it needs a change), then progress.
 func firstNotReady(errs ...error) error {
+	var transient []error
 	var stalled, progressing error
 	for _, err := range errs {
 		nr, known := errors.AsType[*notReadyError](err)
 		switch {
 		case err == nil:
 		case !known:
-			return err
+			transient = append(transient, err)
 		case nr.stalled && stalled == nil:
 			stalled = err
 		case progressing == nil:
 			progressing = err
 		}
 	}
-	if stalled != nil {
+	switch {
+	case len(transient) > 0:
+		return errors.Join(transient...)
+	case stalled != nil:
 		return stalled
 	}
 	return progressing
@@ -135,6 +142,18 @@ func (r *SegmentWebhookReconciler) summarize(ctx context.Context, original, swh 
 	return result, err
 }
 
+// observeSuspended records that the operator has seen the generation that suspended it, so that
+// health checks do not wait for it forever. As in Flux, the conditions stay as they were: they
+// describe the receiver left running, and their own observedGeneration says which spec they judged.
+func (r *SegmentWebhookReconciler) observeSuspended(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
+	if swh.Status.ObservedGeneration == swh.Generation {
+		return nil
+	}
+	original := swh.DeepCopy()
+	swh.Status.ObservedGeneration = swh.Generation
+	return client.IgnoreNotFound(r.Status().Patch(ctx, swh, client.MergeFrom(original)))
+}
+
 // recordReadiness records an Event when the SegmentWebhook becomes Ready, or starts failing or
 // stalls with a new reason. Progress steps are in the status only; they are not worth a write.
 func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha1.SegmentWebhook) {
@@ -158,15 +177,18 @@ func (r *SegmentWebhookReconciler) recordReadiness(original, swh *segmentv1alpha
 func observe(swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	var dep *appsv1.Deployment
 	var svc *corev1.Service
+	var routed bool // an Ingress or HTTPRoute is applied, not removed because its host is another's
 	for _, c := range children {
 		switch live := c.live.(type) {
 		case *appsv1.Deployment:
 			dep = live
 		case *corev1.Service:
 			svc = live
+		case *networkingv1.Ingress, *gatewayv1.HTTPRoute:
+			routed = routed || c.desired != nil
 		}
 	}
-	swh.Status.URL = publicURL(swh, svc)
+	swh.Status.URL = publicURL(swh, routed, svc)
 	swh.Status.Address = &segmentv1alpha1.Addressable{URL: inClusterURL(swh)}
 	swh.Status.Replicas = dep.Status.Replicas
 	swh.Status.ReadyReplicas = dep.Status.ReadyReplicas

@@ -18,6 +18,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -68,6 +70,29 @@ func availableStatus(dep *appsv1.Deployment) {
 			{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
 			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
 		},
+	}
+}
+
+func TestFirstNotReadyReportsTransientErrorsFirst(t *testing.T) {
+	conflict := &notReadyError{reason: segmentv1alpha1.ReasonChildConflict, msg: "Service exists", stalled: true}
+	rollout := &notReadyError{reason: segmentv1alpha1.ReasonDeploymentProgressing, msg: "rolling out"}
+	forbidden, timeout := errors.New("configmaps is forbidden"), errors.New("i/o timeout")
+
+	err := firstNotReady(conflict, nil, forbidden, rollout, timeout)
+	if _, known := errors.AsType[*notReadyError](err); known {
+		t.Fatalf("a conflict beside transient errors made %q look stalled or progressing", err)
+	}
+	if !errors.Is(err, forbidden) || !errors.Is(err, timeout) {
+		t.Errorf("every transient error must be reported, got %q", err)
+	}
+	if got := firstNotReady(rollout, conflict); got != conflict {
+		t.Errorf("a stalled reason goes before progress, got %v", got)
+	}
+	if got := firstNotReady(nil, rollout); got != rollout {
+		t.Errorf("progress when nothing else, got %v", got)
+	}
+	if got := firstNotReady(nil, nil); got != nil {
+		t.Errorf("nil when Ready, got %v", got)
 	}
 }
 
@@ -133,11 +158,33 @@ var _ = Describe("kstatus", func() {
 		Expect(readyCondition(ctx, swh)().Message).To(ContainSubstring("has timed out progressing"))
 	})
 
+	// observedGeneration waits until the operator has seen the SegmentWebhook's current generation.
+	observedGeneration := func() {
+		GinkgoHelper()
+		Eventually(func(g Gomega) {
+			got := &segmentv1alpha1.SegmentWebhook{}
+			g.Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		}).Should(Succeed())
+	}
+
+	It("stays Current when suspended: the generation that suspends is observed, and Ready keeps its value", func() {
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+		setDeploymentStatus(ctx, swh, availableStatus)
+		Eventually(kstatusOf(ctx, swh)).Should(Equal(status.CurrentStatus))
+		ready := readyCondition(ctx, swh)()
+
+		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Suspend = true })
+		observedGeneration()
+		Expect(kstatusOf(ctx, swh)()).To(Equal(status.CurrentStatus), "a suspended receiver is not in progress forever")
+		Expect(readyCondition(ctx, swh)()).To(Equal(ready), "Ready still describes the receiver left running")
+	})
+
 	It("pauses reconciliation while suspended", func() {
 		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
 		cm := getChild[corev1.ConfigMap](ctx, swh)
 		update(ctx, swh, func(swh *segmentv1alpha1.SegmentWebhook) { swh.Spec.Suspend = true })
-		Eventually(reconciles).Should(BeNumerically(">", reconciles()))
+		observedGeneration()
 
 		update(ctx, cm, func(cm *corev1.ConfigMap) { cm.Data["config.json"] = "{}" })
 		Expect(writesDuring(ctx, 3)).To(BeZero(), "a suspended SegmentWebhook's drift is left alone")

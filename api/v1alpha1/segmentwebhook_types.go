@@ -31,6 +31,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.gateway))",message="set either ingress or gateway, not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.trackingPlan) || !has(self.trackingPlan.onViolation) || self.trackingPlan.onViolation != 'DeadLetter' || has(self.deadLetter)",message="trackingPlan.onViolation DeadLetter needs spec.deadLetter"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || self.targets.all(t, t.name != 'dead-letter')",message="a target may not be named dead-letter when spec.deadLetter is set: the dead-letter target has that name in metrics and logs"
+// +kubebuilder:validation:XValidation:rule="!has(self.networkPolicy) || has(self.networkPolicy.trafficNamespaces) || (has(self.service) && has(self.service.type) && self.service.type in ['LoadBalancer', 'NodePort'])",message="networkPolicy.trafficNamespaces is required with a ClusterIP Service: name the namespaces of the ingress controller or Gateway that forwards Segment's requests"
 type SegmentWebhookSpec struct {
 	// SecretRefs name the Secret keys holding the HMAC shared secret that Segment uses to sign
 	// requests (X-Signature). A request signed with any of them is accepted: list the old and the
@@ -283,9 +284,11 @@ const (
 // set JSON arrays of events.
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.format) || self.format == 'segment'",message="batch needs format segment"
 type HTTPTarget struct {
-	// URL of the endpoint, http or https.
+	// URL of the endpoint, http or https, without credentials: the receiver config is a plain
+	// ConfigMap, so put them in headersFrom.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-+.A-Za-z0-9]*://[^/?#]*@')",message="url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom, such as an Authorization header"
 	URL string `json:"url"`
 	// Method is POST, PUT or PATCH.
 	// +kubebuilder:validation:Enum=POST;PUT;PATCH
@@ -706,6 +709,7 @@ const (
 	ReasonSecretsResolved          = "SecretsResolved"
 	ReasonInvalidConfig            = "InvalidConfig"
 	ReasonChildConflict            = "ChildConflict"
+	ReasonInvalidChild             = "InvalidChild"
 	ReasonReconcileFailed          = "ReconcileFailed"
 	ReasonProgressingWithRetry     = "ProgressingWithRetry"
 	ReasonDeploymentAvailable      = "DeploymentAvailable"
@@ -739,6 +743,10 @@ const (
 // +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
 // +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
 // +kubebuilder:metadata:labels="app.kubernetes.io/component=crd"
+// The children are named <name>-receiver, and a Service name must be a DNS-1035 label (at most
+// 63 characters, starting with a letter): a name that cannot give one is refused up front.
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the receiver Service is named <name>-receiver"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 54",message="metadata.name must be at most 54 characters: the receiver Service is named <name>-receiver, and a Service name has at most 63"
 type SegmentWebhook struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

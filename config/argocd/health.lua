@@ -1,8 +1,9 @@
 -- Argo CD health check for segment.webhook-operator.io/SegmentWebhook, by kstatus rules:
--- a status older than the spec is Progressing; Stalled=True is Degraded; Reconciling=True is
--- Progressing; Ready=True is Healthy. Ready=False is Progressing while the receiver comes up,
--- and Degraded for the reasons that need a person (a missing Secret, a host another
--- SegmentWebhook owns), which operator releases without the Stalled condition report only there.
+-- spec.suspend is Suspended; a status older than the spec is Progressing; Stalled=True is
+-- Degraded; Reconciling=True is Progressing; Ready=True is Healthy. Ready=False is Progressing
+-- while the receiver comes up, and Degraded for the reasons that need a person (a missing Secret,
+-- a host another SegmentWebhook owns), which operator releases without the Stalled condition
+-- report only there.
 local needsAction = {
   SecretNotFound = true,
   SecretKeyNotFound = true,
@@ -19,6 +20,10 @@ local function condition(conditions, type)
   return nil
 end
 
+-- Suspension comes first: it is the user's own spec, and nothing progresses while it holds.
+if obj.spec ~= nil and obj.spec.suspend == true then
+  return { status = "Suspended", message = "Reconciliation is suspended (spec.suspend)" }
+end
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
 if obj.status == nil then
   return hs
@@ -27,9 +32,6 @@ local generation = obj.metadata.generation or 0
 if obj.status.observedGeneration == nil or obj.status.observedGeneration < generation then
   hs.message = "Waiting for the operator to observe generation " .. generation
   return hs
-end
-if obj.spec ~= nil and obj.spec.suspend == true then
-  return { status = "Suspended", message = "Reconciliation is suspended (spec.suspend)" }
 end
 
 local conditions = obj.status.conditions
