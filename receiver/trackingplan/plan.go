@@ -434,8 +434,9 @@ func appendLeaves(out []Violation, member string, e *jsonschema.ValidationError)
 	loc := append([]string{member}, e.InstanceLocation...)
 	v := Violation{Pointer: jsonPointer(loc), Keyword: keyword(e), Message: e.ErrorKind.LocalizedString(printer)}
 	if extra, ok := e.ErrorKind.(*kind.AdditionalProperties); ok {
-		// One violation per property, so each can be omitted on its own.
-		for _, name := range extra.Properties {
+		// One violation per property, so each can be omitted on its own; sorted, since the library
+		// lists them in map order and the same event must get the same answer and headers.
+		for _, name := range slices.Sorted(slices.Values(extra.Properties)) {
 			v := v
 			v.Pointer = jsonPointer(append(slices.Clip(loc), name))
 			v.Message = "not allowed by additionalProperties"
