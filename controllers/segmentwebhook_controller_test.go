@@ -29,6 +29,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/net/http/httpguts"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -591,8 +592,16 @@ var _ = Describe("SegmentWebhook validation", func() {
 		}, "header values must not hold control characters such as a line break"),
 		Entry("a header name with a space", func(s *segmentv1alpha1.SegmentWebhookSpec) {
 			s.Targets[0].HTTP.Headers = map[string]segmentv1alpha1.HTTPHeaderValue{"X Shard": "2"}
-		}, "header names must be one or more letters, digits and"),
+		}, "header names must be HTTP tokens (RFC 9110)"),
 	)
+
+	It("accepts every HTTP token as a header name, as the receiver does", func() {
+		swh := sampleWebhook(ns)
+		name := "X-!#$%&'*+.^_`|~-Shard9"
+		swh.Spec.Targets[0].HTTP.Headers = map[string]segmentv1alpha1.HTTPHeaderValue{name: "2"}
+		Expect(httpguts.ValidHeaderFieldName(name)).To(BeTrue(), "the receiver's check")
+		Expect(k8sClient.Create(ctx, swh)).To(Succeed())
+	})
 
 	DescribeTable("the API server refuses a name its receiver Service could not have",
 		func(name, message string) {

@@ -488,9 +488,9 @@ func (f *eventFields) strings(messageID, userID, anonymousID, name *string) {
 
 // deriveMessageID gives an event without a messageId one from the whole body and the event's
 // position in it, so that dedupe and the targets' idempotency keys still work: Segment's retries
-// resend the same body, which gives the same ids on any replica, while identical events, in one
-// batch or in different requests, stay distinct. The body is hashed once, on first need. The
-// prefix marks the id as ours.
+// resend the same body, which gives the same ids on any replica, while identical events in one
+// batch, or in requests whose bodies differ, stay distinct (a byte-identical body counts as a
+// retry). The body is hashed once, on first need. The prefix marks the id as ours.
 func (s *eventScanner) deriveMessageID(index int) string {
 	if s.bodySum == nil {
 		sum := sha256.Sum256(s.body)

@@ -297,7 +297,7 @@ type HTTPTarget struct {
 	Method string `json:"method,omitempty"`
 	// Headers are sent with every request as they are. Put credentials in headersFrom.
 	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule=`self.all(name, name.matches("^[A-Za-z0-9!#$%&'*+.^_|~-]+$"))`,message="header names must be one or more letters, digits and !#$%&'*+-.^_|~"
+	// +kubebuilder:validation:XValidation:rule=`self.all(name, name.matches("^[A-Za-z0-9!#$%&'*+.^_\x60|~-]+$"))`,message="header names must be HTTP tokens (RFC 9110): one or more letters, digits and !#$%&'*+-.^_|~ or a backtick"
 	// +optional
 	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 	// HeadersFrom take header values from Secret keys, such as an Authorization header.

@@ -692,7 +692,7 @@ func (h *HTTPTarget) validate(at string) []error {
 }
 
 // headerNameChars says what an HTTP header name (an RFC 9110 token) is made of.
-const headerNameChars = "one or more letters, digits and !#$%&'*+-.^_|~"
+const headerNameChars = "one or more letters, digits and !#$%&'*+-.^_`|~"
 
 var (
 	// kafkaTopic is Kafka's own rule: 1-249 of these characters, and not "." or "..".

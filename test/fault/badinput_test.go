@@ -421,8 +421,11 @@ func TestHeldLargeBodies(t *testing.T) {
 		}
 	}
 	// Wait until the receiver holds every request: each has reserved only what it sent.
-	deadline := time.Now().Add(5 * time.Second)
-	for recv.metric("segment_receiver_in_flight_requests") < conns && time.Now().Before(deadline) {
+	deadline := time.Now().Add(30 * time.Second)
+	for recv.metric("segment_receiver_in_flight_requests") < conns {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver holds %.0f of the %d slow requests after 30s", recv.metric("segment_receiver_in_flight_requests"), conns)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	refused := recv.metric("segment_receiver_requests_total", "code", "429")
