@@ -8,7 +8,6 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -521,13 +520,14 @@ var errOverBudget = errors.New("the memory budget (maxBufferedBytes) is used up"
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
 // Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
 // length (or the limit), and each growth is reserved against maxBufferedBytes first, so a client
-// that declares a large body and sends little holds, and reserves, little. It returns the bytes
-// reserved, which the caller releases, errors included.
+// that declares a large body and sends little holds, and reserves, little. The buffer never passes
+// the expected size, so a body of maxBodyBytes alone fits a budget of maxBodyBytes. It returns the
+// bytes reserved, which the caller releases, errors included.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, reserved int64, err error) {
 	reader := http.MaxBytesReader(w, r.Body, limit)
-	size := limit
+	size := int(limit)
 	if r.ContentLength >= 0 {
-		size = r.ContentLength
+		size = int(r.ContentLength)
 	}
 	grow := func(n int) bool {
 		if !s.bodies.TryAcquire(int64(n)) {
@@ -539,16 +539,28 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		body = grown
 		return true
 	}
-	// One byte beyond the expected size lets the last Read report EOF without growing.
-	if !grow(int(min(size, 64<<10)) + 1) {
+	if !grow(min(size, 64<<10)) {
 		return nil, reserved, errOverBudget
 	}
+	var probe [1]byte
 	for {
-		if len(body) == cap(body) && !grow(max(min(cap(body), int(size)+1-len(body)), bytes.MinRead)) {
-			return nil, reserved, errOverBudget
+		var n int
+		switch {
+		case len(body) < cap(body):
+			n, err = reader.Read(body[len(body):cap(body)])
+			body = body[:len(body)+n]
+		case len(body) < size:
+			if !grow(min(cap(body), size-len(body))) {
+				return nil, reserved, errOverBudget
+			}
+			continue
+		default:
+			// Full at the expected size: a byte read aside tells whether the body ends here.
+			// MaxBytesReader refuses a byte past the limit, and net/http stops at Content-Length.
+			if n, err = reader.Read(probe[:]); n > 0 {
+				return nil, reserved, errors.New("body longer than its Content-Length")
+			}
 		}
-		n, err := reader.Read(body[len(body):cap(body)])
-		body = body[:len(body)+n]
 		switch {
 		case err == io.EOF:
 			return body, reserved, nil

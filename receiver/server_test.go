@@ -888,3 +888,35 @@ func TestSlowLargeBodiesReserveWhatArrives(t *testing.T) {
 		t.Fatalf("with %d slow clients each declaring the whole budget: got %d %s, want 200", slowClients, resp.code, resp.body)
 	}
 }
+
+// A request alone always fits: a body of exactly maxBodyBytes, declared or chunked, is accepted
+// when the budget is maxBodyBytes too (the body's buffer never passes the limit).
+func TestBodyOfTheWholeBudgetFits(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes
+	h := startHarness(t, secrets, cfg)
+
+	limit := int(cfg.Limits.MaxBodyBytes)
+	body := paddedTrack("whole", 0)
+	body = paddedTrack("whole", limit-len(body))
+	if len(body) != limit {
+		t.Fatalf("test body is %d bytes, want %d", len(body), limit)
+	}
+	for _, chunked := range []bool{false, true} {
+		var reader io.Reader = strings.NewReader(body)
+		if chunked {
+			reader = struct{ io.Reader }{reader} // unknown length: sent chunked
+		}
+		req, err := http.NewRequest(http.MethodPost, h.url, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(SignatureHeader, hmacHex(h.secret, body))
+		if resp := send(t, req); resp.code != http.StatusOK {
+			t.Fatalf("chunked=%v: a body of exactly maxBodyBytes with maxBufferedBytes equal got %d %s, want 200", chunked, resp.code, resp.body)
+		}
+	}
+}
