@@ -73,7 +73,7 @@ type Server struct {
 	draining   atomic.Bool
 	inFlight   atomic.Int64
 	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
-	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
+	bodyBudget int64               // the semaphore's size: limits.maxBufferedBytes of the first config loaded
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
 
@@ -134,8 +134,6 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	s.bodyBudget = start.Limits.MaxBufferedBytes
-	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.httpServer = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,

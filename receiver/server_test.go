@@ -920,3 +920,23 @@ func TestBodyOfTheWholeBudgetFits(t *testing.T) {
 		}
 	}
 }
+
+// The memory budget is sized by the first config that loads, not by the defaults a receiver
+// starts with when its first load fails: a secret mounted late must not leave a config whose
+// bodies pass the default budget refused forever.
+func TestBudgetSizedByTheFirstConfigLoaded(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"other": "x"})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBodyBytes = 2 * config.DefaultMaxBufferedBytes
+	h := startHarness(t, secrets, cfg)
+	if resp := h.post(track("m-1")); resp.code != http.StatusServiceUnavailable {
+		t.Fatalf("without the secret file: got %d %s, want 503", resp.code, resp.body)
+	}
+
+	secrets.Update(t, map[string]string{"hmac": testSecret})
+	eventually(t, 10*time.Second, "readiness once the secret file appears", func() bool { return h.get("/readyz").code == 200 })
+	if resp := h.post(track("m-1")); resp.code != http.StatusOK {
+		t.Fatalf("after the secret file appeared: got %d %s, want 200", resp.code, resp.body)
+	}
+}
