@@ -190,10 +190,10 @@ func (d delivery) memory() int64 {
 }
 
 // prepare routes events: what each target gets, and the events a required target cannot be
-// given (their fields could not be dropped), which count as refused.
-func (p *pipeline) prepare(events []Event) (deliveries []delivery, refused []refusal) {
+// given (their fields could not be dropped), which count as refused. Its metrics go to counts.
+func (p *pipeline) prepare(events []Event, counts tally) (deliveries []delivery, refused []refusal) {
 	for _, r := range p.routes {
-		d, unprepared := r.prepare(events)
+		d, unprepared := r.prepare(events, counts)
 		if !r.optional {
 			refused = append(refused, unprepared...)
 		}
@@ -302,7 +302,9 @@ func detach(events []Event) []Event {
 // sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
 // and which it got now (not already from an earlier try of the same request).
 func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
-	d, unprepared := p.deadLetter.prepare(letters)
+	counts := tally{}
+	d, unprepared := p.deadLetter.prepare(letters, counts)
+	counts.apply()
 	if len(unprepared) > 0 {
 		return nil, false
 	}
@@ -316,8 +318,9 @@ func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent [
 
 // prepare selects the events this target should get: those its filter matches that it has not
 // already accepted (a Segment retry of a request that partly failed), each sent once per request,
-// with the configured fields dropped. An event whose fields cannot be dropped is refused.
-func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
+// with the configured fields dropped. An event whose fields cannot be dropped is refused. Its
+// metrics go to counts.
+func (r *route) prepare(events []Event, counts tally) (d delivery, unprepared []refusal) {
 	d.route = r
 	var inRequest map[string]bool
 	if len(events) > 1 {
@@ -329,7 +332,7 @@ func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
 			continue
 		}
 		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {
-			r.dedupeHits.Inc()
+			counts.inc(r.dedupeHits)
 			continue
 		}
 		if inRequest != nil {
@@ -337,7 +340,7 @@ func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
 		}
 		out, err := r.dropper.apply(ev)
 		if err != nil {
-			r.permanentFailures.Inc()
+			counts.inc(r.permanentFailures)
 			unprepared = append(unprepared, refusal{target: r.name, event: ev, err: fmt.Errorf("dropping fields: %w", err)})
 			continue
 		}

@@ -249,7 +249,7 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deliveries, refused := p.prepare(events)
+	deliveries, refused := p.prepare(events, tally{})
 	if len(deliveries) != 3 || len(refused) != 0 {
 		t.Fatalf("%d deliveries, %d refused", len(deliveries), len(refused))
 	}

@@ -390,13 +390,14 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	counts := tally{}
 	for _, ev := range decoded.events {
-		s.metrics.event(ev.Type)
+		counts.inc(s.metrics.event(ev.Type))
 	}
 	decodedEvents := len(decoded.events) + len(decoded.invalid)
-	blocked := p.plan.enforce(&decoded)
+	blocked := p.plan.enforce(&decoded, counts)
 	events := decoded.events
-	deliveries, refused := p.prepare(events)
+	deliveries, refused := p.prepare(events, counts)
 	// What the request holds besides its body counts against the same budget as the bodies, at
 	// most what the body left of it, so that a request alone always fits.
 	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserved)
@@ -404,6 +405,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return overloaded(w), 0, "buffered bytes limit"
 	}
 	defer s.bodies.Release(held)
+	counts.apply()
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.

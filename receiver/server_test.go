@@ -940,3 +940,43 @@ func TestBudgetSizedByTheFirstConfigLoaded(t *testing.T) {
 		t.Fatalf("after the secret file appeared: got %d %s, want 200", resp.code, resp.body)
 	}
 }
+
+// A request refused 429 once its events are routed (what it would hold does not fit the budget)
+// counts none of them: Segment's retry counts them when it proceeds.
+func TestRequestRefusedForMemoryCountsNoEvents(t *testing.T) {
+	target := newSink(t)
+	release := target.hold()
+	defer release()
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes
+	h := startHarness(t, secrets, cfg)
+
+	held := track("held")
+	first := make(chan response, 1)
+	go func() { first <- h.post(held) }()
+	waitArrival(t, target)
+	// The held request reserves its body and, once routed, one event to one target: the next
+	// body fits the rest but what its event would hold does not.
+	rest := int(cfg.Limits.MaxBufferedBytes) - len(held) - eventMemory - memoryPerDelivered
+	refused := paddedTrack("refused", 0)
+	refused = paddedTrack("refused", rest-1-len(refused))
+	tracks := func() float64 { return h.metric("segment_receiver_events_total", "type", "track") }
+	before := tracks()
+	if resp := h.post(refused); resp.code != http.StatusTooManyRequests {
+		t.Fatalf("got %d %s, want 429", resp.code, resp.body)
+	}
+	if got := tracks(); got != before {
+		t.Fatalf("events_total{type=track} went from %v to %v for a request refused 429", before, got)
+	}
+	release()
+	if resp := <-first; resp.code != http.StatusOK {
+		t.Fatalf("held request: %d %s", resp.code, resp.body)
+	}
+	if resp := h.post(refused); resp.code != http.StatusOK {
+		t.Fatalf("retry: %d %s", resp.code, resp.body)
+	}
+	if got := tracks(); got != before+1 {
+		t.Fatalf("events_total{type=track} = %v after the retry, want %v", got, before+1)
+	}
+}

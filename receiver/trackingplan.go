@@ -50,8 +50,9 @@ func newPlanEnforcer(tp *config.TrackingPlan, files map[string][]byte, m *metric
 
 // enforce checks each event against the plan, using the members the decoder located. It leaves
 // in d.events the events to route (some marked, or with properties omitted), adds to d.invalid
-// those to dead-letter, and returns how many it blocked. A nil enforcer passes every event.
-func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
+// those to dead-letter, and returns how many it blocked. Its metrics go to counts. A nil enforcer
+// passes every event.
+func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int) {
 	if e == nil {
 		return 0
 	}
@@ -60,7 +61,7 @@ func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
 		r := e.plan.Check(trackingplan.Event{Type: ev.Type, Name: ev.Name,
 			Properties: ev.properties, Traits: ev.traits, Context: ev.context})
 		if r.Unplanned {
-			e.metrics.planUnplanned.Inc()
+			counts.inc(e.metrics.planUnplanned)
 			if e.unplanned == config.UnplannedBlock {
 				blocked++
 				continue
@@ -70,7 +71,7 @@ func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
 			forward = append(forward, ev)
 			continue
 		}
-		e.metrics.planViolations.WithLabelValues(planEventLabel(&ev, r.Unplanned), e.onViolation).Inc()
+		counts.inc(e.metrics.planViolations.WithLabelValues(planEventLabel(&ev, r.Unplanned), e.onViolation))
 		// Messages may quote the event's values: debug logs only.
 		e.log.Debug("tracking plan violation", "index", ev.Index, "messageId", ev.MessageID, "type", ev.Type,
 			"event", ev.Name, "action", e.onViolation, "violations", r.Violations)
