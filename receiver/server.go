@@ -395,12 +395,12 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		counts.inc(s.metrics.event(ev.Type))
 	}
 	decodedEvents := len(decoded.events) + len(decoded.invalid)
-	blocked := p.plan.enforce(&decoded, counts)
+	blocked, rewritten := p.plan.enforce(&decoded, counts)
 	events := decoded.events
 	deliveries, refused := p.prepare(events, counts)
 	// What the request holds besides its body counts against the same budget as the bodies, at
 	// most what the body left of it, so that a request alone always fits.
-	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserved)
+	held := min(heldMemory(p, body, decodedEvents, rewritten, deliveries, malformed), s.bodyBudget-reserved)
 	if !s.bodies.TryAcquire(held) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
@@ -442,14 +442,17 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 const eventMemory = 512
 
 // heldMemory estimates what a request holds besides its body once its events are routed: its
-// decoded events, what each required target holds to deliver them (delivery.memory: per event,
-// and the events made for it, with dropped fields) and, with a dead-letter target, envelopes
-// holding each event's bytes at most once (a malformed body's envelope, already made).
-// Optional targets reserve their own copies (deliverInBackground).
-func heldMemory(p *pipeline, body []byte, decodedEvents int, deliveries []delivery, malformed []Event) int64 {
-	held := int64(decodedEvents) * eventMemory
+// decoded events, the events the tracking plan rewrote (rewritten bytes), what each required
+// target holds to deliver them (delivery.memory: per event, and the events made for it, with
+// dropped fields), the events made for each optional target (its delivery reserves the rest,
+// see deliverInBackground) and, with a dead-letter target, envelopes holding each event's bytes
+// at most once (a malformed body's envelope, already made).
+func heldMemory(p *pipeline, body []byte, decodedEvents int, rewritten int64, deliveries []delivery, malformed []Event) int64 {
+	held := int64(decodedEvents)*eventMemory + rewritten
 	for _, d := range deliveries {
-		if !d.route.optional {
+		if d.route.optional {
+			held += d.copied
+		} else {
 			held += d.memory()
 		}
 	}

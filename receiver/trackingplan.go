@@ -50,11 +50,12 @@ func newPlanEnforcer(tp *config.TrackingPlan, files map[string][]byte, m *metric
 
 // enforce checks each event against the plan, using the members the decoder located. It leaves
 // in d.events the events to route (some marked, or with properties omitted), adds to d.invalid
-// those to dead-letter, and returns how many it blocked. Its metrics go to counts. A nil enforcer
+// those to dead-letter, and returns how many it blocked and the bytes of the events it rewrote
+// (omitted properties), which no longer share the body. Its metrics go to counts. A nil enforcer
 // passes every event.
-func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int) {
+func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int, rewritten int64) {
 	if e == nil {
-		return 0
+		return 0, 0
 	}
 	forward := d.events[:0] // filtered in place
 	for _, ev := range d.events {
@@ -82,13 +83,17 @@ func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int) {
 			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &validationError{
 				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
 		case config.ViolationOmitProperties:
-			forward = append(forward, omit(ev, r.Violations))
+			out := omit(ev, r.Violations)
+			if len(out.Raw) != len(ev.Raw) { // an omitted member always shortens the event
+				rewritten += int64(len(out.Raw))
+			}
+			forward = append(forward, out)
 		default: // config.ViolationForward
 			forward = append(forward, markViolations(ev, r.Violations))
 		}
 	}
 	d.events = forward
-	return blocked
+	return blocked, rewritten
 }
 
 // omit drops the members the plan refused; what omitting cannot repair (a missing required
