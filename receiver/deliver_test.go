@@ -281,4 +281,22 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 	if got := heldMemory(p, body, len(events), rewritten, deliveries, nil); got != want {
 		t.Fatalf("heldMemory = %d, want %d", got, want)
 	}
+
+	// Detached for the background, the optional delivery copies only what is still the body's.
+	background := deliveries[2]
+	if got, want := background.bodyBytes(), int64(len(events[2].Raw)); got != want {
+		t.Fatalf("bodyBytes = %d, want %d (the track event, which has no context.ip)", got, want)
+	}
+	detached := background.detach(background.bodyBytes())
+	for i, ev := range detached {
+		if string(ev.Raw) != string(background.batch[i].Raw) {
+			t.Fatalf("detached event %d changed", i)
+		}
+	}
+	if &detached[0].Raw[0] != &background.batch[0].Raw[0] || &detached[1].Raw[0] != &background.batch[1].Raw[0] {
+		t.Fatal("the events made for the optional target were copied again")
+	}
+	if &detached[2].Raw[0] == &events[2].Raw[0] {
+		t.Fatal("an event still in the body was not copied")
+	}
 }
