@@ -189,11 +189,21 @@ func (d delivery) memory() int64 {
 	return int64(len(d.batch))*memoryPerDelivered + d.copied
 }
 
+// bodyBytes counts the bytes of d's events that are still slices of the request body: all but
+// those made for d.
+func (d delivery) bodyBytes() int64 {
+	n := -d.copied
+	for _, ev := range d.batch {
+		n += int64(len(ev.Raw))
+	}
+	return n
+}
+
 // prepare routes events: what each target gets, and the events a required target cannot be
-// given (their fields could not be dropped), which count as refused.
-func (p *pipeline) prepare(events []Event) (deliveries []delivery, refused []refusal) {
+// given (their fields could not be dropped), which count as refused. Its metrics go to counts.
+func (p *pipeline) prepare(events []Event, counts tally) (deliveries []delivery, refused []refusal) {
 	for _, r := range p.routes {
-		d, unprepared := r.prepare(events)
+		d, unprepared := r.prepare(events, counts)
 		if !r.optional {
 			refused = append(refused, unprepared...)
 		}
@@ -230,7 +240,7 @@ func (p *pipeline) deliver(ctx context.Context, deliveries []delivery, refused [
 	var inline func()
 	for _, d := range deliveries {
 		if d.route.optional {
-			p.deliverInBackground(ctx, d.route, d.batch, memory, background)
+			p.deliverInBackground(ctx, d, memory, background)
 			continue
 		}
 		if inline != nil {
@@ -250,23 +260,22 @@ func (p *pipeline) deliver(ctx context.Context, deliveries []delivery, refused [
 }
 
 // deliverInBackground sends an optional target its events after the answer, until the request's
-// deadline. It works on its own copy of them, so that the request body can go, and that copy
-// counts against the memory budget until the delivery ends; when the budget cannot hold it, the
-// target is skipped for this request (best effort: the events are counted, not retried).
-func (p *pipeline) deliverInBackground(ctx context.Context, r *route, batch []Event, memory *semaphore.Weighted, background *sync.WaitGroup) {
-	size := int64(len(batch)) * memoryPerDelivered
-	for _, ev := range batch {
-		size += int64(len(ev.Raw))
-	}
+// deadline. It works on its own copy of them, so that the request body can go, and that copy and
+// the delivery (d.memory) count against the memory budget until the delivery ends; when the
+// budget cannot hold them, the target is skipped for this request (best effort: the events are
+// counted, not retried).
+func (p *pipeline) deliverInBackground(ctx context.Context, d delivery, memory *semaphore.Weighted, background *sync.WaitGroup) {
+	r, copied := d.route, d.bodyBytes()
+	size := d.memory() + copied
 	if !memory.TryAcquire(size) {
-		r.optionalSkipped.Add(float64(len(batch)))
+		r.optionalSkipped.Add(float64(len(d.batch)))
 		r.skipLog.Do(func() {
 			r.log.Warn("optional target skipped: the memory budget (maxBufferedBytes) is used up; further skips are counted in segment_receiver_optional_skipped_events_total",
-				"events", len(batch))
+				"events", len(d.batch))
 		})
 		return
 	}
-	events := detach(batch)
+	events := d.detach(copied)
 	deadline, _ := ctx.Deadline()
 	p.refs.Add(1) // the caller holds a reference, so p cannot be closed meanwhile
 	background.Add(1)
@@ -280,19 +289,18 @@ func (p *pipeline) deliverInBackground(ctx context.Context, r *route, batch []Ev
 	}()
 }
 
-// detach copies events into memory of their own, all their bytes in one buffer, so that they no
-// longer hold the request body.
-func detach(events []Event) []Event {
-	size := 0
-	for _, ev := range events {
-		size += len(ev.Raw)
-	}
+// detach gives d's events memory of their own, so that they no longer hold the request body: the
+// events still in the body are copied into one buffer of size (bodyBytes) bytes, those made for
+// d (dropped fields) are kept as they are.
+func (d delivery) detach(size int64) []Event {
 	buf := make([]byte, 0, size)
-	out := make([]Event, len(events))
-	for i, ev := range events {
-		start := len(buf)
-		buf = append(buf, ev.Raw...)
-		ev.Raw = buf[start:len(buf):len(buf)]
+	out := make([]Event, len(d.batch))
+	for i, ev := range d.batch {
+		if len(ev.Raw) == len(d.originals[i].Raw) { // not made for d (a dropped field shortens it)
+			start := len(buf)
+			buf = append(buf, ev.Raw...)
+			ev.Raw = buf[start:len(buf):len(buf)]
+		}
 		ev.properties, ev.traits, ev.context = nil, nil, nil // slices of the body, for the tracking plan only
 		out[i] = ev
 	}
@@ -302,7 +310,9 @@ func detach(events []Event) []Event {
 // sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
 // and which it got now (not already from an earlier try of the same request).
 func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
-	d, unprepared := p.deadLetter.prepare(letters)
+	counts := tally{}
+	d, unprepared := p.deadLetter.prepare(letters, counts)
+	counts.apply()
 	if len(unprepared) > 0 {
 		return nil, false
 	}
@@ -316,8 +326,9 @@ func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent [
 
 // prepare selects the events this target should get: those its filter matches that it has not
 // already accepted (a Segment retry of a request that partly failed), each sent once per request,
-// with the configured fields dropped. An event whose fields cannot be dropped is refused.
-func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
+// with the configured fields dropped. An event whose fields cannot be dropped is refused. Its
+// metrics go to counts.
+func (r *route) prepare(events []Event, counts tally) (d delivery, unprepared []refusal) {
 	d.route = r
 	var inRequest map[string]bool
 	if len(events) > 1 {
@@ -329,7 +340,7 @@ func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
 			continue
 		}
 		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {
-			r.dedupeHits.Inc()
+			counts.inc(r.dedupeHits)
 			continue
 		}
 		if inRequest != nil {
@@ -337,7 +348,7 @@ func (r *route) prepare(events []Event) (d delivery, unprepared []refusal) {
 		}
 		out, err := r.dropper.apply(ev)
 		if err != nil {
-			r.permanentFailures.Inc()
+			counts.inc(r.permanentFailures)
 			unprepared = append(unprepared, refusal{target: r.name, event: ev, err: fmt.Errorf("dropping fields: %w", err)})
 			continue
 		}

@@ -240,6 +240,7 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 	dropping.DropFields = []string{"context.ip"}
 	optional := httpTargetTo("optional", s)
 	optional.Optional = true
+	optional.DropFields = []string{"context.ip"}
 	h := startHarness(t, secrets, testConfig(secrets, batched, dropping, optional))
 	p := acquire(&h.server.current)
 	defer p.release()
@@ -249,7 +250,7 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deliveries, refused := p.prepare(events)
+	deliveries, refused := p.prepare(events, tally{})
 	if len(deliveries) != 3 || len(refused) != 0 {
 		t.Fatalf("%d deliveries, %d refused", len(deliveries), len(refused))
 	}
@@ -270,8 +271,32 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 		len(dropped.batch[2].Raw) != len(events[2].Raw) || string(dropped.originals[0].Raw) != identify("h-1") {
 		t.Fatalf("dropping target: %d bytes copied, want %d (the two identify events)", dropped.copied, want)
 	}
-	want := 3*eventMemory + 2*3*memoryPerDelivered + dropped.copied // the optional target reserves its own
-	if got := heldMemory(p, body, len(events), deliveries, nil); got != want {
+	// The optional target's delivery reserves its own memory; the events made for it are the
+	// request's until then. What the tracking plan rewrote counts as it is.
+	const rewritten = 100
+	want := 3*eventMemory + rewritten + 2*3*memoryPerDelivered + dropped.copied + deliveries[2].copied
+	if deliveries[2].copied != dropped.copied {
+		t.Fatalf("the optional target copied %d bytes, want %d like the other dropping target", deliveries[2].copied, dropped.copied)
+	}
+	if got := heldMemory(p, body, len(events), rewritten, deliveries, nil); got != want {
 		t.Fatalf("heldMemory = %d, want %d", got, want)
+	}
+
+	// Detached for the background, the optional delivery copies only what is still the body's.
+	background := deliveries[2]
+	if got, want := background.bodyBytes(), int64(len(events[2].Raw)); got != want {
+		t.Fatalf("bodyBytes = %d, want %d (the track event, which has no context.ip)", got, want)
+	}
+	detached := background.detach(background.bodyBytes())
+	for i, ev := range detached {
+		if string(ev.Raw) != string(background.batch[i].Raw) {
+			t.Fatalf("detached event %d changed", i)
+		}
+	}
+	if &detached[0].Raw[0] != &background.batch[0].Raw[0] || &detached[1].Raw[0] != &background.batch[1].Raw[0] {
+		t.Fatal("the events made for the optional target were copied again")
+	}
+	if &detached[2].Raw[0] == &events[2].Raw[0] {
+		t.Fatal("an event still in the body was not copied")
 	}
 }

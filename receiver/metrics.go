@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"code"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "events_total",
-			Help: "Events in authenticated, valid requests, by Segment type (unknown types count as other).",
+			Help: "Events in authenticated, valid requests the memory budget admitted, by Segment type (unknown types count as other).",
 		}, []string{"type"}),
 		signatureFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "signature_failures_total",
@@ -134,13 +134,26 @@ func typeLabel(eventType string) string {
 	return otherType
 }
 
-// event counts one event by its type label (typeLabel's rule, in one lookup).
-func (m *metrics) event(eventType string) {
+// event is the counter of an event's type label (typeLabel's rule, in one lookup).
+func (m *metrics) event(eventType string) prometheus.Counter {
 	c, ok := m.eventsByType[eventType]
 	if !ok {
 		c = m.eventsByType[otherType]
 	}
-	c.Inc()
+	return c
+}
+
+// tally holds a request's counts until it is known to proceed: a request refused 429 once its
+// events are routed is retried by Segment, and would count its events twice.
+type tally map[prometheus.Counter]float64
+
+func (t tally) inc(c prometheus.Counter) { t[c]++ }
+
+// apply adds the counts to their counters.
+func (t tally) apply() {
+	for c, n := range t {
+		c.Add(n)
+	}
 }
 
 // deadLetter counts one event the dead-letter target accepted, by its reason; the known reasons

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -59,6 +60,11 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return s.reloadFailed(key, err)
 	}
+	if s.bodies == nil {
+		// Sized before the pipeline is stored: requests use it only once they hold a pipeline.
+		s.bodyBudget = cfg.Limits.MaxBufferedBytes
+		s.bodies = semaphore.NewWeighted(s.bodyBudget)
+	}
 	old := s.current.Swap(p)
 	s.dedupe.retain(identities(cfg))
 	if old != nil {
@@ -80,8 +86,8 @@ func (s *Server) Reload() error {
 }
 
 // fitsMemoryBudget refuses a reload that raises maxBodyBytes over the memory budget, which is
-// sized once at start: every larger body would get 429 until a restart. A changed budget only
-// takes effect on restart (the operator rolls the pods when the config changes).
+// sized once, by the first config loaded: every larger body would get 429 until a restart. A
+// changed budget only takes effect on restart (the operator rolls the pods when the config changes).
 func (s *Server) fitsMemoryBudget(limits config.Limits) error {
 	if s.bodies == nil {
 		return nil // the first load sizes the budget

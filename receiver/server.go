@@ -8,7 +8,6 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,7 +73,7 @@ type Server struct {
 	draining   atomic.Bool
 	inFlight   atomic.Int64
 	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
-	bodyBudget int64               // the semaphore's size (limits.maxBufferedBytes at start)
+	bodyBudget int64               // the semaphore's size: limits.maxBufferedBytes of the first config loaded
 	background sync.WaitGroup      // optional-target deliveries still running
 	dedupe     *dedupeStore
 
@@ -135,8 +134,6 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	s.bodyBudget = start.Limits.MaxBufferedBytes
-	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.httpServer = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: start.Limits.ReadHeaderTimeout.Duration,
@@ -393,20 +390,22 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		writeJSON(w, verr.Status, resp)
 		return verr.Status, 0, verr.Error()
 	}
+	counts := tally{}
 	for _, ev := range decoded.events {
-		s.metrics.event(ev.Type)
+		counts.inc(s.metrics.event(ev.Type))
 	}
 	decodedEvents := len(decoded.events) + len(decoded.invalid)
-	blocked := p.plan.enforce(&decoded)
+	blocked, rewritten := p.plan.enforce(&decoded, counts)
 	events := decoded.events
-	deliveries, refused := p.prepare(events)
+	deliveries, refused := p.prepare(events, counts)
 	// What the request holds besides its body counts against the same budget as the bodies, at
 	// most what the body left of it, so that a request alone always fits.
-	held := min(heldMemory(p, body, decodedEvents, deliveries, malformed), s.bodyBudget-reserved)
+	held := min(heldMemory(p, body, decodedEvents, rewritten, deliveries, malformed), s.bodyBudget-reserved)
 	if !s.bodies.TryAcquire(held) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
 	defer s.bodies.Release(held)
+	counts.apply()
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
 	// what is accepted before the deadline is remembered and spares targets on the retry.
@@ -443,14 +442,17 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 const eventMemory = 512
 
 // heldMemory estimates what a request holds besides its body once its events are routed: its
-// decoded events, what each required target holds to deliver them (delivery.memory: per event,
-// and the events made for it, with dropped fields) and, with a dead-letter target, envelopes
-// holding each event's bytes at most once (a malformed body's envelope, already made).
-// Optional targets reserve their own copies (deliverInBackground).
-func heldMemory(p *pipeline, body []byte, decodedEvents int, deliveries []delivery, malformed []Event) int64 {
-	held := int64(decodedEvents) * eventMemory
+// decoded events, the events the tracking plan rewrote (rewritten bytes), what each required
+// target holds to deliver them (delivery.memory: per event, and the events made for it, with
+// dropped fields), the events made for each optional target (its delivery reserves the rest,
+// see deliverInBackground) and, with a dead-letter target, envelopes holding each event's bytes
+// at most once (a malformed body's envelope, already made).
+func heldMemory(p *pipeline, body []byte, decodedEvents int, rewritten int64, deliveries []delivery, malformed []Event) int64 {
+	held := int64(decodedEvents)*eventMemory + rewritten
 	for _, d := range deliveries {
-		if !d.route.optional {
+		if d.route.optional {
+			held += d.copied
+		} else {
 			held += d.memory()
 		}
 	}
@@ -521,13 +523,14 @@ var errOverBudget = errors.New("the memory budget (maxBufferedBytes) is used up"
 // readBody reads at most limit bytes; MaxBytesReader also catches chunked bodies and lying
 // Content-Length headers. The buffer grows as bytes arrive, doubling from 64 KiB up to the declared
 // length (or the limit), and each growth is reserved against maxBufferedBytes first, so a client
-// that declares a large body and sends little holds, and reserves, little. It returns the bytes
-// reserved, which the caller releases, errors included.
+// that declares a large body and sends little holds, and reserves, little. The buffer never passes
+// the expected size, so a body of maxBodyBytes alone fits a budget of maxBodyBytes. It returns the
+// bytes reserved, which the caller releases, errors included.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, reserved int64, err error) {
 	reader := http.MaxBytesReader(w, r.Body, limit)
-	size := limit
+	size := int(limit)
 	if r.ContentLength >= 0 {
-		size = r.ContentLength
+		size = int(r.ContentLength)
 	}
 	grow := func(n int) bool {
 		if !s.bodies.TryAcquire(int64(n)) {
@@ -539,16 +542,28 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		body = grown
 		return true
 	}
-	// One byte beyond the expected size lets the last Read report EOF without growing.
-	if !grow(int(min(size, 64<<10)) + 1) {
+	if !grow(min(size, 64<<10)) {
 		return nil, reserved, errOverBudget
 	}
+	var probe [1]byte
 	for {
-		if len(body) == cap(body) && !grow(max(min(cap(body), int(size)+1-len(body)), bytes.MinRead)) {
-			return nil, reserved, errOverBudget
+		var n int
+		switch {
+		case len(body) < cap(body):
+			n, err = reader.Read(body[len(body):cap(body)])
+			body = body[:len(body)+n]
+		case len(body) < size:
+			if !grow(min(cap(body), size-len(body))) {
+				return nil, reserved, errOverBudget
+			}
+			continue
+		default:
+			// Full at the expected size: a byte read aside tells whether the body ends here.
+			// MaxBytesReader refuses a byte past the limit, and net/http stops at Content-Length.
+			if n, err = reader.Read(probe[:]); n > 0 {
+				return nil, reserved, errors.New("body longer than its Content-Length")
+			}
 		}
-		n, err := reader.Read(body[len(body):cap(body)])
-		body = body[:len(body)+n]
 		switch {
 		case err == io.EOF:
 			return body, reserved, nil

@@ -888,3 +888,95 @@ func TestSlowLargeBodiesReserveWhatArrives(t *testing.T) {
 		t.Fatalf("with %d slow clients each declaring the whole budget: got %d %s, want 200", slowClients, resp.code, resp.body)
 	}
 }
+
+// A request alone always fits: a body of exactly maxBodyBytes, declared or chunked, is accepted
+// when the budget is maxBodyBytes too (the body's buffer never passes the limit).
+func TestBodyOfTheWholeBudgetFits(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes
+	h := startHarness(t, secrets, cfg)
+
+	limit := int(cfg.Limits.MaxBodyBytes)
+	body := paddedTrack("whole", 0)
+	body = paddedTrack("whole", limit-len(body))
+	if len(body) != limit {
+		t.Fatalf("test body is %d bytes, want %d", len(body), limit)
+	}
+	for _, chunked := range []bool{false, true} {
+		var reader io.Reader = strings.NewReader(body)
+		if chunked {
+			reader = struct{ io.Reader }{reader} // unknown length: sent chunked
+		}
+		req, err := http.NewRequest(http.MethodPost, h.url, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(SignatureHeader, hmacHex(h.secret, body))
+		if resp := send(t, req); resp.code != http.StatusOK {
+			t.Fatalf("chunked=%v: a body of exactly maxBodyBytes with maxBufferedBytes equal got %d %s, want 200", chunked, resp.code, resp.body)
+		}
+	}
+}
+
+// The memory budget is sized by the first config that loads, not by the defaults a receiver
+// starts with when its first load fails: a secret mounted late must not leave a config whose
+// bodies pass the default budget refused forever.
+func TestBudgetSizedByTheFirstConfigLoaded(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"other": "x"})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBodyBytes = 2 * config.DefaultMaxBufferedBytes
+	h := startHarness(t, secrets, cfg)
+	if resp := h.post(track("m-1")); resp.code != http.StatusServiceUnavailable {
+		t.Fatalf("without the secret file: got %d %s, want 503", resp.code, resp.body)
+	}
+
+	secrets.Update(t, map[string]string{"hmac": testSecret})
+	eventually(t, 10*time.Second, "readiness once the secret file appears", func() bool { return h.get("/readyz").code == 200 })
+	if resp := h.post(track("m-1")); resp.code != http.StatusOK {
+		t.Fatalf("after the secret file appeared: got %d %s, want 200", resp.code, resp.body)
+	}
+}
+
+// A request refused 429 once its events are routed (what it would hold does not fit the budget)
+// counts none of them: Segment's retry counts them when it proceeds.
+func TestRequestRefusedForMemoryCountsNoEvents(t *testing.T) {
+	target := newSink(t)
+	release := target.hold()
+	defer release()
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBufferedBytes = cfg.Limits.MaxBodyBytes
+	h := startHarness(t, secrets, cfg)
+
+	held := track("held")
+	first := make(chan response, 1)
+	go func() { first <- h.post(held) }()
+	waitArrival(t, target)
+	// The held request reserves its body and, once routed, one event to one target: the next
+	// body fits the rest but what its event would hold does not.
+	rest := int(cfg.Limits.MaxBufferedBytes) - len(held) - eventMemory - memoryPerDelivered
+	refused := paddedTrack("refused", 0)
+	refused = paddedTrack("refused", rest-1-len(refused))
+	tracks := func() float64 { return h.metric("segment_receiver_events_total", "type", "track") }
+	before := tracks()
+	if resp := h.post(refused); resp.code != http.StatusTooManyRequests {
+		t.Fatalf("got %d %s, want 429", resp.code, resp.body)
+	}
+	if got := tracks(); got != before {
+		t.Fatalf("events_total{type=track} went from %v to %v for a request refused 429", before, got)
+	}
+	release()
+	if resp := <-first; resp.code != http.StatusOK {
+		t.Fatalf("held request: %d %s", resp.code, resp.body)
+	}
+	if resp := h.post(refused); resp.code != http.StatusOK {
+		t.Fatalf("retry: %d %s", resp.code, resp.body)
+	}
+	if got := tracks(); got != before+1 {
+		t.Fatalf("events_total{type=track} = %v after the retry, want %v", got, before+1)
+	}
+}

@@ -50,17 +50,19 @@ func newPlanEnforcer(tp *config.TrackingPlan, files map[string][]byte, m *metric
 
 // enforce checks each event against the plan, using the members the decoder located. It leaves
 // in d.events the events to route (some marked, or with properties omitted), adds to d.invalid
-// those to dead-letter, and returns how many it blocked. A nil enforcer passes every event.
-func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
+// those to dead-letter, and returns how many it blocked and the bytes of the events it rewrote
+// (omitted properties), which no longer share the body. Its metrics go to counts. A nil enforcer
+// passes every event.
+func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int, rewritten int64) {
 	if e == nil {
-		return 0
+		return 0, 0
 	}
 	forward := d.events[:0] // filtered in place
 	for _, ev := range d.events {
 		r := e.plan.Check(trackingplan.Event{Type: ev.Type, Name: ev.Name,
 			Properties: ev.properties, Traits: ev.traits, Context: ev.context})
 		if r.Unplanned {
-			e.metrics.planUnplanned.Inc()
+			counts.inc(e.metrics.planUnplanned)
 			if e.unplanned == config.UnplannedBlock {
 				blocked++
 				continue
@@ -70,7 +72,7 @@ func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
 			forward = append(forward, ev)
 			continue
 		}
-		e.metrics.planViolations.WithLabelValues(planEventLabel(&ev, r.Unplanned), e.onViolation).Inc()
+		counts.inc(e.metrics.planViolations.WithLabelValues(planEventLabel(&ev, r.Unplanned), e.onViolation))
 		// Messages may quote the event's values: debug logs only.
 		e.log.Debug("tracking plan violation", "index", ev.Index, "messageId", ev.MessageID, "type", ev.Type,
 			"event", ev.Name, "action", e.onViolation, "violations", r.Violations)
@@ -81,13 +83,17 @@ func (e *planEnforcer) enforce(d *decodedBody) (blocked int) {
 			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &validationError{
 				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
 		case config.ViolationOmitProperties:
-			forward = append(forward, omit(ev, r.Violations))
+			out := omit(ev, r.Violations)
+			if len(out.Raw) != len(ev.Raw) { // an omitted member always shortens the event
+				rewritten += int64(len(out.Raw))
+			}
+			forward = append(forward, out)
 		default: // config.ViolationForward
 			forward = append(forward, markViolations(ev, r.Violations))
 		}
 	}
 	d.events = forward
-	return blocked
+	return blocked, rewritten
 }
 
 // omit drops the members the plan refused; what omitting cannot repair (a missing required

@@ -3,6 +3,7 @@ package receiver
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -502,4 +503,39 @@ func TestTrackingPlanViolationHeaderOnBrokers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The events OmitProperties rewrites are new bytes beside the body, and count against the memory
+// budget: with what a held request leaves, a body that fits is refused 429 once its rewritten
+// copy is counted.
+func TestOmittedPropertiesCountInTheBudget(t *testing.T) {
+	h, target, _ := planHarness(t, config.UnplannedAllow, config.ViolationOmitProperties, config.FormatSegment, func(c *config.Config) {
+		c.DeadLetter = nil // its envelopes would count the body again
+		c.Limits.MaxBufferedBytes = c.Limits.MaxBodyBytes
+	})
+	release := target.hold()
+	defer release()
+	held := `{"type":"track","event":"Order Completed","userId":"u","messageId":"held","properties":{"order_id":"o1"}}`
+	first := make(chan response, 1)
+	go func() { first <- h.post(held) }()
+	waitArrival(t, target)
+
+	// Half of what the held request leaves: the body and its event's reservation fit, its
+	// rewritten copy (all but the omitted coupon) does not.
+	rest := 64<<10 - len(held) - eventMemory - memoryPerDelivered
+	omitted := func(pad int) string {
+		return fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u","messageId":"omitted","properties":{"order_id":%q,"coupon":"X"}}`,
+			strings.Repeat("x", pad))
+	}
+	body := omitted(rest/2 - len(omitted(0)))
+	if resp := h.post(body); resp.code != http.StatusTooManyRequests {
+		t.Fatalf("got %d %s, want 429", resp.code, resp.body)
+	}
+	release()
+	if resp := <-first; resp.code != http.StatusOK {
+		t.Fatalf("held request: %d %s", resp.code, resp.body)
+	}
+	if resp := h.post(body); resp.code != http.StatusOK {
+		t.Fatalf("alone: %d %s", resp.code, resp.body)
+	}
 }
