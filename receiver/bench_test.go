@@ -94,6 +94,27 @@ func BenchmarkDecodeValidateBatch(b *testing.B) {
 
 // BenchmarkHandler drives the whole handler in-process (auth, decode, validate, route, deliver
 // over loopback HTTP to a sink that answers 200 at once).
+// runBenchServer runs a receiver with cfg until the benchmark ends; its handler is called
+// directly, without a network in between.
+func runBenchServer(b *testing.B, cfg *config.Config) *Server {
+	configVol := newVolume(b, map[string]string{config.FileName: configJSON(b, cfg)})
+	server, err := NewServer(configVol.Path(config.FileName), Options{
+		Logger:       slog.New(slog.DiscardHandler),
+		Registry:     prometheus.NewRegistry(),
+		Addr:         "127.0.0.1:0",
+		MetricsAddr:  "127.0.0.1:0",
+		PollInterval: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return server
+}
+
 func BenchmarkHandler(b *testing.B) {
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
@@ -103,21 +124,7 @@ func BenchmarkHandler(b *testing.B) {
 			defer sinkServer.Close()
 			secrets := newVolume(b, map[string]string{"hmac": testSecret})
 			cfg := testConfig(secrets, config.Target{Name: "sink", HTTP: &config.HTTPTarget{URL: sinkServer.URL}})
-			configVol := newVolume(b, map[string]string{config.FileName: configJSON(b, cfg)})
-			server, err := NewServer(configVol.Path(config.FileName), Options{
-				Logger:       slog.New(slog.DiscardHandler),
-				Registry:     prometheus.NewRegistry(),
-				Addr:         "127.0.0.1:0",
-				MetricsAddr:  "127.0.0.1:0",
-				PollInterval: -1,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- server.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			server := runBenchServer(b, cfg)
 			handler := server // the webhook and health handler
 			body := benchBatch(n)
 			if n == 1 {
@@ -175,21 +182,7 @@ func BenchmarkHandlerBatchMemory(b *testing.B) {
 			cfg := testConfig(secrets, setups[name](sinkServer.URL)...)
 			cfg.Limits.MaxBodyBytes = config.DefaultMaxBodyBytes
 			cfg.Limits.MaxEvents = 4000
-			configVol := newVolume(b, map[string]string{config.FileName: configJSON(b, cfg)})
-			server, err := NewServer(configVol.Path(config.FileName), Options{
-				Logger:       slog.New(slog.DiscardHandler),
-				Registry:     prometheus.NewRegistry(),
-				Addr:         "127.0.0.1:0",
-				MetricsAddr:  "127.0.0.1:0",
-				PollInterval: -1,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- server.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			server := runBenchServer(b, cfg)
 			body := benchBatch(4000)
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
