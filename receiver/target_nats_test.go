@@ -169,16 +169,23 @@ func TestNATSTargetPublishesToJetStream(t *testing.T) {
 	}
 }
 
-// The NATS client turns line breaks in header values into spaces and trims them, so messageIds
-// "n-1" and "n-1\n" would share a Nats-Msg-Id and JetStream would drop one as a duplicate:
-// percent-encoded, distinct events stay distinct and their headers decode to the event's data.
-func TestNATSHeadersKeepEventDataApart(t *testing.T) {
+// lenientStream starts a JetStream server with the SEGMENT stream and a Lenient receiver config
+// publishing to it.
+func lenientStream(t *testing.T) (jetstream.JetStream, *volume, *config.Config) {
 	srv := startNATS(t, -1, t.TempDir())
 	js := natsClient(t, natsURL(srv))
 	createStream(t, js)
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
 	cfg := testConfig(secretVol, natsTargetTo("stream", natsURL(srv)))
 	cfg.Validation = config.ValidationLenient
+	return js, secretVol, cfg
+}
+
+// The NATS client turns line breaks in header values into spaces and trims them, so messageIds
+// "n-1" and "n-1\n" would share a Nats-Msg-Id and JetStream would drop one as a duplicate:
+// percent-encoded, distinct events stay distinct and their headers decode to the event's data.
+func TestNATSHeadersKeepEventDataApart(t *testing.T) {
+	js, secretVol, cfg := lenientStream(t)
 	h := startHarness(t, secretVol, cfg)
 
 	body := batch(`{"type":"track","messageId":"n-1"}`, `{"type":"track","messageId":"n-1\n"}`,
@@ -207,12 +214,7 @@ func TestNATSHeadersKeepEventDataApart(t *testing.T) {
 
 // Identical events without a messageId get distinct Nats-Msg-Ids, so JetStream keeps each.
 func TestNATSKeepsIdenticalEventsWithoutMessageID(t *testing.T) {
-	srv := startNATS(t, -1, t.TempDir())
-	js := natsClient(t, natsURL(srv))
-	createStream(t, js)
-	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
-	cfg := testConfig(secretVol, natsTargetTo("stream", natsURL(srv)))
-	cfg.Validation = config.ValidationLenient
+	js, secretVol, cfg := lenientStream(t)
 	click := `{"type":"track","event":"Clicked"}`
 	if r := startHarness(t, secretVol, cfg).post(batch(click, click)); r.code != 200 {
 		t.Fatalf("got %d %s", r.code, r.body)
