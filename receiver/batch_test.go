@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,6 +324,36 @@ func TestDeadLetterTarget(t *testing.T) {
 		}
 		if len(target.accepted()) != 1 {
 			t.Fatalf("the valid event reached the target %d times", len(target.accepted()))
+		}
+	})
+
+	t.Run("a dead-letter target taking some letters, then the rest on Segment's retry", func(t *testing.T) {
+		h, _, dlq := setup(t)
+		var down atomic.Bool
+		down.Store(true)
+		failSecond := func(body string) int {
+			if down.Load() && strings.Contains(body, `"u-2"`) {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		}
+		dlq.decide.Store(&failSecond)
+		body := batch(`{"type":"nonsense","userId":"u-1"}`, `{"type":"nonsense","userId":"u-2"}`)
+		if resp := h.post(body); resp.code != 503 {
+			t.Fatalf("got %d %s, want 503: one letter is not at the dead-letter target", resp.code, resp.body)
+		}
+		if got := h.metric("segment_receiver_dead_lettered_events_total", "reason", ReasonInvalid); got != 1 {
+			t.Fatalf("dead-letter metric %v after the first try, want 1: the letter the target took", got)
+		}
+		down.Store(false)
+		if resp := h.post(body); resp.code != 200 {
+			t.Fatalf("retry: got %d %s", resp.code, resp.body)
+		}
+		if got := h.metric("segment_receiver_dead_lettered_events_total", "reason", ReasonInvalid); got != 2 {
+			t.Fatalf("dead-letter metric %v after the retry, want 2: each letter counted once", got)
+		}
+		if letters := envelopes(t, dlq); len(letters) != 2 {
+			t.Fatalf("%d dead letters, want 2", len(letters))
 		}
 	})
 

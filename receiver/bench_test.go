@@ -92,8 +92,6 @@ func BenchmarkDecodeValidateBatch(b *testing.B) {
 	}
 }
 
-// BenchmarkHandler drives the whole handler in-process (auth, decode, validate, route, deliver
-// over loopback HTTP to a sink that answers 200 at once).
 // runBenchServer runs a receiver with cfg until the benchmark ends; its handler is called
 // directly, without a network in between.
 func runBenchServer(b *testing.B, cfg *config.Config) *Server {
@@ -115,6 +113,8 @@ func runBenchServer(b *testing.B, cfg *config.Config) *Server {
 	return server
 }
 
+// BenchmarkHandler drives the whole handler in-process (auth, decode, validate, route, deliver
+// over loopback HTTP to a sink that answers 200 at once).
 func BenchmarkHandler(b *testing.B) {
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {

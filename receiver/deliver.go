@@ -308,20 +308,21 @@ func (d delivery) detach(size int64) []Event {
 }
 
 // sendDeadLetters sends envelopes to the dead-letter target and reports whether it has them all,
-// and which it got now (not already from an earlier try of the same request).
+// and which it accepted now, also when it refused or failed others: the target remembers those,
+// so a Segment retry does not send them, or count them, again.
 func (p *pipeline) sendDeadLetters(ctx context.Context, letters []Event) (sent []Event, ok bool) {
 	counts := tally{}
 	d, unprepared := p.deadLetter.prepare(letters, counts)
 	counts.apply()
-	if len(unprepared) > 0 {
-		return nil, false
-	}
-	for _, err := range p.deadLetter.send(ctx, d.batch) {
+	ok = len(unprepared) == 0
+	for i, err := range p.deadLetter.send(ctx, d.batch) {
 		if err != nil {
-			return nil, false
+			ok = false
+			continue
 		}
+		sent = append(sent, d.batch[i])
 	}
-	return d.batch, true
+	return sent, ok
 }
 
 // prepare selects the events this target should get: those its filter matches that it has not

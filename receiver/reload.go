@@ -93,7 +93,7 @@ func (s *Server) fitsMemoryBudget(limits config.Limits) error {
 		return nil // the first load sizes the budget
 	}
 	if limits.MaxBodyBytes > s.bodyBudget {
-		return fmt.Errorf("limits.maxBodyBytes %d is over the memory budget sized at start (maxBufferedBytes %d); restart the receiver to raise it",
+		return fmt.Errorf("limits.maxBodyBytes %d is over the memory budget sized by the first config loaded (maxBufferedBytes %d); restart the receiver to raise it",
 			limits.MaxBodyBytes, s.bodyBudget)
 	}
 	if limits.MaxBufferedBytes != s.bodyBudget {

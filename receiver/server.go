@@ -428,13 +428,10 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 // the target does not have them all.
 func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Event) bool {
 	sent, ok := p.sendDeadLetters(ctx, letters)
-	if !ok {
-		return false
-	}
 	for _, letter := range sent {
 		s.metrics.deadLetter(letter.Attributes[deadLetterReasonAttribute])
 	}
-	return true
+	return ok
 }
 
 // eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings,

@@ -838,8 +838,8 @@ func TestAcceptedBodyMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// The memory budget is sized at start, so a reload that raises maxBodyBytes over it is refused:
-// otherwise every larger body would get 429 until a restart.
+// The memory budget is sized by the first config loaded, so a later reload that raises
+// maxBodyBytes over it is refused: otherwise every larger body would get 429 until a restart.
 func TestReloadRefusesBodiesOverTheMemoryBudget(t *testing.T) {
 	target := newSink(t)
 	secrets := newVolume(t, map[string]string{"hmac": testSecret})
