@@ -92,6 +92,12 @@ func (r *references[T]) lookup(key types.NamespacedName) (T, bool) {
 // A version (or deletion) the watch reported since stays the latest: the value then counts as
 // stale, and the next reconcile reads the object again.
 func (r *references[T]) remember(key types.NamespacedName, resourceVersion string, value T) {
+	r.update(key, resourceVersion, func(T, bool) T { return value })
+}
+
+// update is remember for a value that reconciles running in parallel derive in parts: derive gets
+// what is kept already, and whether it was derived from the same version, under the lock.
+func (r *references[T]) update(key types.NamespacedName, resourceVersion string, derive func(kept T, sameVersion bool) T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ref, ok := r.byName[key]
@@ -99,7 +105,8 @@ func (r *references[T]) remember(key types.NamespacedName, resourceVersion strin
 		ref = &reference[T]{latest: resourceVersion}
 		r.byName[key] = ref
 	}
-	ref.derived, ref.value = resourceVersion, value
+	ref.value = derive(ref.value, ref.derived == resourceVersion)
+	ref.derived = resourceVersion
 }
 
 // forget drops an object the API server no longer has.

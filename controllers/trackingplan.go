@@ -65,7 +65,7 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 	name := types.NamespacedName{Namespace: swh.Namespace, Name: spec.ConfigMapRef.Name}
 	selection := strings.Join(spec.Keys, "\x00")
 	known, _ := r.plans.lookup(name)
-	if plan, ok := known.bySelection[selection]; ok {
+	if plan, ok := known[selection]; ok {
 		plan.report(swh)
 		return plan.docs, nil
 	}
@@ -115,7 +115,14 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 	}
 	result := compiledPlan{docs: docs,
 		status: segmentv1alpha1.TrackingPlanStatus{Events: int32(compiled.Events), Hash: compiled.Hash}}
-	r.plans.remember(name, cm.ResourceVersion, known.with(cm.ResourceVersion, selection, result))
+	r.plans.update(name, cm.ResourceVersion, func(kept compiledPlans, sameVersion bool) compiledPlans {
+		next := compiledPlans{}
+		if sameVersion { // other SegmentWebhooks' keys of the same version stay compiled
+			maps.Copy(next, kept)
+		}
+		next[selection] = result
+		return next
+	})
 	result.report(swh)
 	return docs, nil
 }
@@ -123,27 +130,13 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 // compiledPlans are what one version of a plan ConfigMap compiled to, by key selection: several
 // SegmentWebhooks may each take other keys of one ConfigMap. references remembers them per
 // ConfigMap version, so that a reconcile (every resync) reads and compiles a plan only after its
-// ConfigMap changed, as secretKeys does for Secrets.
-type compiledPlans struct {
-	resourceVersion string
-	bySelection     map[string]compiledPlan
-}
+// ConfigMap changed, as secretKeys does for Secrets. A map once remembered is never written.
+type compiledPlans map[string]compiledPlan
 
 // compiledPlan is what a plan ConfigMap compiled to for one key selection.
 type compiledPlan struct {
 	docs   trackingPlanDocs
 	status segmentv1alpha1.TrackingPlanStatus
-}
-
-// with returns the plans of resourceVersion with plan added: a copy, since reconciles running in
-// parallel share what references remembers. Plans of an older version are dropped.
-func (known compiledPlans) with(resourceVersion, selection string, plan compiledPlan) compiledPlans {
-	next := compiledPlans{resourceVersion: resourceVersion, bySelection: map[string]compiledPlan{}}
-	if known.resourceVersion == resourceVersion {
-		maps.Copy(next.bySelection, known.bySelection)
-	}
-	next.bySelection[selection] = plan
-	return next
 }
 
 // configMapsResource are ConfigMaps, of which the operator watches those holding tracking plans.
