@@ -25,31 +25,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 )
 
-// secretKeys tells which keys the referenced Secrets hold, reading each Secret from the API server
-// once per resourceVersion.
-//
-// The operator needs no Secret values: receivers read them from mounted files. It only checks that
-// every referenced key exists, so that a receiver is never started with a volume that cannot mount.
-// The key names of the referenced Secrets are remembered per version by references, whose watch
-// keeps nothing of the Secrets no SegmentWebhook references, so a no-op resync reads no Secret.
-type secretKeys struct {
-	reader client.Reader         // the API server
-	known  *references[[]string] // key names by Secret version
-}
-
 // secretsResource are Secrets, watched by their metadata.
 var secretsResource = corev1.SchemeGroupVersion.WithResource("secrets")
 
-// check returns a Stalled error naming the first referenced Secret or key that does not exist.
-// The Secret watch brings the SegmentWebhook back when it appears.
-func (s *secretKeys) check(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
+// checkSecrets returns a Stalled error naming the first referenced Secret or key that does not
+// exist; the Secret watch brings the SegmentWebhook back when it appears. The operator needs no
+// Secret values, receivers read them from mounted files: it checks only that every referenced key
+// exists, so that a receiver is never started with a volume that cannot mount.
+func (r *SegmentWebhookReconciler) checkSecrets(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) error {
 	for _, ref := range swh.Spec.SecretKeyRefs() {
-		keys, err := s.keysOf(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ref.Name})
+		keys, err := r.secretKeys(ctx, types.NamespacedName{Namespace: swh.Namespace, Name: ref.Name})
 		if apierrors.IsNotFound(err) {
 			return &notReadyError{reason: segmentv1alpha1.ReasonSecretNotFound, stalled: true,
 				msg: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, swh.Namespace)}
@@ -65,18 +54,21 @@ func (s *secretKeys) check(ctx context.Context, swh *segmentv1alpha1.SegmentWebh
 	return nil
 }
 
-func (s *secretKeys) keysOf(ctx context.Context, name types.NamespacedName) ([]string, error) {
-	if keys, ok := s.known.lookup(name); ok {
+// secretKeys returns the key names of a Secret, read from the API server once per version: a
+// no-op resync reads no Secret. The watch behind r.secrets keeps nothing of the Secrets no
+// SegmentWebhook references.
+func (r *SegmentWebhookReconciler) secretKeys(ctx context.Context, name types.NamespacedName) ([]string, error) {
+	if keys, ok := r.secrets.lookup(name); ok {
 		return keys, nil
 	}
 	secret := &corev1.Secret{}
-	if err := s.reader.Get(ctx, name, secret); err != nil {
+	if err := r.APIReader.Get(ctx, name, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			s.known.forget(name)
+			r.secrets.forget(name)
 		}
 		return nil, err
 	}
 	keys := slices.Collect(maps.Keys(secret.Data))
-	s.known.remember(name, secret.ResourceVersion, keys)
+	r.secrets.remember(name, secret.ResourceVersion, keys)
 	return keys, nil
 }

@@ -67,8 +67,7 @@ func NewSegmentWebhookReconciler(mgr ctrl.Manager, opts RenderOptions) *SegmentW
 		MaxConcurrentReconciles: DefaultMaxConcurrentReconciles,
 		verified:                &verifiedIntents{},
 	}
-	r.secrets = &secretKeys{reader: r.APIReader,
-		known: newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))}
+	r.secrets = newReferences[[]string](secretsResource, r.referrersByIndex(SecretNameIndex))
 	r.plans = newReferences[compiledPlans](configMapsResource, r.referrersByIndex(TrackingPlanConfigMapIndex))
 	return r
 }
@@ -85,7 +84,7 @@ type SegmentWebhookReconciler struct {
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
 
-	secrets  *secretKeys
+	secrets  *references[[]string] // the key names of the referenced Secrets
 	verified *verifiedIntents
 	plans    *references[compiledPlans]
 	// gatewayAPI is set when the cluster serves HTTPRoute, as NewManager discovered it.
@@ -131,7 +130,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	original := swh.DeepCopy()
 	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
 
-	if err := r.secrets.check(ctx, swh); err != nil {
+	if err := r.checkSecrets(ctx, swh); err != nil {
 		setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, false, reasonOf(err), err.Error())
 		return ctrl.Result{}, err
 	}
@@ -313,7 +312,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		}
 		b = b.Owns(obj, builder.WithPredicates(childChanged))
 	}
-	return b.WatchesRawSource(r.secrets.known.source(userObjects, namespaces)).
+	return b.WatchesRawSource(r.secrets.source(userObjects, namespaces)).
 		WatchesRawSource(r.plans.source(userObjects, namespaces)).
 		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),

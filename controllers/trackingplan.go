@@ -130,7 +130,7 @@ func (r *SegmentWebhookReconciler) resolveTrackingPlan(ctx context.Context, swh 
 // compiledPlans are what one version of a plan ConfigMap compiled to, by key selection: several
 // SegmentWebhooks may each take other keys of one ConfigMap. references remembers them per
 // ConfigMap version, so that a reconcile (every resync) reads and compiles a plan only after its
-// ConfigMap changed, as secretKeys does for Secrets. A map once remembered is never written.
+// ConfigMap changed, as r.secrets does for Secrets. A map once remembered is never written.
 type compiledPlans map[string]compiledPlan
 
 // compiledPlan is what a plan ConfigMap compiled to for one key selection.
