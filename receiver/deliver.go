@@ -335,7 +335,6 @@ func (r *route) prepare(events []Event, counts tally) (d delivery, unprepared []
 	if len(events) > 1 {
 		inRequest = make(map[string]bool, len(events))
 	}
-	copying := false // whether an event had fields dropped: originals is then kept apart
 	for _, ev := range events {
 		if !r.filter.Matches(ev.Type, ev.Name) {
 			continue
@@ -354,17 +353,17 @@ func (r *route) prepare(events []Event, counts tally) (d delivery, unprepared []
 			continue
 		}
 		if len(out.Raw) != len(ev.Raw) { // a dropped field always shortens the event
-			if !copying {
-				d.originals, copying = slices.Clone(d.batch), true
+			if d.copied == 0 { // the first event made for d: originals is kept apart from here
+				d.originals = slices.Clone(d.batch)
 			}
 			d.copied += int64(len(out.Raw))
 		}
 		d.batch = append(d.batch, out)
-		if copying {
+		if d.copied > 0 {
 			d.originals = append(d.originals, ev)
 		}
 	}
-	if !copying {
+	if d.copied == 0 {
 		d.originals = d.batch
 	}
 	return d, unprepared

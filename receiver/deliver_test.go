@@ -263,8 +263,8 @@ func TestHeldMemoryFollowsTargets(t *testing.T) {
 	if plain.copied != 0 {
 		t.Fatalf("%d bytes copied for a target that drops nothing", plain.copied)
 	}
-	pieces := jsonArray(plain.batch)
-	if string(bytes.Join(pieces, nil)) != string(body) || &pieces[1][0] != &events[0].Raw[0] {
+	pieces, size := jsonArray(plain.batch)
+	if string(bytes.Join(pieces, nil)) != string(body) || &pieces[1][0] != &events[0].Raw[0] || size != int64(len(body)) {
 		t.Fatal("the HTTP array is not the events' own bytes between brackets and commas")
 	}
 	if want := int64(len(dropped.batch[0].Raw) + len(dropped.batch[1].Raw)); dropped.copied != want ||

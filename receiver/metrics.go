@@ -32,9 +32,8 @@ type metrics struct {
 	planUnplanned     prometheus.Counter
 
 	// The busy paths' series, looked up once; read-only once built.
-	eventsByType         map[string]prometheus.Counter
-	requestsByCode       map[int]prometheus.Counter
-	deadLetteredByReason map[string]prometheus.Counter
+	eventsByType   map[string]prometheus.Counter
+	requestsByCode map[int]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -115,9 +114,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, code := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
 		m.requestsByCode[code] = m.requests.WithLabelValues(strconv.Itoa(code))
 	}
-	m.deadLetteredByReason = map[string]prometheus.Counter{}
 	for _, reason := range deadLetterReasons {
-		m.deadLetteredByReason[reason] = m.deadLettered.WithLabelValues(reason)
+		m.deadLettered.WithLabelValues(reason)
 	}
 	return m
 }
@@ -156,15 +154,8 @@ func (t tally) apply() {
 	}
 }
 
-// deadLetter counts one event the dead-letter target accepted, by its reason; the known reasons
-// are looked up once.
-func (m *metrics) deadLetter(reason string) {
-	if c, ok := m.deadLetteredByReason[reason]; ok {
-		c.Inc()
-		return
-	}
-	m.deadLettered.WithLabelValues(reason).Inc()
-}
+// deadLetter counts one event the dead-letter target accepted, by its reason.
+func (m *metrics) deadLetter(reason string) { m.deadLettered.WithLabelValues(reason).Inc() }
 
 // request counts one answer; the codes of the busy path are looked up once.
 func (m *metrics) request(code int) {

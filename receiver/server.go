@@ -441,9 +441,10 @@ const eventMemory = 512
 // heldMemory estimates what a request holds besides its body once its events are routed: its
 // decoded events, the events the tracking plan rewrote (rewritten bytes), what each required
 // target holds to deliver them (delivery.memory: per event, and the events made for it, with
-// dropped fields), the events made for each optional target (its delivery reserves the rest,
-// see deliverInBackground) and, with a dead-letter target, envelopes holding each event's bytes
-// at most once (a malformed body's envelope, already made).
+// dropped fields), the events made for each optional target (held by the request until it ends;
+// the background delivery then reserves its own, see deliverInBackground, so they briefly count
+// twice) and, with a dead-letter target, envelopes holding each event's bytes at most once (a
+// malformed body's envelope, already made).
 func heldMemory(p *pipeline, body []byte, decodedEvents int, rewritten int64, deliveries []delivery, malformed []Event) int64 {
 	held := int64(decodedEvents)*eventMemory + rewritten
 	for _, d := range deliveries {

@@ -145,9 +145,11 @@ func (t *httpTarget) chunkEnd(events []Event, lo int) int {
 // post sends one event as itself, or a chunk as a JSON array in Segment's batch shape, so that
 // one receiver can feed another.
 func (t *httpTarget) post(ctx context.Context, events []Event) error {
-	key := headerText(events[0].MessageID)
+	var key string
 	if t.batch != nil {
 		key = chunkKey(events)
+	} else {
+		key = headerText(events[0].MessageID)
 	}
 	req, err := t.newRequest(ctx, events)
 	if err != nil {
@@ -207,35 +209,33 @@ func (t *httpTarget) newRequest(ctx context.Context, events []Event) (*http.Requ
 	if t.batch == nil {
 		return http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(events[0].Raw))
 	}
-	body := func() (io.ReadCloser, error) {
-		array := jsonArray(events)
-		return io.NopCloser(&array), nil
-	}
-	array, _ := body()
-	req, err := http.NewRequestWithContext(ctx, t.method, t.url, array)
+	array, size := jsonArray(events)
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, io.NopCloser(&array))
 	if err != nil {
 		return nil, err
 	}
-	req.ContentLength = int64(len(events)) + 1 // brackets and commas
-	for _, ev := range events {
-		req.ContentLength += int64(len(ev.Raw))
+	req.ContentLength = size
+	// For the transport's own retry on a connection closed under it.
+	req.GetBody = func() (io.ReadCloser, error) {
+		again, _ := jsonArray(events)
+		return io.NopCloser(&again), nil
 	}
-	req.GetBody = body // for the transport's own retry on a connection closed under it
 	return req, nil
 }
 
 // jsonArray is the events' bytes as one JSON array, with no spaces, as Segment sends it: the
-// events' own bytes between brackets and commas.
-func jsonArray(events []Event) net.Buffers {
-	pieces := make(net.Buffers, 0, 2*len(events)+1)
+// events' own bytes between brackets and commas, and the array's size.
+func jsonArray(events []Event) (array net.Buffers, size int64) {
+	array = make(net.Buffers, 0, 2*len(events)+1)
 	for i, ev := range events {
 		separator := comma
 		if i == 0 {
 			separator = openBracket
 		}
-		pieces = append(pieces, separator, ev.Raw)
+		array = append(array, separator, ev.Raw)
+		size += int64(len(ev.Raw)) + 1
 	}
-	return append(pieces, closeBracket)
+	return append(array, closeBracket), size + 1
 }
 
 var openBracket, comma, closeBracket = []byte("["), []byte(","), []byte("]")
