@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsim"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -63,7 +64,7 @@ func head(method, path string, headers ...string) string {
 }
 
 func signedHead(body []byte, extra ...string) string {
-	h := append([]string{"Content-Type", "application/json", "X-Signature", hmacHex(badSecret, body),
+	h := append([]string{"Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, body),
 		"Content-Length", strconv.Itoa(len(body))}, extra...)
 	return head("POST", config.DefaultPath, h...)
 }
@@ -89,7 +90,7 @@ func TestBadInput(t *testing.T) {
 
 	good := func(t *testing.T) {
 		t.Helper()
-		body := []byte(event(fmt.Sprintf("good-%d", goodCounter.Add(1)), 0))
+		body := []byte(segmentsim.Event(fmt.Sprintf("good-%d", goodCounter.Add(1)), 0))
 		if code, msg := rawExchange(t, addr, signedHead(body), body); code != http.StatusOK {
 			t.Fatalf("a good request after the bad one: %d %s", code, msg)
 		}
@@ -100,11 +101,11 @@ func TestBadInput(t *testing.T) {
 	many := func(n int) string {
 		var evs []string
 		for i := range n {
-			evs = append(evs, event(fmt.Sprintf("many-%d", i), i))
+			evs = append(evs, segmentsim.Event(fmt.Sprintf("many-%d", i), i))
 		}
 		return "[" + strings.Join(evs, ",") + "]"
 	}
-	valid := []byte(event("sig-1", 0))
+	valid := []byte(segmentsim.Event("sig-1", 0))
 	bigBody := []byte(`{"type":"track","event":"E","userId":"u","properties":{"pad":"` + strings.Repeat("x", 2*badMaxBody) + `"}}`)
 
 	type tc struct {
@@ -142,7 +143,7 @@ func TestBadInput(t *testing.T) {
 		bodyCase("alias without userId", 400, `{"type":"alias","previousId":"p","anonymousId":"a"}`),
 		bodyCase("delete without userId", 400, `{"type":"delete","anonymousId":"a"}`),
 		bodyCase("page without identity", 400, `{"type":"page","name":"Home"}`),
-		bodyCase("invalid second event in a batch", 400, "["+event("b-1", 0)+`,{"type":"track","userId":"u"}]`),
+		bodyCase("invalid second event in a batch", 400, "["+segmentsim.Event("b-1", 0)+`,{"type":"track","userId":"u"}]`),
 		bodyCase("batch over maxEvents", 413, many(badMaxEvents+1)),
 		bodyCase("body over maxBodyBytes", 413, string(bigBody)),
 		{name: "chunked body over maxBodyBytes", want: 413, raw: func() (string, []byte) {
@@ -153,10 +154,10 @@ func TestBadInput(t *testing.T) {
 			}
 			chunked.WriteString("0\r\n\r\n")
 			return head("POST", config.DefaultPath, "Content-Type", "application/json", "Transfer-Encoding", "chunked",
-				"X-Signature", hmacHex(badSecret, bigBody)), chunked.Bytes()
+				"X-Signature", segmentsim.Sign(badSecret, bigBody)), chunked.Bytes()
 		}},
 		{name: "Content-Length over the limit, no body sent (refused before reading)", want: 413, raw: func() (string, []byte) {
-			return head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", hmacHex(badSecret, valid),
+			return head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, valid),
 				"Content-Length", strconv.Itoa(100<<20)), nil
 		}},
 		{name: "wrong method GET", want: 405, raw: func() (string, []byte) { return head("GET", config.DefaultPath), nil }},
@@ -165,42 +166,42 @@ func TestBadInput(t *testing.T) {
 			return head("POST", "/other", "Content-Type", "application/json", "Content-Length", "2"), []byte("{}")
 		}},
 		{name: "content type text/plain", want: 415, raw: func() (string, []byte) {
-			return head("POST", config.DefaultPath, "Content-Type", "text/plain", "X-Signature", hmacHex(badSecret, valid),
+			return head("POST", config.DefaultPath, "Content-Type", "text/plain", "X-Signature", segmentsim.Sign(badSecret, valid),
 				"Content-Length", strconv.Itoa(len(valid))), valid
 		}},
 		{name: "no content type", want: 415, raw: func() (string, []byte) {
-			return head("POST", config.DefaultPath, "X-Signature", hmacHex(badSecret, valid),
+			return head("POST", config.DefaultPath, "X-Signature", segmentsim.Sign(badSecret, valid),
 				"Content-Length", strconv.Itoa(len(valid))), valid
 		}},
 		{name: "content type form", want: 415, raw: func() (string, []byte) {
-			return head("POST", config.DefaultPath, "Content-Type", "application/x-www-form-urlencoded", "X-Signature", hmacHex(badSecret, valid),
+			return head("POST", config.DefaultPath, "Content-Type", "application/x-www-form-urlencoded", "X-Signature", segmentsim.Sign(badSecret, valid),
 				"Content-Length", strconv.Itoa(len(valid))), valid
 		}},
 		{name: "missing signature", want: 401, raw: func() (string, []byte) {
 			return head("POST", config.DefaultPath, "Content-Type", "application/json", "Content-Length", strconv.Itoa(len(valid))), valid
 		}},
 		{name: "signature not hex", want: 401, raw: func() (string, []byte) { return sigHead(valid, strings.Repeat("zz", 20)), valid }},
-		{name: "short signature", want: 401, raw: func() (string, []byte) { return sigHead(valid, hmacHex(badSecret, valid)[:20]), valid }},
-		{name: "signature with the wrong secret", want: 401, raw: func() (string, []byte) { return sigHead(valid, hmacHex("guess", valid)), valid }},
+		{name: "short signature", want: 401, raw: func() (string, []byte) { return sigHead(valid, segmentsim.Sign(badSecret, valid)[:20]), valid }},
+		{name: "signature with the wrong secret", want: 401, raw: func() (string, []byte) { return sigHead(valid, segmentsim.Sign("guess", valid)), valid }},
 		{name: "signature over other bytes", want: 401, raw: func() (string, []byte) {
-			return sigHead(valid, hmacHex(badSecret, append([]byte(" "), valid...))), valid
+			return sigHead(valid, segmentsim.Sign(badSecret, append([]byte(" "), valid...))), valid
 		}},
 		{name: "uppercase hex of a wrong MAC", want: 401, raw: func() (string, []byte) {
-			return sigHead(valid, strings.ToUpper(hmacHex("guess", valid))), valid
+			return sigHead(valid, strings.ToUpper(segmentsim.Sign("guess", valid))), valid
 		}},
 		// Hex case carries no meaning: the uppercase spelling of the right MAC is the same MAC.
 		{name: "uppercase hex of the right MAC", want: 200, raw: func() (string, []byte) {
-			b := []byte(event("upper-1", 1))
-			return sigHead(b, strings.ToUpper(hmacHex(badSecret, b))), b
+			b := []byte(segmentsim.Event("upper-1", 1))
+			return sigHead(b, strings.ToUpper(segmentsim.Sign(badSecret, b))), b
 		}},
 		{name: "batch signed over element 1 instead of 0", want: 401, raw: func() (string, []byte) {
-			e0, e1 := event("el-0", 0), event("el-1", 1)
+			e0, e1 := segmentsim.Event("el-0", 0), segmentsim.Event("el-1", 1)
 			b := []byte("[" + e0 + "," + e1 + "]")
-			return sigHead(b, hmacHex(badSecret, []byte(e1))), b
+			return sigHead(b, segmentsim.Sign(badSecret, []byte(e1))), b
 		}},
 		{name: "huge header", want: 431, raw: func() (string, []byte) {
 			return head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Padding", strings.Repeat("p", 64<<10),
-				"X-Signature", hmacHex(badSecret, valid), "Content-Length", strconv.Itoa(len(valid))), valid
+				"X-Signature", segmentsim.Sign(badSecret, valid), "Content-Length", strconv.Itoa(len(valid))), valid
 		}},
 		{name: "many headers", want: 431, raw: func() (string, []byte) {
 			var hs []string
@@ -252,14 +253,14 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("lying Content-Length: declares more than is sent", func(t *testing.T) {
 		// The body ends early (the client half-closes): a read error, 400, never a hang.
-		body := []byte(event("short-1", 0))
+		body := []byte(segmentsim.Event("short-1", 0))
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		h := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", hmacHex(badSecret, body),
+		h := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, body),
 			"Content-Length", strconv.Itoa(len(body)+500))
 		_, _ = conn.Write(append([]byte(h), body...))
 		_ = conn.(*net.TCPConn).CloseWrite()
@@ -336,11 +337,11 @@ func TestBadInput(t *testing.T) {
 			var b []byte
 			switch i % 5 {
 			case 0: // declared 100 MiB, nothing sent
-				h = head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", hmacHex(badSecret, valid),
+				h = head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, valid),
 					"Content-Length", strconv.Itoa(100<<20))
 			case 1: // 1 MiB chunked
 				h = head("POST", config.DefaultPath, "Content-Type", "application/json", "Transfer-Encoding", "chunked",
-					"X-Signature", hmacHex(badSecret, valid))
+					"X-Signature", segmentsim.Sign(badSecret, valid))
 				b = append(fmt.Appendf(nil, "%x\r\n", len(huge)), huge...)
 				b = append(b, "\r\n0\r\n\r\n"...)
 			case 2: // 1 MiB with an honest Content-Length
@@ -442,8 +443,8 @@ func TestHeldLargeBodies(t *testing.T) {
 		t.Errorf("memory grew by %.1f MiB RSS (Go heap in use %.1f MiB) for %d held requests", mib(growth), heap/(1<<20), conns)
 	}
 	// Segment's requests still find room while the slow ones are held.
-	body := []byte(event("beside-held", 0))
-	secretHead := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", hmacHex(badSecret, body),
+	body := []byte(segmentsim.Event("beside-held", 0))
+	secretHead := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, body),
 		"Content-Length", strconv.Itoa(len(body)))
 	if code, msg := rawExchange(t, addr, secretHead, body); code != http.StatusOK {
 		t.Fatalf("a good request beside the held ones: %d %s", code, msg)

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsim"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -44,7 +45,7 @@ type env struct {
 	secretVol *volume
 	cfg       *config.Config
 	recv      *receiverProc
-	sender    *sender
+	sender    *segmentsim.Sender
 	pace      time.Duration
 	start     time.Time
 
@@ -125,7 +126,7 @@ var scenarios = []scenario{
 			e.note("target up")
 		},
 		happened: func(e *env) string {
-			return above("receiver answers 503", float64(e.sender.c503.load())) +
+			return above("receiver answers 503", float64(e.sender.C503.Load())) +
 				above(" transient failures at target down", e.recv.metric("segment_receiver_target_failures_total", "target", "down", "kind", "transient"))
 		},
 	},
@@ -140,7 +141,7 @@ var scenarios = []scenario{
 			e.note("target fast again")
 		},
 		happened: func(e *env) string {
-			return above("receiver answers 503", float64(e.sender.c503.load())) +
+			return above("receiver answers 503", float64(e.sender.C503.Load())) +
 				above(" transient failures at target slow", e.recv.metric("segment_receiver_target_failures_total", "target", "slow", "kind", "transient"))
 		},
 	},
@@ -158,7 +159,7 @@ var scenarios = []scenario{
 			e.note("receiver restarted and ready")
 		},
 		happened: func(e *env) string {
-			return above("sender connection errors and 503s at the kill", float64(e.sender.netErrs.load()+e.sender.c503.load()))
+			return above("sender connection errors and 503s at the kill", float64(e.sender.NetErrs.Load()+e.sender.C503.Load()))
 		},
 	},
 	{
@@ -187,10 +188,10 @@ var scenarios = []scenario{
 			e.secretVol.Update(e.t, map[string]string{"hmac-a": oldSecret + "\n", "hmac-b": newSecret + "\n"})
 			e.recv.waitReloads(before + 1)
 			e.note("secret swapped: both secrets accepted")
-			e.sender.rotate(newSecret)
+			e.sender.Rotate(newSecret)
 			e.note("sender signs with the new secret")
 			e.at(0.6)
-			for e.sender.inFlightWithOlderSecrets() > 0 {
+			for e.sender.InFlightWithOlderSecrets() > 0 {
 				time.Sleep(5 * time.Millisecond)
 			}
 			before = e.reloads()
@@ -217,7 +218,7 @@ var scenarios = []scenario{
 			e.note("optional target up")
 		},
 		happened: func(e *env) string {
-			if c := e.sender.c503.load(); c > 0 {
+			if c := e.sender.C503.Load(); c > 0 {
 				return fmt.Sprintf("%d answers were 503: an optional target must not fail requests", c)
 			}
 			return above("failures at the optional target", e.recv.metric("segment_receiver_target_failures_total", "target", "down", "kind", "transient"))
@@ -254,12 +255,12 @@ var (
 
 func TestFaultMatrix(t *testing.T) {
 	sz := runSizes()
-	scfg := senderConfig{
-		concurrency:    16,
-		attemptTimeout: 5 * time.Second,
-		initialBackoff: 50 * time.Millisecond,
-		maxBackoff:     time.Second,
-		giveUpAfter:    sz.giveUp,
+	scfg := segmentsim.Config{
+		Concurrency:    16,
+		AttemptTimeout: 5 * time.Second,
+		InitialBackoff: 50 * time.Millisecond,
+		MaxBackoff:     time.Second,
+		GiveUpAfter:    sz.giveUp,
 	}
 	for i, sc := range scenarios {
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
@@ -275,9 +276,9 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\nReceiver fault matrix, %s mode: %d events per scenario sent over %s by a Segment-like sender\n", mode, sz.events, sz.pace)
 	fmt.Fprintf(&b, "(%d attempts in flight; retries timeouts, 5xx but 501, 408, 423, 429 with randomized exponential backoff %s..%s;\n",
-		scfg.concurrency, scfg.initialBackoff, scfg.maxBackoff)
-	fmt.Fprintf(&b, " time compressed: Segment's %s retry window -> %s here, x%.0f).\n", segmentRetryWindow, scfg.giveUpAfter,
-		segmentRetryWindow.Seconds()/scfg.giveUpAfter.Seconds())
+		scfg.Concurrency, scfg.InitialBackoff, scfg.MaxBackoff)
+	fmt.Fprintf(&b, " time compressed: Segment's %s retry window -> %s here, x%.0f).\n", segmentRetryWindow, scfg.GiveUpAfter,
+		segmentRetryWindow.Seconds()/scfg.GiveUpAfter.Seconds())
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tevents\trequests\tattempts\t2xx\t503\t429\tother 4xx\tconn err\tretries\tduplicates per target\tmax attempt\tmax until 2xx\t")
 	for _, r := range results {
@@ -294,7 +295,7 @@ func TestFaultMatrix(t *testing.T) {
 	t.Log(b.String())
 }
 
-func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed uint64) {
+func runScenario(t *testing.T, sc scenario, sz sizes, scfg segmentsim.Config, seed uint64) {
 	e := &env{t: t, sinks: map[string]*sink{}, pace: sz.pace, requiredFrom: map[string]time.Time{}}
 	for _, name := range []string{"flaky", "steady", "down", "slow", "a", "b", "picky", "dlq"} {
 		e.sinks[name] = newSink(t, name)
@@ -330,16 +331,16 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	e.configVol = newVolume(t, nil)
 	writeConfig(t, e.configVol, e.cfg)
 	e.recv = startReceiver(t, e.configVol.Path(config.FileName))
-	e.sender = newSender(e.recv.url(), oldSecret, scfg)
+	e.sender = segmentsim.NewSender(e.recv.url(), oldSecret, scfg)
 
-	reqs := makeRequests(fmt.Sprintf("s%d", seed), sz.events, rand.New(rand.NewPCG(seed, 42)))
+	reqs := segmentsim.MakeRequests(fmt.Sprintf("s%d", seed), sz.events, rand.New(rand.NewPCG(seed, 42)))
 	e.start = time.Now()
 	faultDone := make(chan struct{})
 	go func() {
 		defer close(faultDone)
 		sc.fault(e)
 	}()
-	outcomes := e.sender.run(reqs, sz.pace)
+	outcomes := e.sender.Run(reqs, sz.pace)
 	<-faultDone
 	for _, n := range e.notes {
 		t.Log(n)
@@ -349,10 +350,10 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	var failed []string
 	var maxE2E time.Duration
 	for i, o := range outcomes {
-		if !o.acked {
-			failed = append(failed, fmt.Sprintf("request %d (%d events) after %d attempts: %s", i, len(reqs[i].ids), o.attempts, o.lastErr))
+		if !o.Acked {
+			failed = append(failed, fmt.Sprintf("request %d (%d events) after %d attempts: %s", i, len(reqs[i].IDs), o.Attempts, o.LastErr))
 		}
-		maxE2E = max(maxE2E, o.e2eLatency)
+		maxE2E = max(maxE2E, o.E2ELatency)
 	}
 	if len(failed) > 0 {
 		t.Errorf("%d of %d requests never accepted, first: %s", len(failed), len(reqs), strings.Join(failed[:min(5, len(failed))], "; "))
@@ -369,10 +370,10 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 		missing := 0
 		var example string
 		for i, o := range outcomes {
-			if !o.acked || o.ackStart.Before(from) {
+			if !o.Acked || o.AckStart.Before(from) {
 				continue
 			}
-			for _, id := range reqs[i].ids {
+			for _, id := range reqs[i].IDs {
 				// A refused event counts as delivered once the dead-letter target has it.
 				refuse := e.sinks[name].refuse.Load()
 				if snap[name][id] == 0 && !(refuse != nil && (*refuse)(id) && deadLettered[id] > 0) {
@@ -409,9 +410,9 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 		if sc.restartsLoseDedupe {
 			continue
 		}
-		if allowed := ambiguous[name] + int(e.sender.timeouts.load()); dupes > allowed {
+		if allowed := ambiguous[name] + int(e.sender.Timeouts.Load()); dupes > allowed {
 			t.Errorf("target %s got %d duplicates, but only %d deliveries were ambiguous (%d abandoned at the receiver's deadline, %d sender timeouts)",
-				name, dupes, allowed, ambiguous[name], e.sender.timeouts.load())
+				name, dupes, allowed, ambiguous[name], e.sender.Timeouts.Load())
 		}
 	}
 	t.Logf("ambiguous (deadline) failures by target: %v", ambiguous)
@@ -427,9 +428,9 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg senderConfig, seed ui
 	resultsMu.Lock()
 	results = append(results, result{
 		name: sc.name, events: sz.events, requests: len(reqs),
-		attempts: e.sender.attempts.load(), ok: e.sender.ok.load(), c503: e.sender.c503.load(), c429: e.sender.c429.load(),
-		c4xx: e.sender.c4xx.load(), netErrs: e.sender.netErrs.load(),
-		dupes: dupCells, maxLatency: time.Duration(e.sender.maxLatency.Load()), maxE2E: maxE2E,
+		attempts: e.sender.Attempts.Load(), ok: e.sender.OK.Load(), c503: e.sender.C503.Load(), c429: e.sender.C429.Load(),
+		c4xx: e.sender.C4xx.Load(), netErrs: e.sender.NetErrs.Load(),
+		dupes: dupCells, maxLatency: time.Duration(e.sender.MaxLatency.Load()), maxE2E: maxE2E,
 		expectedDupes: sc.restartsLoseDedupe,
 	})
 	resultsMu.Unlock()

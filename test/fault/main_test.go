@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -370,7 +372,7 @@ func (s *sink) serve(l net.Listener) {
 func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.requests.add(1)
-	if rate := s.failRate.load(); rate > 0 && randFloat() < rate {
+	if rate := s.failRate.load(); rate > 0 && rand.Float64() < rate {
 		s.failed.add(1)
 		w.WriteHeader(http.StatusInternalServerError)
 		return
@@ -442,3 +444,18 @@ func isConnClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, net.ErrClosed)
 }
+
+type atomicCounter struct{ v atomic.Int64 }
+
+func (c *atomicCounter) add(n int64) { c.v.Add(n) }
+func (c *atomicCounter) load() int64 { return c.v.Load() }
+
+type atomicFloat struct{ v atomic.Uint64 }
+
+func (f *atomicFloat) store(x float64) { f.v.Store(math.Float64bits(x)) }
+func (f *atomicFloat) load() float64   { return math.Float64frombits(f.v.Load()) }
+
+type atomicDur struct{ v atomic.Int64 }
+
+func (d *atomicDur) store(x time.Duration) { d.v.Store(int64(x)) }
+func (d *atomicDur) load() time.Duration   { return time.Duration(d.v.Load()) }
