@@ -110,6 +110,46 @@ docker-build: ## Build the manager and receiver images (needs a Docker engine).
 	docker build --target manager -t $(IMG) .
 	docker build --target receiver -t $(RECEIVER_IMG) .
 
+##@ Real node
+
+# A real one-node cluster from binaries (test/e2e/cluster): etcd and kube-apiserver from envtest,
+# kube-controller-manager, kube-scheduler, kube-proxy, kubectl and the kubelet from
+# hack/node-assets.sh, containerd, runc and the CNI plugins from Debian. Needs root and cgroups.
+E2E_DIR ?= /tmp/swo-e2e
+CLUSTER_DIR ?= /tmp/swo-cluster
+KUBELET_VERSION ?= 1.34.4
+NODE_ASSETS = $(or $(NODE_ASSETS_DIR),$$(KUBE_VERSION=$(ENVTEST_K8S_VERSION) KUBELET_VERSION=$(KUBELET_VERSION) hack/node-assets.sh))
+
+.PHONY: node-assets
+node-assets: ## Download or build the kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl.
+	@assets="$(NODE_ASSETS)" && echo "node assets: $$assets"
+
+.PHONY: node-packages
+node-packages: ## Install containerd, runc, the CNI plugins and iptables from Debian when missing.
+	@hack/node-packages.sh
+
+.PHONY: e2e
+e2e: ## Run the real-node suite: images imported into containerd, helm install, rollouts, kills, rotation, drain, outage.
+	@hack/e2e.sh test
+
+.PHONY: cluster
+cluster: ## Start the real one-node cluster with the operator installed and leave it running.
+	@hack/e2e.sh cluster
+
+# print-VAR prints a variable; print-envtest-assets and print-node-assets the cached asset directories.
+print-%:
+	@echo $($*)
+
+.PHONY: print-envtest-assets print-node-assets
+print-envtest-assets:
+	@echo "$(ENVTEST_ASSETS)" 2>/dev/null
+print-node-assets:
+	@echo "$(NODE_ASSETS)"
+
+.PHONY: cluster-down
+cluster-down: ## Remove the cluster make cluster started.
+	go run ./hack/cluster -dir $(CLUSTER_DIR) down
+
 ##@ Deployment
 
 ifndef ignore-not-found
