@@ -1,0 +1,158 @@
+package receiver
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
+)
+
+// hostileClients is how many slow connections the hostile-input tests open; more than the default
+// maxInFlight, so that holding a slot each would refuse everyone else.
+var hostileClients = config.DefaultMaxInFlight + 44
+
+// slowBody opens a connection that sends a webhook request's headers, declaring a body of
+// declared bytes, and only the first byte of that body, then waits. The signature is
+// well-formed unless given.
+func slowBody(t testing.TB, h *harness, declared int, signature string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if signature == "" {
+		signature = strings.Repeat("0", 40)
+	}
+	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n\r\n{",
+		strings.TrimPrefix(h.url, h.base), signature, declared); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// answered counts the slow requests the server has taken up: being read, in flight, or answered.
+func (h *harness) takenUp() float64 {
+	n := h.metric("segment_receiver_in_flight_requests") + h.metric("segment_receiver_reading_requests")
+	for _, code := range []string{"401", "408", "429"} {
+		n += h.metric("segment_receiver_requests_total", "code", code)
+	}
+	return n
+}
+
+// statusOf reads the status code a slow connection is answered with, or 0 when it is closed
+// without one, within timeout.
+func statusOf(conn net.Conn, timeout time.Duration) (int, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return 0, err
+		}
+		return 0, nil // closed
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Hundreds of connections that send headers and a byte of their body, and wait, hold no slot
+// a signed request needs: it gets 200 and its event reaches the target, and each slow one is
+// answered 401 (malformed signature), 408 or closed, long before readTimeout.
+func TestSlowUnverifiedBodiesDoNotHoldSegmentOff(t *testing.T) {
+	for _, signature := range []string{"00", ""} { // the reproduction's, and a well-formed wrong one
+		t.Run("signature="+signature, func(t *testing.T) {
+			target := newSink(t)
+			secrets := newVolume(t, map[string]string{"hmac": testSecret})
+			cfg := testConfig(secrets, httpTargetTo("primary", target))
+			h := startHarness(t, secrets, cfg) // the default grace: the signed requests come well within it
+
+			conns := make([]net.Conn, hostileClients)
+			for i := range conns {
+				conns[i] = slowBody(t, h, 1000, signature)
+			}
+			eventually(t, 30*time.Second, "the slow requests to be taken up", func() bool {
+				return h.takenUp() >= float64(hostileClients)
+			})
+			for i := range 3 {
+				id := fmt.Sprintf("signed-%d", i)
+				if resp := h.post(track(id)); resp.code != http.StatusOK {
+					t.Fatalf("signed request %d beside %d slow ones: got %d %s, want 200", i, hostileClients, resp.code, strings.TrimSpace(resp.body))
+				}
+				if got := target.acceptedIDs()[id]; got != 1 {
+					t.Fatalf("the sink got %s %d times, want once", id, got)
+				}
+			}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[int]int{}
+			for _, conn := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					code, err := statusOf(conn, 5*time.Second)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						codes[-1]++
+					} else {
+						codes[code]++
+					}
+				}()
+			}
+			wg.Wait()
+			t.Logf("the slow connections' answers (0: closed): %v", codes)
+			for code, n := range codes {
+				if code != 0 && code != http.StatusUnauthorized && code != http.StatusRequestTimeout {
+					t.Errorf("%d slow connections got %d (-1: still open after 5 s), want 401, 408 or closed; all: %v", n, code, codes)
+				}
+			}
+		})
+	}
+}
+
+// Slow large bodies hold little of maxBufferedBytes for long: with enough of them to reserve
+// the whole budget as they are read, a signed request still gets 200.
+func TestSlowLargeUnverifiedBodiesDoNotExhaustTheBudget(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.MaxBodyBytes, cfg.Limits.MaxBufferedBytes = 256<<10, 1<<20
+	h := startHarness(t, secrets, cfg)
+
+	const large = 64 // each reserves 64 KiB as its body starts: 4 budgets' worth
+	for range large {
+		slowBody(t, h, int(cfg.Limits.MaxBodyBytes), "")
+	}
+	eventually(t, 30*time.Second, "the slow requests to be taken up", func() bool {
+		return h.takenUp() >= large
+	})
+	for i := range 3 {
+		id := fmt.Sprintf("signed-%d", i)
+		if resp := h.post(track(id)); resp.code != http.StatusOK {
+			t.Fatalf("signed request %d beside %d slow large bodies: got %d %s, want 200", i, large, resp.code, strings.TrimSpace(resp.body))
+		}
+	}
+}
+
+// A body that stops arriving is answered 408 after the grace, not held until readTimeout.
+func TestStalledBodyAnswered408(t *testing.T) {
+	target := newSink(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	cfg := testConfig(secrets, httpTargetTo("primary", target))
+	cfg.Limits.ReadTimeout = config.D(30 * time.Second)
+	h := startHarness(t, secrets, cfg, func(o *Options) { o.BodyGrace = 300 * time.Millisecond })
+
+	start := time.Now()
+	conn := slowBody(t, h, 1000, "")
+	code, err := statusOf(conn, 10*time.Second)
+	if err != nil || code != http.StatusRequestTimeout || time.Since(start) > 5*time.Second {
+		t.Fatalf("stalled body: status %d (%v) after %s, want 408 within a few seconds", code, err, time.Since(start).Round(time.Millisecond))
+	}
+}
+
