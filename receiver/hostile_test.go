@@ -156,3 +156,53 @@ func TestStalledBodyAnswered408(t *testing.T) {
 	}
 }
 
+// A refused or invalid event without a messageId, byte for byte the same at the same index of
+// two different requests, is two events: each request's is dead-lettered (a dead letter's key
+// holds the event's identity, derived from its request's body), not the first one only.
+func TestIdenticalEventsOfDifferentRequestsAreEachDeadLettered(t *testing.T) {
+	for _, c := range []struct{ name, event, reason string }{
+		{"refused", `{"type":"track","event":"Refuse Me","userId":"u-1"}`, ReasonRefused},
+		{"invalid", `{"type":"track","userId":"u-1"}`, ReasonInvalid},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			target, dlq := newSink(t), newSink(t)
+			decide := func(body string) int {
+				if strings.Contains(body, "Refuse Me") {
+					return http.StatusUnprocessableEntity
+				}
+				return http.StatusOK
+			}
+			target.decide.Store(&decide)
+			secrets := newVolume(t, map[string]string{"hmac": testSecret})
+			cfg := testConfig(secrets, httpTargetTo("primary", target))
+			cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL + "/dlq"}}
+			h := startHarness(t, secrets, cfg)
+
+			for _, other := range []string{track("other-1"), track("other-2")} {
+				resp := h.post(batch(c.event, other))
+				if resp.code != http.StatusOK || !strings.Contains(resp.body, `"deadLettered":1`) {
+					t.Fatalf("got %d %s, want 200 with one dead letter", resp.code, strings.TrimSpace(resp.body))
+				}
+			}
+			letters := dlq.accepted()
+			if len(letters) != 2 {
+				t.Fatalf("the dead-letter target got %d envelopes, want 2 (one per request)", len(letters))
+			}
+			for _, l := range letters {
+				if !strings.Contains(l.body, `"reason":"`+c.reason+`"`) {
+					t.Errorf("envelope %s, want reason %s", l.body, c.reason)
+				}
+			}
+			if keys := dlq.acceptedIDs(); len(keys) != 2 {
+				t.Errorf("idempotency keys %v, want two distinct", keys)
+			}
+			// Segment's retry of the same request dead-letters nothing twice.
+			if resp := h.post(batch(c.event, track("other-1"))); resp.code != http.StatusOK {
+				t.Fatalf("retry: got %d %s", resp.code, resp.body)
+			}
+			if got := len(dlq.accepted()); got != 2 {
+				t.Fatalf("after a retry the dead-letter target has %d envelopes, want still 2", got)
+			}
+		})
+	}
+}
