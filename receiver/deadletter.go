@@ -15,7 +15,7 @@ import (
 const (
 	// ReasonInvalid: the event failed validation (Segment would not retry a 400).
 	ReasonInvalid = "invalid"
-	// ReasonRefused: a required target refused the event for good (a 4xx, an unknown topic...).
+	// ReasonRefused: a required target refused the event for good (a 4xx, a record too large...).
 	ReasonRefused = "refused"
 	// ReasonTrackingPlan: the event broke the tracking plan, and onViolation is DeadLetter.
 	ReasonTrackingPlan = "tracking-plan"

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
 
@@ -202,6 +205,63 @@ func TestIdenticalEventsOfDifferentRequestsAreEachDeadLettered(t *testing.T) {
 			}
 			if got := len(dlq.accepted()); got != 2 {
 				t.Fatalf("after a retry the dead-letter target has %d envelopes, want still 2", got)
+			}
+		})
+	}
+}
+
+// A topic that does not exist, a topic the credentials may not write, and credentials the
+// brokers refuse are the platform's to fix (a topic to create, an ACL, a rotation): Segment must
+// retry (503), and nothing may be dead-lettered and acknowledged meanwhile.
+func TestKafkaTopicAndAuthTroubleIsTransient(t *testing.T) {
+	open := startKafka(t)
+	secured := startKafka(t, kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser(config.SASLScramSHA256, "admin", "admin-pass"),
+		kfake.User(config.SASLScramSHA256, "reader", "reader-pass", kfake.ACL{
+			Resource: kmsg.ACLResourceTypeTopic, Name: testTopic, Pattern: kmsg.ACLResourcePatternTypeLiteral,
+			Operation: kmsg.ACLOperationDescribe, Allow: true,
+		}))
+	secrets := newVolume(t, map[string]string{
+		"hmac": testSecret, "reader": "reader", "reader-pass": "reader-pass", "admin": "admin", "wrong": "nope",
+	})
+	scram := func(user, pass string) *config.KafkaSASL {
+		return &config.KafkaSASL{Mechanism: config.SASLScramSHA256, UsernameFile: secrets.Path(user), PasswordFile: secrets.Path(pass)}
+	}
+	for _, c := range []struct {
+		name   string
+		target func() config.Target
+	}{
+		{"unknown topic", func() config.Target {
+			tc := kafkaTargetTo("stream", open)
+			tc.Kafka.Topic = "no-such-topic"
+			return tc
+		}},
+		{"topic authorization", func() config.Target {
+			tc := kafkaTargetTo("stream", secured)
+			tc.Kafka.SASL = scram("reader", "reader-pass")
+			return tc
+		}},
+		{"SASL authentication", func() config.Target {
+			tc := kafkaTargetTo("stream", secured)
+			tc.Kafka.SASL = scram("admin", "wrong")
+			return tc
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dlq := newSink(t)
+			cfg := testConfig(secrets, c.target())
+			cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL + "/dlq"}}
+			cfg.Delivery.Budget = config.D(1500 * time.Millisecond)
+			h := startHarness(t, secrets, cfg)
+			resp := h.post(track("k-1"))
+			if resp.code != http.StatusServiceUnavailable {
+				t.Fatalf("got %d %s, want 503", resp.code, strings.TrimSpace(resp.body))
+			}
+			if got := len(dlq.all()); got != 0 {
+				t.Fatalf("the dead-letter target got %d envelopes, want none", got)
+			}
+			if got := h.metric("segment_receiver_target_failures_total", "target", "stream", "kind", "permanent"); got != 0 {
+				t.Errorf("%v permanent failures, want 0", got)
 			}
 		})
 	}
