@@ -3,6 +3,7 @@ package receiver
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -265,4 +266,86 @@ func TestKafkaTopicAndAuthTroubleIsTransient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortMetricsLimits makes the metrics server's timeouts and connection limit small for a test.
+func shortMetricsLimits(t *testing.T) {
+	saved := metricsLimits
+	t.Cleanup(func() { metricsLimits = saved })
+	metricsLimits.readHeader, metricsLimits.read = 200*time.Millisecond, 500*time.Millisecond
+	metricsLimits.write, metricsLimits.idle = time.Second, 300*time.Millisecond
+	metricsLimits.conns = 4
+}
+
+// closedWithin reports whether the server closes conn within d (it sends nothing more).
+func closedWithin(conn net.Conn, d time.Duration) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(d))
+	_, err := bufio.NewReader(conn).ReadByte()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+// The metrics port is bounded as the webhook port is: a client sending headers slowly, or a
+// keep-alive connection left idle, is closed by a timeout, and at most a few connections are
+// served at once.
+func TestMetricsServerIsBounded(t *testing.T) {
+	shortMetricsLimits(t)
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	h := startHarness(t, secrets, testConfig(secrets, httpTargetTo("primary", newSink(t))))
+	dial := func() net.Conn {
+		conn, err := net.Dial("tcp", h.server.MetricsAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+
+	t.Run("slow headers", func(t *testing.T) {
+		conn := dial()
+		fmt.Fprint(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
+		if !closedWithin(conn, 3*time.Second) {
+			t.Fatal("a connection sending its headers slowly was still open after 3 s")
+		}
+	})
+	t.Run("idle keep-alive", func(t *testing.T) {
+		conn := dial()
+		fmt.Fprint(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("scrape: %v %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+			t.Fatalf("an idle keep-alive connection was still open after 3 s (%v)", err)
+		}
+	})
+	t.Run("connection limit", func(t *testing.T) {
+		for range metricsLimits.conns {
+			fmt.Fprint(dial(), "GET /metrics HTTP/1.1\r\n") // holds a slot until its header timeout
+		}
+		client := &http.Client{Timeout: 100 * time.Millisecond}
+		if resp, err := client.Get(h.metricsURL); err == nil {
+			resp.Body.Close()
+			t.Fatalf("a scrape was served (%d) while %d connections held every slot", resp.StatusCode, metricsLimits.conns)
+		}
+		eventually(t, 10*time.Second, "a scrape once the slow connections time out", func() bool {
+			resp, err := client.Get(h.metricsURL)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+	})
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }

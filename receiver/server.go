@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -42,6 +43,13 @@ const (
 	DefaultShutdownTimeout = 20 * time.Second
 	DefaultPollInterval    = 10 * time.Second
 )
+
+// metricsLimits bound the metrics server: only Prometheus (and a curious person) scrapes it, so
+// a few connections, each with short timeouts; a variable for the tests.
+var metricsLimits = struct {
+	readHeader, read, write, idle time.Duration
+	conns                         int
+}{readHeader: 5 * time.Second, read: 10 * time.Second, write: 30 * time.Second, idle: time.Minute, conns: 16}
 
 // Options tune a Server beyond its config file.
 type Options struct {
@@ -157,7 +165,16 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.metricsServer = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog}
+	s.metricsListener = netutil.LimitListener(s.metricsListener, metricsLimits.conns)
+	s.metricsServer = &http.Server{
+		Handler:           metricsMux,
+		ReadHeaderTimeout: metricsLimits.readHeader,
+		ReadTimeout:       metricsLimits.read,
+		WriteTimeout:      metricsLimits.write,
+		IdleTimeout:       metricsLimits.idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errorLog,
+	}
 	s.updateReadyGauge()
 	return s, nil
 }
