@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -348,4 +349,93 @@ func TestMetricsServerIsBounded(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// A field a target drops reaches it nowhere: not in the Kafka key, not in CloudEvents
+// attributes or the idempotency key, and not in the dead letter of an event it refuses.
+func TestDroppedFieldsLeaveNoTrace(t *testing.T) {
+	const (
+		userID    = "u-secret"
+		timestamp = "2026-01-02T03:04:05.678Z"
+		messageID = "m-secret"
+		ip        = "203.0.113.9"
+	)
+	event := `{"type":"identify","userId":"` + userID + `","messageId":"` + messageID + `","timestamp":"` + timestamp +
+		`","traits":{},"context":{"ip":"` + ip + `"}}`
+	secrets := newVolume(t, map[string]string{"hmac": testSecret})
+	leaks := func(t *testing.T, where, text string) {
+		t.Helper()
+		for _, secret := range []string{userID, messageID, ip, timestamp, "2026-01-02T03:04:05.678"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s holds the dropped %q: %s", where, secret, text)
+			}
+		}
+	}
+
+	t.Run("kafka key", func(t *testing.T) {
+		cluster := startKafka(t)
+		target := kafkaTargetTo("stream", cluster)
+		target.Kafka.Key = config.KafkaKeyUserID
+		target.DropFields = []string{"userId"}
+		h := startHarness(t, secrets, testConfig(secrets, target))
+		if resp := h.post(event); resp.code != http.StatusOK {
+			t.Fatalf("got %d %s", resp.code, resp.body)
+		}
+		record := consume(t, 1, kgo.SeedBrokers(cluster.ListenAddrs()...))[0]
+		if string(record.Key) != messageID {
+			t.Fatalf("record key %q, want the messageId %q (userId is dropped, there is no anonymousId)", record.Key, messageID)
+		}
+	})
+
+	t.Run("cloudevents attributes", func(t *testing.T) {
+		sink := newSink(t)
+		target := httpTargetTo("ce", sink)
+		target.HTTP.Format = config.FormatCloudEvents
+		target.DropFields = []string{"userId", "timestamp", "messageId", "context.ip"}
+		h := startHarness(t, secrets, testConfig(secrets, target))
+		for range 2 { // the retry is deduplicated all the same
+			if resp := h.post(event); resp.code != http.StatusOK {
+				t.Fatalf("got %d %s", resp.code, resp.body)
+			}
+		}
+		got := sink.accepted()
+		if len(got) != 1 {
+			t.Fatalf("the target got %d requests, want 1", len(got))
+		}
+		leaks(t, "the request body", got[0].body)
+		for name, values := range got[0].header {
+			leaks(t, "header "+name, strings.Join(values, ","))
+		}
+		if got[0].header.Get("ce-id") == "" || got[0].header.Get("Idempotency-Key") != got[0].header.Get("ce-id") {
+			t.Errorf("ce-id %q and Idempotency-Key %q: want one stable key", got[0].header.Get("ce-id"), got[0].header.Get("Idempotency-Key"))
+		}
+	})
+
+	t.Run("dead letter of a refusal", func(t *testing.T) {
+		refusing, dlq := newSink(t), newSink(t)
+		refusing.status.Store(http.StatusUnprocessableEntity)
+		target := httpTargetTo("refusing", refusing)
+		target.DropFields = []string{"userId", "messageId", "context.ip"}
+		cfg := testConfig(secrets, target)
+		cfg.DeadLetter = &config.Target{HTTP: &config.HTTPTarget{URL: dlq.URL + "/dlq"}}
+		h := startHarness(t, secrets, cfg)
+		if resp := h.post(event); resp.code != http.StatusOK || !strings.Contains(resp.body, `"deadLettered":1`) {
+			t.Fatalf("got %d %s, want 200 with one dead letter", resp.code, resp.body)
+		}
+		letters := dlq.accepted()
+		if len(letters) != 1 {
+			t.Fatalf("the dead-letter target got %d envelopes, want 1", len(letters))
+		}
+		// The timestamp is not dropped for this target: it may appear.
+		for _, secret := range []string{userID, messageID, ip} {
+			if strings.Contains(letters[0].body, secret) {
+				t.Errorf("the dead letter holds %q, dropped by the refusing target: %s", secret, letters[0].body)
+			}
+		}
+		for name, values := range letters[0].header {
+			if v := strings.Join(values, ","); strings.Contains(v, userID) || strings.Contains(v, messageID) {
+				t.Errorf("dead letter header %s: %s", name, v)
+			}
+		}
+	})
 }
