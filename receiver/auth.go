@@ -55,14 +55,15 @@ func newAuthenticator(a config.Authentication, files map[string][]byte) (*authen
 	return auth, nil
 }
 
-// precheck refuses, before the body is read, requests that cannot authenticate: no signature
-// header in HMAC mode, or a wrong bearer token. It reports whether the request may go on.
+// precheck refuses, before the body is read, requests that cannot authenticate: in HMAC mode no
+// signature header that could be an HMAC-SHA1 (40 hex digits), or a wrong bearer token. It
+// reports whether the request may go on.
 func (a *authenticator) precheck(h http.Header) bool {
 	switch a.mode {
 	case config.AuthNone:
 		return true
 	case config.AuthHMAC:
-		return h.Get(SignatureHeader) != "" || h.Get(SegmentSignatureHeader) != ""
+		return wellFormed(h.Get(SignatureHeader)) || wellFormed(h.Get(SegmentSignatureHeader))
 	case config.AuthBearer:
 		return a.verifyBearer(h.Get("Authorization"))
 	}
@@ -93,6 +94,20 @@ func (a *authenticator) verifyBody(h http.Header, body []byte, firstElement func
 	}
 	first := firstElement()
 	return first != nil && a.signedBy(signature, first)
+}
+
+// wellFormed reports whether signature can be a hex HMAC-SHA1, as signedBy reads it.
+func wellFormed(signature string) bool {
+	signature = strings.TrimSpace(signature)
+	if len(signature) != hex.EncodedLen(sha1.Size) {
+		return false
+	}
+	for i := range len(signature) {
+		if c := signature[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // signedBy reports whether signature (hex HMAC-SHA1) was made over data with one of the secrets.

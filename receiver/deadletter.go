@@ -15,7 +15,7 @@ import (
 const (
 	// ReasonInvalid: the event failed validation (Segment would not retry a 400).
 	ReasonInvalid = "invalid"
-	// ReasonRefused: a required target refused the event for good (a 4xx, an unknown topic...).
+	// ReasonRefused: a required target refused the event for good (a 4xx, a record too large...).
 	ReasonRefused = "refused"
 	// ReasonTrackingPlan: the event broke the tracking plan, and onViolation is DeadLetter.
 	ReasonTrackingPlan = "tracking-plan"
@@ -52,10 +52,16 @@ type deadLetter struct {
 	// Encoding is "base64" when event is a JSON string holding the base64 of the bytes received
 	// (a malformed body that is not valid JSON), absent when event holds them as they came.
 	Encoding string `json:"encoding,omitempty"`
+
+	// identity is the event's messageId, given or derived (for an invalid event, always derived
+	// from the body and the index): identical bytes at the same index of two requests are two
+	// events, and each needs its own dead letter.
+	identity string
 }
 
-// envelope wraps raw as a dead letter. Its messageId is derived from what it holds, so Segment's
-// retry of the same request dead-letters under the same idempotency key.
+// envelope wraps raw as a dead letter. Its messageId is derived from what it holds and the
+// event's identity, so Segment's retry of the same request dead-letters under the same
+// idempotency key, and another request's identical event under another.
 func (d deadLetter) envelope(raw []byte) Event {
 	head, _ := json.Marshal(d) // a struct of strings and an int cannot fail
 	body := make([]byte, 0, len(head)+len(raw)+10)
@@ -65,7 +71,7 @@ func (d deadLetter) envelope(raw []byte) Event {
 	body = append(body, '}')
 
 	h := sha256.New()
-	for _, part := range []string{d.Reason, d.Target, strconv.Itoa(d.Index), d.Source} {
+	for _, part := range []string{d.Reason, d.Target, strconv.Itoa(d.Index), d.Source, d.identity} {
 		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
 		h.Write([]byte(part))
 	}
@@ -107,11 +113,11 @@ func deadLetters(source string, invalid []invalidEvent, refused []refusal) []Eve
 			reason = ReasonTrackingPlan
 		}
 		letters = append(letters, deadLetter{Reason: reason, Error: ie.err.Reason, Field: ie.err.Field,
-			Index: ie.err.Index, Source: source, Violations: ie.violations}.envelope(ie.raw))
+			Index: ie.err.Index, Source: source, Violations: ie.violations, identity: ie.id}.envelope(ie.raw))
 	}
 	for _, rf := range refused {
 		letters = append(letters, deadLetter{Reason: ReasonRefused, Error: rf.err.Error(), Target: rf.target,
-			Index: rf.event.Index, MessageID: rf.event.MessageID, Source: source}.envelope(rf.event.Raw))
+			Index: rf.event.Index, MessageID: rf.event.MessageID, Source: source, identity: rf.event.MessageID}.envelope(rf.event.Raw))
 	}
 	return letters
 }

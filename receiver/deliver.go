@@ -166,7 +166,7 @@ func (p *pipeline) closeTargets() {
 // refusal is an event a required target refused for good.
 type refusal struct {
 	target string
-	event  Event // as received, before dropped fields
+	event  Event // as the target was to get it: its fields dropped
 	err    error
 }
 
@@ -229,7 +229,8 @@ func (p *pipeline) deliver(ctx context.Context, deliveries []delivery, refused [
 			switch {
 			case err == nil:
 			case IsPermanent(err):
-				refused = append(refused, refusal{target: d.route.name, event: d.originals[i], err: err})
+				// As the target was to get it: its dead letter holds none of the fields it drops.
+				refused = append(refused, refusal{target: d.route.name, event: d.batch[i], err: err})
 			default:
 				failed = true
 			}
@@ -339,17 +340,21 @@ func (r *route) prepare(events []Event, counts tally) (d delivery, unprepared []
 		if !r.filter.Matches(ev.Type, ev.Name) {
 			continue
 		}
-		if r.memory.has(ev.MessageID) || inRequest[ev.MessageID] {
+		id := r.dropper.id(ev.MessageID)
+		if r.memory.has(id) || inRequest[id] {
 			counts.inc(r.dedupeHits)
 			continue
 		}
 		if inRequest != nil {
-			inRequest[ev.MessageID] = true
+			inRequest[id] = true
 		}
 		out, err := r.dropper.apply(ev)
+		out.MessageID = id
 		if err != nil {
 			counts.inc(r.permanentFailures)
-			unprepared = append(unprepared, refusal{target: r.name, event: ev, err: fmt.Errorf("dropping fields: %w", err)})
+			// Its dead letter cannot hold it without the fields: it holds null and the error.
+			withheld := Event{Raw: []byte("null"), Index: ev.Index, Type: ev.Type, MessageID: id}
+			unprepared = append(unprepared, refusal{target: r.name, event: withheld, err: fmt.Errorf("dropping fields: %w", err)})
 			continue
 		}
 		if len(out.Raw) != len(ev.Raw) { // a dropped field always shortens the event

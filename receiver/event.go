@@ -83,6 +83,7 @@ func invalid(index int, field, reason string) *validationError {
 // its bytes can still be dead-lettered.
 type invalidEvent struct {
 	raw        []byte
+	id         string // its messageId, or derived from the body and its index: keys its dead letter
 	err        *validationError
 	violations []trackingplan.Violation
 }
@@ -222,7 +223,7 @@ func (s *eventScanner) step() bool {
 			s.fail(invalid(index, "", "malformed JSON"))
 			return false
 		}
-		s.decoded.invalid = append(s.decoded.invalid, invalidEvent{raw: s.span(len(raw)), err: invalid(index, "", "an event must be a JSON object")})
+		s.decoded.invalid = append(s.decoded.invalid, invalidEvent{raw: s.span(len(raw)), id: s.deriveMessageID(index), err: invalid(index, "", "an event must be a JSON object")})
 		return true
 	}
 	ev, verr, err := s.readEvent(index)
@@ -231,7 +232,7 @@ func (s *eventScanner) step() bool {
 		s.fail(invalid(index, "", "malformed JSON"))
 		return false
 	case verr != nil:
-		s.decoded.invalid = append(s.decoded.invalid, invalidEvent{raw: ev.Raw, err: verr})
+		s.decoded.invalid = append(s.decoded.invalid, invalidEvent{raw: ev.Raw, id: s.deriveMessageID(index), err: verr})
 	default:
 		s.decoded.events = append(s.decoded.events, ev)
 	}

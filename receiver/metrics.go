@@ -19,6 +19,7 @@ type metrics struct {
 	events            *prometheus.CounterVec
 	signatureFailures prometheus.Counter
 	inFlight          prometheus.Gauge
+	reading           prometheus.Gauge
 	deliveries        *prometheus.CounterVec
 	deliveryFailures  *prometheus.CounterVec
 	attempts          *prometheus.CounterVec
@@ -52,7 +53,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "in_flight_requests",
-			Help: "Webhook requests being handled now.",
+			Help: "Webhook requests authenticated and being delivered now.",
+		}),
+		reading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "reading_requests",
+			Help: "Webhook requests whose bodies are being read now, before their signature can be verified.",
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "target_deliveries_total",
@@ -101,7 +106,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.planViolations, m.planUnplanned)
-	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.deliveries,
+	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.reading, m.deliveries,
 		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.optionalSkipped, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.
 	m.configReloads.WithLabelValues("success")

@@ -2,8 +2,11 @@ package receiver
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -11,18 +14,46 @@ import (
 // fieldDropper removes dotted paths from events. It edits the raw bytes in place of decoding and
 // re-encoding, so everything it does not drop reaches the target byte for byte (key order,
 // number formatting and escapes included).
-type fieldDropper struct{ paths [][]string }
+type fieldDropper struct {
+	paths [][]string
+	// The top-level fields dropped that an Event also carries beside its bytes: cleared too, so
+	// that no key or header (Kafka key, ce-subject, ce-time) gives them to the target.
+	userID, anonymousID, timestamp bool
+	// messageID: the event's id goes out pseudonymous (see id), still a stable idempotency key.
+	messageID bool
+}
 
 func newFieldDropper(paths []string) fieldDropper {
 	d := fieldDropper{}
 	for _, p := range paths {
 		d.paths = append(d.paths, strings.Split(p, "."))
+		switch p {
+		case "userId":
+			d.userID = true
+		case "anonymousId":
+			d.anonymousID = true
+		case "timestamp":
+			d.timestamp = true
+		case "messageId":
+			d.messageID = true
+		}
 	}
 	return d
 }
 
-// apply returns the event with the fields removed. The input is not modified, and an event that
-// has none of the fields keeps its received bytes.
+// id is the messageId the target gets, and is remembered by: the event's own, or when the target
+// drops messageId, a digest of it (the same on every retry and replica, and not the id).
+func (d fieldDropper) id(messageID string) string {
+	if !d.messageID {
+		return messageID
+	}
+	sum := sha256.Sum256([]byte("swh-dropped\x00" + messageID))
+	return "swh-" + hex.EncodeToString(sum[:16])
+}
+
+// apply returns the event with the fields removed, from its bytes and from the fields it carries
+// (its MessageID is set by the caller, see id). The input is not modified, and an event that has
+// none of the fields keeps its received bytes.
 func (d fieldDropper) apply(ev Event) (Event, error) {
 	raw := ev.Raw
 	for _, path := range d.paths {
@@ -35,6 +66,15 @@ func (d fieldDropper) apply(ev Event) (Event, error) {
 		}
 	}
 	ev.Raw = raw
+	if d.userID {
+		ev.UserID = ""
+	}
+	if d.anonymousID {
+		ev.AnonymousID = ""
+	}
+	if d.timestamp {
+		ev.Timestamp = time.Time{}
+	}
 	return ev, nil
 }
 

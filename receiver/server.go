@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
@@ -43,6 +44,13 @@ const (
 	DefaultPollInterval    = 10 * time.Second
 )
 
+// metricsLimits bound the metrics server: only Prometheus (and a curious person) scrapes it, so
+// a few connections, each with short timeouts; a variable for the tests.
+var metricsLimits = struct {
+	readHeader, read, write, idle time.Duration
+	conns                         int
+}{readHeader: 5 * time.Second, read: 10 * time.Second, write: 30 * time.Second, idle: time.Minute, conns: 16}
+
 // Options tune a Server beyond its config file.
 type Options struct {
 	// Logger receives JSON logs; nil logs to stderr at Info.
@@ -59,6 +67,10 @@ type Options struct {
 	// PollInterval re-checks the config and secret files in case a file event is missed;
 	// 0 means DefaultPollInterval, a negative value turns polling off.
 	PollInterval time.Duration
+	// BodyGrace and MinBodyRate (bytes per second) bound how slowly a body may arrive: its read
+	// deadline is the grace plus its bytes at that rate (see readingPool). 0 means the defaults.
+	BodyGrace   time.Duration
+	MinBodyRate int64
 }
 
 // Server is a receiver: the webhook and health endpoints on one listener, metrics on another.
@@ -71,7 +83,8 @@ type Server struct {
 
 	current    atomic.Pointer[pipeline]
 	draining   atomic.Bool
-	inFlight   atomic.Int64
+	inFlight   atomic.Int64        // requests authenticated and being delivered
+	readers    *readingPool        // requests whose bodies are being read, not yet authenticated
 	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
 	bodyBudget int64               // the semaphore's size: limits.maxBufferedBytes of the first config loaded
 	background sync.WaitGroup      // optional-target deliveries still running
@@ -99,6 +112,12 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 	if opts.PollInterval == 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.BodyGrace <= 0 {
+		opts.BodyGrace = DefaultBodyGrace
+	}
+	if opts.MinBodyRate <= 0 {
+		opts.MinBodyRate = DefaultMinBodyRate
+	}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -112,6 +131,7 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		metrics:    newMetrics(reg),
 		dedupe:     newDedupeStore(),
 	}
+	s.readers = &readingPool{rate: opts.MinBodyRate, grace: opts.BodyGrace, reading: s.metrics.reading}
 	if err := s.Reload(); err != nil {
 		s.log.Error("no valid config yet; serving unready until one appears", "path", configPath, "error", err)
 	}
@@ -145,7 +165,16 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.metricsServer = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog}
+	s.metricsListener = netutil.LimitListener(s.metricsListener, metricsLimits.conns)
+	s.metricsServer = &http.Server{
+		Handler:           metricsMux,
+		ReadHeaderTimeout: metricsLimits.readHeader,
+		ReadTimeout:       metricsLimits.read,
+		WriteTimeout:      metricsLimits.write,
+		IdleTimeout:       metricsLimits.idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errorLog,
+	}
 	s.updateReadyGauge()
 	return s, nil
 }
@@ -317,24 +346,16 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		return http.StatusMethodNotAllowed, 0, "method"
 	}
 
-	n := s.inFlight.Add(1)
-	s.metrics.inFlight.Inc()
-	defer func() {
-		s.inFlight.Add(-1)
-		s.metrics.inFlight.Dec()
-	}()
-	if n > int64(cfg.Limits.MaxInFlight) {
-		return overloaded(w), 0, "in-flight limit"
-	}
-
 	if !p.auth.precheck(r.Header) {
 		s.metrics.signatureFailures.Inc()
+		closeUnread(w, r)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
 		return http.StatusUnauthorized, 0, "credentials missing or wrong"
 	}
 
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "application/json" {
+		closeUnread(w, r)
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "content type must be application/json"})
 		return http.StatusUnsupportedMediaType, 0, "content type"
 	}
@@ -343,22 +364,39 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	if r.ContentLength > limit {
 		return s.tooLarge(w, limit), 0, "content length"
 	}
-	// The body's memory is reserved as it arrives, before it is read (readBody), so that a client
-	// that declares a large body and sends little, signed or not, holds little of the budget.
-	body, reserved, err := s.readBody(w, r, limit)
+	// Until the body is read its signature cannot be checked: the read holds a reading slot and
+	// the readers' share of memory, not a delivery slot (see readingPool). The body's memory is
+	// reserved as it arrives, so a client that declares a large body and sends little holds little.
+	var readEnd time.Time
+	if d := cfg.Limits.ReadTimeout.Duration; d > 0 {
+		readEnd = start.Add(d)
+	}
+	br := newBodyReader(w, start, readEnd)
+	if !s.readers.admit(br, cfg.Limits.MaxInFlight) {
+		closeUnread(w, r)
+		return overloaded(w), 0, "reading slots"
+	}
+	body, reserved, err := s.readBody(w, r, limit, br, readingShare(s.bodyBudget, limit))
+	s.readers.leave(br)
 	defer s.bodies.Release(reserved)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
 			return s.tooLarge(w, limit), 0, "body size"
-		case errors.Is(err, errOverBudget):
+		case errors.Is(err, errOverBudget), errors.Is(err, errReadingFull):
 			w.Header().Set("Connection", "close") // the rest of the body is not read
 			return overloaded(w), 0, "buffered bytes limit"
+		case errors.Is(err, errEvicted), errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusRequestTimeout, errorBody{Error: "body too slow"})
+			return http.StatusRequestTimeout, 0, "body too slow"
 		}
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "could not read body"})
 		return http.StatusBadRequest, 0, "reading body"
 	}
+	// Back to the request's own read deadline (net/http's background read runs until the answer).
+	_ = br.conn.SetReadDeadline(readEnd)
 
 	scanner := newEventScanner(body, cfg.Validation, cfg.Limits.MaxEvents)
 	defer scanner.release()
@@ -366,6 +404,17 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		s.metrics.signatureFailures.Inc()
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
 		return http.StatusUnauthorized, 0, "signature"
+	}
+
+	// Authenticated: from here a delivery slot, the budget and the deadline bound the work.
+	n := s.inFlight.Add(1)
+	s.metrics.inFlight.Inc()
+	defer func() {
+		s.inFlight.Add(-1)
+		s.metrics.inFlight.Dec()
+	}()
+	if n > int64(cfg.Limits.MaxInFlight) {
+		return overloaded(w), 0, "in-flight limit"
 	}
 	decoded, verr := scanner.finish()
 	var malformed []Event
@@ -508,6 +557,14 @@ func deliveryTimeout(budget time.Duration) time.Duration {
 	return budget - min(budget/10, 250*time.Millisecond)
 }
 
+// closeUnread closes the connection after a refusal that leaves the body unread: net/http would
+// otherwise read what is left of it first, as slowly as the client sends it.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+}
+
 func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
 	// The rest of the body is not read, so the connection cannot be reused.
 	w.Header().Set("Connection", "close")
@@ -524,24 +581,28 @@ var errOverBudget = errors.New("the memory budget (maxBufferedBytes) is used up"
 // that declares a large body and sends little holds, and reserves, little. The buffer never passes
 // the expected size, so a body of maxBodyBytes alone fits a budget of maxBodyBytes. It returns the
 // bytes reserved, which the caller releases, errors included.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, reserved int64, err error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, br *bodyReader, share int64) (body []byte, reserved int64, err error) {
 	reader := http.MaxBytesReader(w, r.Body, limit)
 	size := int(limit)
 	if r.ContentLength >= 0 {
 		size = int(r.ContentLength)
 	}
-	grow := func(n int) bool {
+	grow := func(n int) error {
+		if err := s.readers.reserve(br, int64(n), share); err != nil {
+			return err
+		}
 		if !s.bodies.TryAcquire(int64(n)) {
-			return false
+			return errOverBudget
 		}
 		reserved += int64(n)
 		grown := make([]byte, len(body), cap(body)+n) // exactly what was reserved
 		copy(grown, body)
 		body = grown
-		return true
+		s.readers.extend(br, cap(body))
+		return nil
 	}
-	if !grow(min(size, 64<<10)) {
-		return nil, reserved, errOverBudget
+	if err := grow(min(size, 64<<10)); err != nil {
+		return nil, reserved, err
 	}
 	var probe [1]byte
 	for {
@@ -550,9 +611,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		case len(body) < cap(body):
 			n, err = reader.Read(body[len(body):cap(body)])
 			body = body[:len(body)+n]
+			br.received.Store(int64(len(body)))
 		case len(body) < size:
-			if !grow(min(cap(body), size-len(body))) {
-				return nil, reserved, errOverBudget
+			if err := grow(min(cap(body), size-len(body))); err != nil {
+				return nil, reserved, err
 			}
 			continue
 		default:

@@ -61,7 +61,7 @@ func newKafkaTarget(c config.KafkaTarget, env targetEnv, log *slog.Logger) (*kaf
 		kgo.ProduceRequestTimeout(config.MaxBudget),
 		kgo.RequestTimeoutOverhead(2 * time.Second),
 		// The topic must exist: do not ask the brokers to create it, and give up on an unknown
-		// topic quickly (a permanent failure until someone creates it).
+		// topic quickly, so the request answers 503 within its budget until someone creates it.
 		kgo.UnknownTopicRetries(2),
 		// Connection and authentication trouble shows in the receiver's log, not only as 503s.
 		kgo.WithLogger(kafkaLogger{log}),
@@ -186,30 +186,20 @@ func (t *kafkaTarget) Deliver(ctx context.Context, events []Event) []error {
 	return result
 }
 
-// permanentKafkaErrors are failures that retrying within the request cannot fix: the record or
-// the configuration is wrong. The request still fails (503) unless the target is optional, so
-// Segment retries for hours while someone fixes the topic or the ACLs.
+// permanentKafkaErrors are the failures that are about the record itself: no retry of it can
+// succeed, so it is refused (dead-lettered when there is a dead-letter target). Trouble with the
+// topic, the credentials, the ACLs or the client's settings is not: someone fixes it (creates the
+// topic, rotates the secret, grants the ACL) while Segment retries the 503 for four hours, and
+// dead-lettering every event meanwhile would acknowledge what never reached the topic.
 var permanentKafkaErrors = []error{
 	kerr.MessageTooLarge,
 	kerr.RecordListTooLarge,
 	kerr.InvalidRecord,
 	kerr.CorruptMessage,
-	kerr.InvalidTopicException,
-	kerr.UnknownTopicOrPartition, // the client does not ask for auto-creation
-	kerr.TopicAuthorizationFailed,
-	kerr.ClusterAuthorizationFailed,
-	kerr.TransactionalIDAuthorizationFailed,
-	kerr.SaslAuthenticationFailed,
-	kerr.UnsupportedSaslMechanism,
-	kerr.IllegalSaslState,
-	kerr.UnsupportedCompressionType,
-	kerr.UnsupportedForMessageFormat,
-	kerr.InvalidRequiredAcks,
-	kerr.PolicyViolation,
 }
 
-// classifyKafkaError marks the clearly permanent errors; everything else (broker down, leader
-// moving, timeouts) is transient and retried while the budget lasts.
+// classifyKafkaError marks the errors about the record as permanent; everything else (broker
+// down, leader moving, timeouts, unknown topic, authentication and authorization) is transient.
 func classifyKafkaError(err error) error {
 	if err == nil {
 		return nil

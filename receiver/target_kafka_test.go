@@ -175,8 +175,8 @@ func TestKafkaBrokerDownAnswers503WithinBudget(t *testing.T) {
 	}
 }
 
-// A record that cannot fit a batch and a topic that does not exist are permanent: one attempt,
-// counted as permanent, 503 to Segment.
+// A record that cannot fit a batch is permanent: one attempt, counted as permanent, 503 to
+// Segment. A topic that does not exist is transient: retried within the budget, 503.
 func TestKafkaPermanentFailures(t *testing.T) {
 	cluster := startKafka(t)
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
@@ -193,13 +193,14 @@ func TestKafkaPermanentFailures(t *testing.T) {
 	if r := h.post(huge); r.code != 503 {
 		t.Fatalf("oversized record: got %d, want 503", r.code)
 	}
-	for _, target := range []string{"stream", "missing"} {
-		if got := h.metric("segment_receiver_target_failures_total", "target", target, "kind", "permanent"); got != 1 {
-			t.Errorf("%s: permanent failures %v, want 1", target, got)
-		}
-		if got := h.metric("segment_receiver_target_attempts_total", "target", target); got != 1 {
-			t.Errorf("%s: %v attempts, want 1", target, got)
-		}
+	if got := h.metric("segment_receiver_target_failures_total", "target", "stream", "kind", "permanent"); got != 1 {
+		t.Errorf("stream: permanent failures %v, want 1", got)
+	}
+	if got := h.metric("segment_receiver_target_attempts_total", "target", "stream"); got != 1 {
+		t.Errorf("stream: %v attempts, want 1", got)
+	}
+	if got := h.metric("segment_receiver_target_failures_total", "target", "missing", "kind", "transient"); got != 1 {
+		t.Errorf("missing: transient failures %v, want 1", got)
 	}
 }
 
@@ -283,8 +284,13 @@ func TestClassifyKafkaError(t *testing.T) {
 		permanent bool
 	}{
 		{kerr.MessageTooLarge, true},
-		{fmt.Errorf("produce: %w", kerr.TopicAuthorizationFailed), true},
-		{kerr.UnknownTopicOrPartition, true},
+		{kerr.InvalidRecord, true},
+		{kerr.CorruptMessage, true},
+		{fmt.Errorf("produce: %w", kerr.TopicAuthorizationFailed), false},
+		{kerr.UnknownTopicOrPartition, false},
+		{kerr.SaslAuthenticationFailed, false},
+		{kerr.ClusterAuthorizationFailed, false},
+		{kerr.InvalidTopicException, false},
 		{kerr.NotLeaderForPartition, false},
 		{kerr.RequestTimedOut, false},
 		{kerr.NotEnoughReplicas, false},

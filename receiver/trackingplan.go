@@ -80,7 +80,7 @@ func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int, rewri
 		case config.ViolationBlock:
 			blocked++
 		case config.ViolationDeadLetter:
-			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, violations: r.Violations, err: &validationError{
+			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, id: ev.MessageID, violations: r.Violations, err: &validationError{
 				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
 		case config.ViolationOmitProperties:
 			out := omit(ev, r.Violations)

@@ -228,7 +228,8 @@ type Authentication struct {
 type Limits struct {
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 	MaxEvents    int   `json:"maxEvents,omitempty"`
-	// MaxInFlight requests at once; more are answered 429 so Segment backs off.
+	// MaxInFlight authenticated requests at once, and as many bodies being read before their
+	// signature is checked; more are answered 429 so Segment backs off.
 	MaxInFlight int `json:"maxInFlight,omitempty"`
 	// MaxBufferedBytes bounds the memory requests hold at once (bodies, decoded events, what
 	// targets hold to deliver them, optional-target deliveries still running), so that maxInFlight
