@@ -232,7 +232,7 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		step("kubectl drain blocked by the PDB, then uncordon", start)
 	})
 
-	It("keeps answering while the control plane is down for a minute, and the operator recovers without writes", func() {
+	It("keeps answering while the control plane (etcd, kube-apiserver, controller-manager, scheduler) is down for a minute, and the operator recovers without writes", func() {
 		start := time.Now()
 		versions := childVersions(t)
 		tr := t.startTraffic("outage", 900, 70*time.Second)

@@ -567,10 +567,11 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 	})
 }
 
-// StopControlPlane stops kube-apiserver and etcd, as an outage would; StartControlPlane starts
-// them again with the same data.
+// StopControlPlane stops the control plane as the outage of its node would: etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler. The kubelet, kube-proxy and the
+// pods keep running. StartControlPlane starts them again with the same data.
 func (c *Cluster) StopControlPlane() error {
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+	for _, name := range controlPlane {
 		if err := c.stop(name); err != nil {
 			return err
 		}
@@ -578,20 +579,29 @@ func (c *Cluster) StopControlPlane() error {
 	return nil
 }
 
+// controlPlane is in the order of stopping; it starts in the reverse order.
+var controlPlane = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"}
+
 // StartControlPlane restarts what StopControlPlane stopped and waits until the API server is ready.
 func (c *Cluster) StartControlPlane(ctx context.Context) error {
-	for _, name := range []string{"etcd", "kube-apiserver"} {
+	for i := len(controlPlane) - 1; i >= 0; i-- {
+		name := controlPlane[i]
 		spec := c.specs[name]
 		if err := c.start(name, spec.path, spec.args...); err != nil {
 			return err
 		}
-		if name == "etcd" {
+		switch name {
+		case "etcd":
 			if err := c.waitHTTP(ctx, "etcd", c.st.EtcdURL+"/health", nil); err != nil {
+				return err
+			}
+		case "kube-apiserver":
+			if err := c.waitReadyz(ctx); err != nil {
 				return err
 			}
 		}
 	}
-	return c.waitReadyz(ctx)
+	return nil
 }
 
 // Kubectl runs the node's kubectl with the admin kubeconfig.
