@@ -38,7 +38,6 @@ import (
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/segmentsim"
-	"github.com/segment-webhook-operator/segment-webhook-operator/test/e2e/cluster"
 )
 
 // team is one namespace with a sink pod behind a Service and a SegmentWebhook delivering to it.
