@@ -115,11 +115,13 @@ docker-build: ## Build the manager and receiver images (needs a Docker engine).
 	docker build --target manager -t $(IMG) .
 	docker build --target receiver -t $(RECEIVER_IMG) .
 
+# IMAGE_ARCH limits the images to some architectures (amd64,arm64); make e2e builds only this machine's.
+IMAGE_ARCH ?=
 # Both images and pause, for linux/amd64 and linux/arm64, built with Go alone (hack/images): the
 # creation time is the commit's (SOURCE_DATE_EPOCH overrides it), so a commit gives the same digests.
 .PHONY: images
 images: ## Build the manager, receiver and pause images (linux/amd64+arm64) as OCI archives in bin/images, without Docker.
-	go run ./hack/images build -out $(IMAGES_DIR) -version $(VERSION) -manager $(IMG) -receiver $(RECEIVER_IMG) -pause $(PAUSE_IMG)
+	go run ./hack/images build -out $(IMAGES_DIR) -version $(VERSION) -manager $(IMG) -receiver $(RECEIVER_IMG) -pause $(PAUSE_IMG) -arch "$(IMAGE_ARCH)"
 
 .PHONY: images-push
 images-push: images ## Push the manager and receiver images (multi-arch) to REGISTRY=host[:port]/path.

@@ -44,7 +44,8 @@ timed "Debian packages (containerd, runc, CNI, iptables)" hack/node-packages.sh
 # it takes before it starts.
 deps() {
   local pids=() names=(envtest node-assets images helm) i failed=0
-  for i in "${names[@]}"; do "${make_[@]}" "$i" > >(sed "s/^/[$i] /" >&2) 2>&1 & pids+=($!); done
+  # The node runs this machine's architecture only: the images are built for it alone.
+  for i in "${names[@]}"; do "${make_[@]}" "$i" IMAGE_ARCH="$(go env GOARCH)" > >(sed "s/^/[$i] /" >&2) 2>&1 & pids+=($!); done
   for i in "${!pids[@]}"; do wait "${pids[$i]}" || { log "${names[$i]} failed"; failed=1; }; done
   return $failed
 }

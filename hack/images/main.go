@@ -38,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +83,7 @@ func build(args []string) error {
 	version := fs.String("version", "", "org.opencontainers.image.version")
 	revision := fs.String("revision", "", "org.opencontainers.image.revision (default: the git commit, -dirty if the tree has changes)")
 	epoch := fs.String("epoch", os.Getenv("SOURCE_DATE_EPOCH"), "creation time, seconds since 1970 (default: SOURCE_DATE_EPOCH, else the commit time)")
+	arches := fs.String("arch", "", "comma-separated architectures to build (default: all of the release's; make e2e builds only this machine's)")
 	images := []*image{
 		{spec: imagebuild.Manager, pkg: "./cmd/manager"},
 		{spec: imagebuild.Receiver, pkg: "./cmd/receiver"},
@@ -110,6 +112,9 @@ func build(args []string) error {
 	defer os.RemoveAll(work)
 	binaries := map[string]map[string]string{} // binary -> GOARCH -> file
 	for _, p := range imagebuild.Platforms {
+		if *arches != "" && !slices.Contains(strings.Split(*arches, ","), p.Architecture) {
+			continue
+		}
 		t := time.Now()
 		dir := filepath.Join(work, p.OS+"_"+p.Architecture)
 		pkgs := []string{}

@@ -150,18 +150,17 @@ func (s Spec) image(p v1.Platform, app, base v1.Layer, m Meta) (v1.Image, error)
 	return mutate.Append(img, adds...)
 }
 
-// Index assembles the multi-platform image: binaries maps each of Platforms' architectures to
-// the binary built for it.
+// Index assembles the multi-platform image: binaries maps architectures of Platforms to the
+// binary built for each (all of them for a release; one where only this machine runs it).
 func (s Spec) Index(binaries map[string]string, base v1.Layer, m Meta) (v1.ImageIndex, error) {
-	if got := slices.Sorted(maps.Keys(binaries)); len(got) != len(Platforms) {
-		return nil, fmt.Errorf("image %s: binaries for %v, want one for each of %v", s.Binary, got, Platforms)
-	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	used := 0
 	for _, p := range Platforms {
 		binary, ok := binaries[p.Architecture]
 		if !ok {
-			return nil, fmt.Errorf("image %s: no binary for %s", s.Binary, p.Architecture)
+			continue
 		}
+		used++
 		img, err := s.Image(p, binary, base, m)
 		if err != nil {
 			return nil, fmt.Errorf("image %s for %s: %w", s.Binary, p, err)
@@ -170,6 +169,9 @@ func (s Spec) Index(binaries map[string]string, base v1.Layer, m Meta) (v1.Image
 			Add:        img,
 			Descriptor: v1.Descriptor{Platform: &p},
 		})
+	}
+	if used == 0 || used != len(binaries) {
+		return nil, fmt.Errorf("image %s: binaries for %v, want some of %v", s.Binary, slices.Sorted(maps.Keys(binaries)), Platforms)
 	}
 	return idx, nil
 }
