@@ -90,7 +90,7 @@ func newTeam(ns string, replicas int32) *team {
 	})).To(Succeed())
 	sinkSvc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "sink", Namespace: ns},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}},
 	}
 	Expect(k8s.Create(ctx, sinkSvc)).To(Succeed())
 	Expect(node.WaitDeploymentAvailable(ctx, ns, "sink", 2*time.Minute)).To(Succeed())

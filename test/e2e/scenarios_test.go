@@ -243,7 +243,7 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		Expect(r.c5xx).To(BeZero())
 		Expect(node.WaitDeploymentAvailable(ctx, operator.Namespace, operator.Release+"-segment-webhook-operator", 3*time.Minute)).To(Succeed())
 		t.waitReady(time.Minute)
-		Consistently(func() map[string]string { return childVersions(t) }).WithTimeout(15 * time.Second).Should(Equal(versions),
+		Consistently(func() map[string]string { return childVersions(t) }).WithTimeout(15*time.Second).Should(Equal(versions),
 			"the operator writes none of the children after the outage")
 		step("control plane down for a minute under traffic", start)
 	})

@@ -19,9 +19,9 @@ limitations under the License.
 // bridge, the kubelet and kube-proxy. Everything lives in one directory and is removed by
 // Teardown: processes, mounts, network links, iptables chains, cgroups and sysctls.
 //
-// Addresses: the node has its own address, NodeIP, on a dummy link the cluster creates; the API
-// server, the kubelet and NodePorts bind to it, etcd and the components' health ports to
-// loopback, and pods live on the CNI bridge. Nothing binds to or is sent to the machine's own
+// Addresses: the node has its own address, NodeIP, on a link the cluster creates (a bridge
+// without ports: this kernel has no dummy links); the API server, the kubelet and NodePorts bind
+// to it, etcd and the components' health ports to loopback, and pods live on the CNI bridge. Nothing binds to or is sent to the machine's own
 // interface addresses.
 package cluster
 
@@ -280,7 +280,7 @@ func (c *Cluster) network(context.Context) error {
 		return err
 	}
 	for _, args := range [][]string{
-		{"link", "add", nodeLink, "type", "dummy"},
+		{"link", "add", nodeLink, "type", "bridge"},
 		{"addr", "add", NodeIP + "/32", "dev", nodeLink},
 		{"link", "set", nodeLink, "up"},
 		// The host reaches Services from the node address, never from its own interfaces.
