@@ -185,3 +185,35 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// A plan check reserves its memory before it runs (trackingplan.CheckMemoryFactor per byte of
+// the largest member): beside a held request, a body that fits but whose check does not is
+// refused 429 unchecked; alone, it is checked and delivered.
+func TestPlanCheckReservesBeforeItRuns(t *testing.T) {
+	// The budget is one body (1 MiB); without a dead-letter target no envelope is counted.
+	h, target, _ := planHarnessWith(t, numberPlan, config.UnplannedAllow, config.ViolationOmitProperties, config.FormatSegment, func(c *config.Config) {
+		c.DeadLetter = nil
+		c.Limits.MaxBodyBytes, c.Limits.MaxBufferedBytes = 1<<20, 1<<20
+	})
+	release := target.hold()
+	defer release()
+	first := make(chan response, 1)
+	go func() {
+		first <- h.post(`{"type":"track","event":"Order Completed","userId":"u","messageId":"held","properties":{"order_id":"` +
+			strings.Repeat("x", 400<<10) + `"}}`)
+	}()
+	waitArrival(t, target)
+
+	wide := `{"type":"track","event":"Order Completed","userId":"u","messageId":"wide","properties":{"order_id":"o","pad":"` +
+		strings.Repeat("y", 100<<10) + `"}}`
+	if resp := h.post(wide); resp.code != http.StatusTooManyRequests {
+		t.Fatalf("beside the held request: got %d %s, want 429", resp.code, resp.body)
+	}
+	release()
+	if resp := <-first; resp.code != http.StatusOK {
+		t.Fatalf("held request: %d %s", resp.code, resp.body)
+	}
+	if resp := h.post(wide); resp.code != http.StatusOK {
+		t.Fatalf("alone: %d %s", resp.code, resp.body)
+	}
+}

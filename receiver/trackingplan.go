@@ -96,6 +96,25 @@ func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int, rewri
 	return blocked, rewritten
 }
 
+// memory bounds what checking the events holds at once: they are checked one at a time, each
+// member's check holding at most trackingplan.CheckMemoryFactor per byte of it (members over
+// trackingplan.MaxCheckedBytes are not checked). 0 without a plan.
+func (e *planEnforcer) memory(events []Event) int64 {
+	if e == nil {
+		return 0
+	}
+	largest := 0
+	for i := range events {
+		ev := &events[i]
+		for _, m := range [...][]byte{ev.properties, ev.traits, ev.context} {
+			if n := len(m); n > largest && n <= trackingplan.MaxCheckedBytes {
+				largest = n
+			}
+		}
+	}
+	return int64(largest) * trackingplan.CheckMemoryFactor
+}
+
 // omit drops the members the plan refused, in one pass; what omitting cannot repair (a missing
 // required property, say) is marked as with Forward.
 func omit(ev Event, r *trackingplan.Result) Event {
