@@ -395,7 +395,10 @@ func maximalBatches(ctx context.Context, e *env) (int, []string) {
 		body := []byte("[" + strings.Join(events, ",") + "]")
 		must = append(must, ids...)
 		wg.Add(1)
-		go func() { defer wg.Done(); sender.Send(segmentsim.Request{Body: body, First: []byte(events[0]), IDs: ids}) }()
+		go func() {
+			defer wg.Done()
+			sender.Send(segmentsim.Request{Body: body, First: []byte(events[0]), IDs: ids})
+		}()
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
