@@ -199,6 +199,32 @@ func (d delivery) bodyBytes() int64 {
 	return n
 }
 
+// prepareMemory bounds what prepare, and so heldMemory, can come to (besides decoded events and
+// rewritten bytes): every target getting every event, each with fields dropped when it drops
+// any, and the dead letters' envelopes.
+func (p *pipeline) prepareMemory(events []Event, body []byte, malformed []Event) int64 {
+	var bytes int64
+	for i := range events {
+		bytes += int64(len(events[i].Raw))
+	}
+	var n int64
+	for _, r := range p.routes {
+		if !r.optional {
+			n += int64(len(events)) * memoryPerDelivered
+		}
+		if r.dropper.paths != nil {
+			n += bytes
+		}
+	}
+	switch {
+	case len(malformed) > 0:
+		n += int64(len(malformed[0].Raw))
+	case p.deadLetter != nil:
+		n += int64(len(body))
+	}
+	return n
+}
+
 // prepare routes events: what each target gets, and the events a required target cannot be
 // given (their fields could not be dropped), which count as refused. Its metrics go to counts.
 func (p *pipeline) prepare(events []Event, counts tally) (deliveries []delivery, refused []refusal) {

@@ -158,7 +158,7 @@ func TestValidationErrorStatus(t *testing.T) {
 // as it was. A transport carries only the attributes its table names.
 func TestAttributes(t *testing.T) {
 	letter := deadLetter{Reason: ReasonRefused, Target: "orders", Source: "ns/n"}.envelope([]byte(`{}`))
-	marked := markViolations(letter, []trackingplan.Violation{{Pointer: "/properties/total", Keyword: "type"}})
+	marked := markViolations(letter, []trackingplan.Violation{{Pointer: "/properties/total", Keyword: "type"}}, 1)
 	if _, ok := letter.Attributes[violationAttribute]; ok || len(letter.Attributes) != 2 {
 		t.Fatalf("marking a copy changed the original: %v", letter.Attributes)
 	}

@@ -15,7 +15,7 @@ import (
 // re-encoding, so everything it does not drop reaches the target byte for byte (key order,
 // number formatting and escapes included).
 type fieldDropper struct {
-	paths [][]string
+	paths *pathNode // nil: no paths
 	// The top-level fields dropped that an Event also carries beside its bytes: cleared too, so
 	// that no key or header (Kafka key, ce-subject, ce-time) gives them to the target.
 	userID, anonymousID, timestamp bool
@@ -26,7 +26,7 @@ type fieldDropper struct {
 func newFieldDropper(paths []string) fieldDropper {
 	d := fieldDropper{}
 	for _, p := range paths {
-		d.paths = append(d.paths, strings.Split(p, "."))
+		d.paths = d.paths.add(strings.Split(p, "."))
 		switch p {
 		case "userId":
 			d.userID = true
@@ -39,6 +39,28 @@ func newFieldDropper(paths []string) fieldDropper {
 		}
 	}
 	return d
+}
+
+// pathNode is a set of paths, by their first key: drop the member there, or go on into it.
+type pathNode struct {
+	drop     bool
+	children map[string]*pathNode
+}
+
+// add returns n with path added (a new node when n is nil).
+func (n *pathNode) add(path []string) *pathNode {
+	if n == nil {
+		n = &pathNode{}
+	}
+	if len(path) == 0 {
+		n.drop = true
+		return n
+	}
+	if n.children == nil {
+		n.children = map[string]*pathNode{}
+	}
+	n.children[path[0]] = n.children[path[0]].add(path[1:])
+	return n
 }
 
 // id is the messageId the target gets, and is remembered by: the event's own, or when the target
@@ -55,17 +77,15 @@ func (d fieldDropper) id(messageID string) string {
 // (its MessageID is set by the caller, see id). The input is not modified, and an event that has
 // none of the fields keeps its received bytes.
 func (d fieldDropper) apply(ev Event) (Event, error) {
-	raw := ev.Raw
-	for _, path := range d.paths {
-		out, changed, err := dropField(raw, path)
+	if d.paths != nil {
+		out, changed, err := dropPaths(ev.Raw, d.paths)
 		if err != nil {
 			return ev, err
 		}
 		if changed {
-			raw = out
+			ev.Raw = out
 		}
 	}
-	ev.Raw = raw
 	if d.userID {
 		ev.UserID = ""
 	}
@@ -80,97 +100,100 @@ func (d fieldDropper) apply(ev Event) (Event, error) {
 
 var errNotObject = errors.New("not a JSON object")
 
-// dropField removes the member at path (keys from the outside in) from a JSON object. Paths that
-// do not exist, or cross a value that is not an object, leave it unchanged. Every occurrence of a
-// duplicated key is removed, since consumers disagree on which one wins.
+// dropField removes the member at path (keys from the outside in); see dropPaths.
 func dropField(obj []byte, path []string) ([]byte, bool, error) {
-	members, err := objectMembers(obj)
-	if err != nil {
-		return obj, false, err
-	}
-	changed := false
-	for i := range members {
-		m := &members[i]
-		if m.key != path[0] {
-			continue
-		}
-		if len(path) == 1 {
-			m.drop = true
-			changed = true
-			continue
-		}
-		value := obj[m.valueStart:m.end]
-		if value[0] != '{' {
-			continue
-		}
-		out, ch, err := dropField(value, path[1:])
-		if err != nil {
-			return obj, false, err
-		}
-		if ch {
-			m.replacement = out
-			changed = true
-		}
-	}
-	if !changed {
-		return obj, false, nil
-	}
-	var b bytes.Buffer
-	b.Grow(len(obj))
-	b.WriteByte('{')
-	first := true
-	for _, m := range members {
-		if m.drop {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		if m.replacement != nil {
-			b.Write(obj[m.start:m.valueStart])
-			b.Write(m.replacement)
-		} else {
-			b.Write(obj[m.start:m.end])
-		}
-	}
-	b.WriteByte('}')
-	return b.Bytes(), true, nil
+	return dropPaths(obj, (*pathNode)(nil).add(path))
 }
 
-type member struct {
-	key                    string
-	start, valueStart, end int // the key's opening quote, the value, the end of the value
-	drop                   bool
-	replacement            []byte
-}
-
-// objectMembers locates each member of a JSON object by the tokenizer's offsets.
-func objectMembers(obj []byte) ([]member, error) {
+// dropPaths removes the members at paths from a JSON object, in one pass over its bytes. Paths
+// that do not exist, or cross a value that is not an object, leave it unchanged. Every occurrence
+// of a duplicated key is removed, since consumers disagree on which one wins. It allocates
+// nothing per member: only, once a member goes, the output (at most the input's length).
+func dropPaths(obj []byte, paths *pathNode) ([]byte, bool, error) {
 	dec := decoders.Get().(*jsontext.Decoder)
 	defer decoders.Put(dec)
 	dec.Reset(bytes.NewBuffer(obj), decoderOptions...)
 	defer dec.Reset(bytes.NewBuffer(nil))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return nil, errNotObject
+		return obj, false, errNotObject
 	}
-	var members []member
+	var out []byte  // nil until a member goes: then the members kept so far, and on
+	keptEnd := 0    // the end of the last member kept while out is nil
+	kept := 0       // members kept
+	var name []byte // unquoted, when the key holds escapes
 	for dec.PeekKind() != '}' {
-		name, err := dec.ReadValue()
+		quoted, err := dec.ReadValue()
 		if err != nil {
-			return nil, err
+			return obj, false, err
 		}
-		start := int(dec.InputOffset()) - len(name)
-		key, _ := jsontext.AppendUnquote(nil, name) // validated: at worst invalid UTF-8, replaced
-		value, err := dec.ReadValue()
-		if err != nil {
-			return nil, err
+		start := int(dec.InputOffset()) - len(quoted)
+		key := quoted[1 : len(quoted)-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			name, _ = jsontext.AppendUnquote(name[:0], quoted) // validated: at worst invalid UTF-8, replaced
+			key = name
+		}
+		node := paths.children[string(key)] // no allocation: a map index by converted bytes
+		var replacement []byte
+		switch {
+		case node != nil && !node.drop && dec.PeekKind() == '{':
+			value, err := dec.ReadValue()
+			if err != nil {
+				return obj, false, err
+			}
+			end := int(dec.InputOffset())
+			valueStart := end - len(value)
+			inner, changed, err := dropPaths(obj[valueStart:end], node)
+			if err != nil {
+				return obj, false, err
+			}
+			if changed {
+				replacement = append(obj[start:valueStart:valueStart], inner...) // cap is full: a copy
+			} else {
+				node = nil
+			}
+		default:
+			if node != nil && !node.drop {
+				node = nil // a path through a non-object: nothing to drop
+			}
+			if err := dec.SkipValue(); err != nil {
+				return obj, false, err
+			}
 		}
 		end := int(dec.InputOffset())
-		members = append(members, member{key: string(key), start: start, valueStart: end - len(value), end: end})
+		switch {
+		case node == nil: // kept
+			if out != nil {
+				if kept > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, obj[start:end]...)
+			} else {
+				keptEnd = end
+			}
+			kept++
+		default: // dropped or replaced
+			if out == nil {
+				out = make([]byte, 0, len(obj))
+				if kept > 0 {
+					out = append(out, obj[:keptEnd]...)
+				} else {
+					out = append(out, '{')
+				}
+			}
+			if replacement != nil {
+				if kept > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, replacement...)
+				kept++
+			}
+		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
-		return nil, err
+		return obj, false, err
 	}
-	return members, nil
+	if out == nil {
+		return obj, false, nil
+	}
+	return append(out, '}'), true, nil
 }

@@ -416,6 +416,11 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	if n > int64(cfg.Limits.MaxInFlight) {
 		return overloaded(w), 0, "in-flight limit"
 	}
+	// Each step's memory is reserved before it runs (decoding's is bounded by maxEvents, at most
+	// 2 MiB, and reserved once known), at most what the body left of the budget, so that a request
+	// alone always fits; the last reservation is what the request then holds.
+	work := reservation{sem: s.bodies, limit: s.bodyBudget - reserved}
+	defer work.release()
 	decoded, verr := scanner.finish()
 	var malformed []Event
 	if verr != nil && verr.Status == http.StatusBadRequest && p.deadLetter != nil {
@@ -444,16 +449,20 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		counts.inc(s.metrics.event(ev.Type))
 	}
 	decodedEvents := len(decoded.events) + len(decoded.invalid)
-	blocked, rewritten := p.plan.enforce(&decoded, counts)
-	events := decoded.events
-	deliveries, refused := p.prepare(events, counts)
-	// What the request holds besides its body counts against the same budget as the bodies, at
-	// most what the body left of it, so that a request alone always fits.
-	held := min(heldMemory(p, body, decodedEvents, rewritten, deliveries, malformed), s.bodyBudget-reserved)
-	if !s.bodies.TryAcquire(held) {
+	decodedMemory := int64(decodedEvents) * eventMemory
+	if !work.grow(decodedMemory + p.plan.memory(decoded.events)) {
 		return overloaded(w), 0, "buffered bytes limit"
 	}
-	defer s.bodies.Release(held)
+	blocked, rewritten := p.plan.enforce(&decoded, counts)
+	events := decoded.events
+	if !work.grow(decodedMemory + rewritten + p.prepareMemory(events, body, malformed)) {
+		return overloaded(w), 0, "buffered bytes limit"
+	}
+	deliveries, refused := p.prepare(events, counts)
+	// What the request holds besides its body counts against the same budget as the bodies.
+	if !work.set(heldMemory(p, body, decodedEvents, rewritten, deliveries, malformed)) {
+		return overloaded(w), 0, "buffered bytes limit"
+	}
 	counts.apply()
 
 	// The budget runs from the request's arrival. Deliveries do not stop when Segment hangs up:
@@ -486,6 +495,40 @@ func (s *Server) sendDeadLetters(ctx context.Context, p *pipeline, letters []Eve
 // eventMemory estimates what one decoded event holds besides its bytes: the Event, its strings,
 // its share of the decoder's slices.
 const eventMemory = 512
+
+// reservation is what a request holds of the memory budget besides its body. It grows before
+// each step of the work, never past limit.
+type reservation struct {
+	sem         *semaphore.Weighted
+	held, limit int64
+}
+
+// grow reserves up to n in all (capped at the limit); false when the budget cannot hold it.
+func (r *reservation) grow(n int64) bool {
+	n = min(n, r.limit)
+	if n <= r.held {
+		return true
+	}
+	if !r.sem.TryAcquire(n - r.held) {
+		return false
+	}
+	r.held = n
+	return true
+}
+
+// set makes the reservation n (capped at the limit), giving back what it held beyond.
+func (r *reservation) set(n int64) bool {
+	if n = min(n, r.limit); n < r.held {
+		r.sem.Release(r.held - n)
+		r.held = n
+	}
+	return r.grow(n)
+}
+
+func (r *reservation) release() {
+	r.sem.Release(r.held)
+	r.held = 0
+}
 
 // heldMemory estimates what a request holds besides its body once its events are routed: its
 // decoded events, the events the tracking plan rewrote (rewritten bytes), what each required

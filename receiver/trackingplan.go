@@ -81,55 +81,82 @@ func (e *planEnforcer) enforce(d *decodedBody, counts tally) (blocked int, rewri
 			blocked++
 		case config.ViolationDeadLetter:
 			d.invalid = append(d.invalid, invalidEvent{raw: ev.Raw, id: ev.MessageID, violations: r.Violations, err: &validationError{
-				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations)}})
+				Status: http.StatusBadRequest, Index: ev.Index, Field: r.Violations[0].Pointer, Reason: describe(r.Violations, r.Total)}})
 		case config.ViolationOmitProperties:
-			out := omit(ev, r.Violations)
+			out := omit(ev, &r)
 			if len(out.Raw) != len(ev.Raw) { // an omitted member always shortens the event
 				rewritten += int64(len(out.Raw))
 			}
 			forward = append(forward, out)
 		default: // config.ViolationForward
-			forward = append(forward, markViolations(ev, r.Violations))
+			forward = append(forward, markViolations(ev, r.Violations, r.Total))
 		}
 	}
 	d.events = forward
 	return blocked, rewritten
 }
 
-// omit drops the members the plan refused; what omitting cannot repair (a missing required
-// property, say) is marked as with Forward.
-func omit(ev Event, violations []trackingplan.Violation) Event {
-	paths, rest := trackingplan.Omissions(violations)
+// memory bounds what checking the events holds at once: they are checked one at a time, each
+// member's check holding at most trackingplan.CheckMemoryFactor per byte of it (members over
+// trackingplan.MaxCheckedBytes are not checked). 0 without a plan.
+func (e *planEnforcer) memory(events []Event) int64 {
+	if e == nil {
+		return 0
+	}
+	largest := 0
+	for i := range events {
+		ev := &events[i]
+		for _, m := range [...][]byte{ev.properties, ev.traits, ev.context} {
+			if n := len(m); n > largest && n <= trackingplan.MaxCheckedBytes {
+				largest = n
+			}
+		}
+	}
+	return int64(largest) * trackingplan.CheckMemoryFactor
+}
+
+// omit drops the members the plan refused, in one pass; what omitting cannot repair (a missing
+// required property, say) is marked as with Forward.
+func omit(ev Event, r *trackingplan.Result) Event {
+	paths, rest, unrepairable := r.Omissions()
+	var drop *pathNode
 	for _, path := range paths {
-		out, changed, err := dropField(ev.Raw, path)
+		drop = drop.add(path[:])
+	}
+	if drop != nil {
+		out, changed, err := dropPaths(ev.Raw, drop)
 		if err != nil { // the decoder validated the event: cannot happen
-			return markViolations(ev, violations)
+			return markViolations(ev, r.Violations, r.Total)
 		}
 		if changed {
 			ev.Raw = out
 		}
 	}
-	if len(rest) > 0 {
-		return markViolations(ev, rest)
+	if unrepairable > 0 {
+		return markViolations(ev, rest, unrepairable)
 	}
 	return ev
 }
 
-func markViolations(ev Event, violations []trackingplan.Violation) Event {
+// markViolations sets the violation attribute: those listed, and how many there are in all.
+func markViolations(ev Event, violations []trackingplan.Violation, total int) Event {
 	attrs := make(map[string]string, len(ev.Attributes)+1)
 	for k, v := range ev.Attributes {
 		attrs[k] = v
 	}
-	attrs[violationAttribute] = trackingplan.Summary(violations, maxViolationsInSummary)
+	attrs[violationAttribute] = trackingplan.Summary(violations, total, maxViolationsInSummary)
 	ev.Attributes = attrs
 	return ev
 }
 
-// describe is a dead letter's error: every violation with its message.
-func describe(violations []trackingplan.Violation) string {
-	parts := make([]string, len(violations))
+// describe is a dead letter's error: every violation listed with its message, and how many more.
+func describe(violations []trackingplan.Violation, total int) string {
+	parts := make([]string, len(violations), len(violations)+1)
 	for i, v := range violations {
 		parts[i] = fmt.Sprintf("%s: %s: %s", v.Pointer, v.Keyword, v.Message)
+	}
+	if total > len(violations) {
+		parts = append(parts, fmt.Sprintf("and %d more", total-len(violations)))
 	}
 	return strings.Join(parts, "; ")
 }

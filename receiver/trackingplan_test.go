@@ -60,9 +60,15 @@ func planEnvelopes(t testing.TB, s *sink) []planEnvelope {
 // planHarness runs a receiver with testPlan, a target and a dead-letter target.
 func planHarness(t *testing.T, unplanned, onViolation string, format string, tune ...func(*config.Config)) (*harness, *sink, *sink) {
 	t.Helper()
+	return planHarnessWith(t, testPlan, unplanned, onViolation, format, tune...)
+}
+
+// planHarnessWith is planHarness with another plan.
+func planHarnessWith(t *testing.T, plan, unplanned, onViolation string, format string, tune ...func(*config.Config)) (*harness, *sink, *sink) {
+	t.Helper()
 	target, dlq := newSink(t), newSink(t)
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
-	configVol := newVolume(t, map[string]string{planFile: testPlan})
+	configVol := newVolume(t, map[string]string{planFile: plan})
 	orders := httpTargetTo("orders", target)
 	orders.HTTP.Format = format
 	cfg := testConfig(secretVol, orders)
@@ -71,7 +77,7 @@ func planHarness(t *testing.T, unplanned, onViolation string, format string, tun
 	for _, f := range tune {
 		f(cfg)
 	}
-	configVol.Update(t, map[string]string{planFile: testPlan, config.FileName: configJSON(t, cfg)})
+	configVol.Update(t, map[string]string{planFile: plan, config.FileName: configJSON(t, cfg)})
 	return startHarnessOn(t, configVol, secretVol), target, dlq
 }
 

@@ -344,13 +344,73 @@ func TestSendHMAC(t *testing.T) {
 	if swh.Status.URL != "" {
 		t.Errorf("status.url %q for a receiver reachable only inside the cluster", swh.Status.URL)
 	}
+	// A signed request over plain http is refused there, with the port-forward to use instead.
 	out, err = kubectlSWH(t, "send", "events", "-n", ns)
+	if err == nil {
+		t.Fatal("sending a signed request over http to the in-cluster URL succeeded")
+	}
+	for _, want := range []string{"--insecure-http", "kubectl -n " + ns + " port-forward svc/events-receiver 8080:80",
+		"kubectl swh send events -n " + ns + " --url http://127.0.0.1:8080"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	out, err = kubectlSWH(t, "send", "events", "-n", ns, "--insecure-http")
 	if err == nil {
 		t.Fatal("sending to the in-cluster URL from outside the cluster succeeded")
 	}
 	wantOutput(t, out, "POST http://events-receiver."+ns+".svc/webhook", "No answer",
 		"kubectl -n "+ns+" port-forward svc/events-receiver 8080:80",
 		"kubectl swh send events -n "+ns+" --url http://127.0.0.1:8080")
+}
+
+// TestSendKeepsCredentialsOffPlainHTTP: the bearer token or a signed request (replayable) is not
+// sent over plain http to a host other than loopback without --insecure-http, and a redirect is
+// the answer, never followed.
+func TestSendKeepsCredentialsOffPlainHTTP(t *testing.T) {
+	const ns = "send-plain-http"
+	createNamespace(t, ns)
+	create(t, secret(ns, "segment", "shared-secret", "change-me"), secret(ns, "segment-token", "token", "tok-123"))
+	hmacHook := webhook(ns)
+	bearerHook := webhook(ns)
+	bearerHook.Name, bearerHook.Spec.SecretRefs = "bearer", nil
+	bearerHook.Spec.Authentication = segmentv1alpha1.Authentication{
+		Mode:                 segmentv1alpha1.AuthenticationBearer,
+		BearerTokenSecretRef: &segmentv1alpha1.SecretKeyRef{Name: "segment-token", Key: "token"},
+	}
+	create(t, hmacHook, bearerHook)
+
+	// A name that never resolves: had the request been sent, the answer would be "No answer".
+	const remote = "http://receiver.invalid:8080"
+	for _, name := range []string{"events", "bearer"} {
+		out, err := kubectlSWH(t, "send", name, "-n", ns, "--url", remote)
+		if err == nil || !strings.Contains(err.Error(), "--insecure-http") || strings.Contains(out, "No answer") {
+			t.Errorf("%s over plain http to a remote host: err %v, want a refusal naming --insecure-http, nothing sent", name, err)
+		}
+		out, err = kubectlSWH(t, "send", name, "-n", ns, "--url", remote, "--insecure-http")
+		if err == nil || !strings.Contains(out, "No answer") {
+			t.Errorf("%s with --insecure-http: err %v, want it sent (and unanswered)", name, err)
+		}
+	}
+
+	// A load balancer's redirect (http to https, say) is shown, not followed.
+	var followed atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Add(1) }))
+	t.Cleanup(elsewhere.Close)
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/webhook", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirecting.Close)
+	for _, name := range []string{"events", "bearer"} {
+		out, err := kubectlSWH(t, "send", name, "-n", ns, "--url", redirecting.URL)
+		if err == nil {
+			t.Errorf("%s: a redirect counted as delivered", name)
+		}
+		wantOutput(t, out, "Answer: 307 Temporary Redirect", `Redirected to "`+elsewhere.URL+`/webhook": not followed`)
+	}
+	if n := followed.Load(); n != 0 {
+		t.Errorf("the redirect was followed %d times, with the credentials", n)
+	}
 }
 
 // TestSendExplainsRefusals: a target that fails gives 503, a secret that differs from the

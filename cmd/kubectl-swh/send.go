@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,10 +39,11 @@ import (
 )
 
 type sendOptions struct {
-	kind      string
-	url       string
-	signature string
-	timeout   time.Duration
+	kind         string
+	url          string
+	signature    string
+	timeout      time.Duration
+	insecureHTTP bool
 }
 
 func newSendCommand(c *cli) *cobra.Command {
@@ -66,6 +68,7 @@ receiver answered 2xx, which means every required target has every event.`,
 	f.StringVar(&o.url, "url", "", "send here instead of status.url; without a path, the SegmentWebhook's webhook path is added")
 	f.StringVar(&o.signature, "signature", o.signature, "HMAC header: x-signature (Segment's default) or x-segment-signature (Actions \"Use X-Segment-Signature Header\")")
 	f.DurationVar(&o.timeout, "timeout", o.timeout, "how long to wait for the answer (Segment waits about 5s)")
+	f.BoolVar(&o.insecureHTTP, "insecure-http", false, "send the bearer token or a signed request over plain http to a host other than loopback (anyone on the path can read or replay it)")
 	return cmd
 }
 
@@ -93,6 +96,9 @@ func (c *cli) send(ctx context.Context, name string, o sendOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := plainHTTPRefusal(swh, target, auth, o.insecureHTTP); err != nil {
+		return err
+	}
 	events, err := segmentsend.SampleEvents(o.kind, time.Now())
 	if err != nil {
 		return err
@@ -112,7 +118,9 @@ func (c *cli) send(ctx context.Context, name string, o sendOptions) error {
 	c.printf("  %s\n", abbreviate(string(req.Body), 160))
 
 	start := time.Now()
-	resp, err := segmentsend.Send(ctx, &http.Client{Timeout: o.timeout}, target, req)
+	// A redirect is the answer: following it would send the credentials where it points.
+	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := segmentsend.Send(ctx, &http.Client{Timeout: o.timeout, CheckRedirect: noRedirects}, target, req)
 	if err != nil {
 		c.printf("\nNo answer: %v\n", err)
 		c.printf("%s", noAnswerHints(swh, target))
@@ -127,6 +135,42 @@ func (c *cli) send(ctx context.Context, name string, o sendOptions) error {
 		return &notDeliveredError{code: resp.Code}
 	}
 	return nil
+}
+
+// plainHTTPRefusal refuses to send credentials (a bearer token, or a signature: a request anyone
+// who sees it can replay) over plain http to a host other than loopback, unless insecure.
+func plainHTTPRefusal(swh *segmentv1alpha1.SegmentWebhook, target string, auth segmentsend.Auth, insecure bool) error {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "http" || insecure || isLoopback(u.Hostname()) {
+		return nil
+	}
+	var what string
+	switch {
+	case auth.BearerToken != "":
+		what = "the bearer token"
+	case len(auth.Secret) > 0:
+		what = "a signed request (anyone who sees it can replay it)"
+	default:
+		return nil
+	}
+	msg := fmt.Sprintf("refusing to send %s over plain http to %s: pass --insecure-http to send it anyway", what, u.Host)
+	if strings.HasSuffix(u.Hostname(), ".svc") {
+		msg += fmt.Sprintf(", or reach the in-cluster Service through a port-forward: kubectl -n %s port-forward svc/%s 8080:%d, "+
+			"then kubectl swh send %s -n %s --url http://127.0.0.1:8080",
+			swh.Namespace, controllers.ChildName(swh), servicePort(swh), swh.Name, swh.Namespace)
+	} else {
+		msg += ", or give the SegmentWebhook an Ingress with TLS (https) and send there"
+	}
+	return errors.New(msg)
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func signatureHeader(flag string) (string, error) {
@@ -247,6 +291,10 @@ func explain(swh *segmentv1alpha1.SegmentWebhook, req *segmentsend.Request, resp
 		for _, r := range routes(swh, req.Events) {
 			line("  %s", r)
 		}
+	case resp.Code/100 == 3:
+		line("Redirected to %q: not followed, so the request and its credentials went nowhere else.", resp.Header.Get("Location"))
+		line("  Segment does not get events through a redirect either: point it (and --url) at the final URL,")
+		line("  typically https:// where an Ingress or load balancer redirects http.")
 	case resp.Code == http.StatusUnauthorized:
 		line("Not authenticated (Segment does not retry 401). Check:")
 		switch swh.Spec.Authentication.Mode {

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -55,6 +56,31 @@ const (
 	// MaxPattern bounds a regular expression's length. Go's regexp (RE2) runs in time linear in
 	// the input, so no pattern can backtrack catastrophically; the length bounds its compiled size.
 	MaxPattern = 1000
+	// MaxNumberLength and MaxExponent bound a number, in a plan or an event: the validator reads
+	// numbers as big.Rat, whose cost grows with the digits and the exponent (1e999999 takes 80 ms
+	// and 4 MB; past 1e1000000 it fails, and the validator panics). JavaScript numbers, all
+	// Segment sends, have at most 24 characters and exponents within ±324.
+	MaxNumberLength = 100
+	MaxExponent     = 400
+)
+
+// Limits on what an event's check costs, whatever the event holds. Past them the event breaks
+// its plan (keywords "size", "depth", "number"): checked values are a tree of maps built from
+// the bytes, and the validator's cost grows with the square of the depth.
+const (
+	// MaxCheckedBytes bounds a checked member (properties, traits, context): larger ones are a
+	// violation, unchecked. Segment caps a whole event at 32 KB.
+	MaxCheckedBytes = 1 << 20
+	// MaxCheckedValues bounds the JSON values (members, elements, and the objects and arrays
+	// holding them) of a checked member: the tree built to check it costs per value.
+	MaxCheckedValues = 1 << 17
+	// MaxCheckedDepth bounds the nesting of values within a checked member.
+	MaxCheckedDepth = MaxDepth
+	// MaxViolations bounds the violations a Result lists; Total counts them all.
+	MaxViolations = 20
+	// CheckMemoryFactor is what checking a member may allocate at once, per byte of it, at most
+	// (BenchmarkCheckWorst: up to 77 B/op per byte, for 100 k tiny members of the wrong type).
+	CheckMemoryFactor = 96
 )
 
 // Sections of a plan document, besides "$defs".
@@ -252,10 +278,28 @@ func checkBounds(doc any) error {
 					return err
 				}
 			}
+		case json.Number:
+			if problem := numberProblem(string(v)); problem != "" {
+				return errors.New(problem)
+			}
 		}
 		return nil
 	}
 	return walk(doc, 0)
+}
+
+// numberProblem says why a JSON number is too costly to compare ("" when it is not).
+func numberProblem(n string) string {
+	if len(n) > MaxNumberLength {
+		return fmt.Sprintf("a number of %d characters, at most %d", len(n), MaxNumberLength)
+	}
+	if i := strings.IndexAny(n, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(strings.TrimPrefix(n[i+1:], "+"))
+		if err != nil || exp > MaxExponent || exp < -MaxExponent {
+			return fmt.Sprintf("a number with exponent %s, beyond ±%d", n[i+1:], MaxExponent)
+		}
+	}
+	return ""
 }
 
 // refuseLoader loads nothing: a plan may not read files or reach the network.
@@ -291,8 +335,44 @@ type Violation struct {
 type Result struct {
 	// Unplanned is a track event whose name the plan does not know.
 	Unplanned bool
-	// Violations, empty when the event follows its plan.
+	// Violations, empty when the event follows its plan: the first MaxViolations.
 	Violations []Violation
+	// Total counts the violations, listed or not.
+	Total int
+	// omit holds every member to drop for OmitProperties, listed or not; omitSet dedupes it.
+	omit    [][2]string
+	omitSet map[[2]string]struct{}
+	// unrepairable counts the violations omitting cannot repair, listed or not.
+	unrepairable int
+}
+
+// add records a violation: listed while there is room, counted always.
+func (r *Result) add(v Violation) {
+	r.Total++
+	if v.omit == nil {
+		r.unrepairable++
+	} else {
+		r.addOmit(v.omit[0], v.omit[1])
+	}
+	if len(r.Violations) < MaxViolations {
+		r.Violations = append(r.Violations, v)
+	}
+}
+
+func (r *Result) addOmit(member, name string) {
+	key := [2]string{member, name}
+	if r.omitSet == nil {
+		r.omitSet = map[[2]string]struct{}{}
+	} else if hasKey(r.omitSet, key) {
+		return
+	}
+	r.omitSet[key] = struct{}{}
+	r.omit = append(r.omit, key)
+}
+
+func hasKey(m map[[2]string]struct{}, k [2]string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // Event holds the raw members of an event the plan looks at (nil when absent).
@@ -319,50 +399,70 @@ func (p *Plan) Check(ev Event) Result {
 		if member == "traits" {
 			raw = ev.Traits
 		}
-		r.Violations = check(schema, member, raw, r.Violations)
+		check(schema, member, raw, &r)
 	}
 	if s := p.sections[SectionContext]; s != nil {
-		r.Violations = check(s, "context", ev.Context, r.Violations)
+		check(s, "context", ev.Context, &r)
 	}
 	return r
 }
 
 // Omissions lists the members to drop, as paths from the event's root, for OmitProperties: a
-// property that fails its schema, or that the schema does not allow. Violations without one (a
-// missing required property, say) cannot be repaired by omitting.
-func Omissions(violations []Violation) (paths [][]string, rest []Violation) {
-	for _, v := range violations {
+// property that fails its schema, or that the schema does not allow, each once, listed or not.
+// Violations without one (a missing required property, say) cannot be repaired by omitting:
+// rest lists those of r.Violations, unrepairable counts them all.
+func (r *Result) Omissions() (paths [][2]string, rest []Violation, unrepairable int) {
+	for _, v := range r.Violations {
 		if v.omit == nil {
 			rest = append(rest, v)
-			continue
-		}
-		if !slices.ContainsFunc(paths, func(p []string) bool { return slices.Equal(p, v.omit) }) {
-			paths = append(paths, v.omit)
 		}
 	}
-	return paths, rest
+	return r.omit, rest, r.unrepairable
 }
 
 var printer = message.NewPrinter(language.English)
 
-// check validates raw (the member's JSON, nil when absent) and appends the violations found.
-// An absent or null member is checked as an empty object, so "required" still applies.
-func check(schema *jsonschema.Schema, member string, raw []byte, out []Violation) []Violation {
+// check validates raw (the member's JSON, nil when absent) and adds the violations found to r.
+// An absent or null member is checked as an empty object, so "required" still applies. A member
+// over MaxCheckedBytes is not checked; values past the bounds (see unmarshal) are violations of
+// their own, checked as null, and the schema's violations at the same place are not repeated.
+func check(schema *jsonschema.Schema, member string, raw []byte, r *Result) {
 	var value any = map[string]any{}
+	var hostile []Violation
+	if len(raw) > MaxCheckedBytes {
+		r.add(Violation{Pointer: "/" + member, Keyword: "size",
+			Message: fmt.Sprintf("%d bytes, more than the %d a tracking plan checks", len(raw), MaxCheckedBytes)})
+		return
+	}
 	if len(raw) > 0 && string(raw) != "null" {
-		v, err := unmarshal(raw)
+		v, found, err := unmarshal(raw, member)
+		if err == errTooManyValues {
+			r.add(Violation{Pointer: "/" + member, Keyword: "size", Message: err.Error()})
+			return
+		}
 		if err != nil {
 			// The decoder has already validated the JSON; this cannot happen.
-			return append(out, Violation{Pointer: "/" + member, Keyword: "type", Message: err.Error()})
+			r.add(Violation{Pointer: "/" + member, Keyword: "type", Message: err.Error()})
+			return
 		}
-		value = v
+		value, hostile = v, found
+	}
+	for _, v := range hostile {
+		r.add(v)
 	}
 	err := schema.Validate(value)
 	var verr *jsonschema.ValidationError
 	if !errors.As(err, &verr) {
-		return out
+		return
 	}
-	return appendLeaves(out, member, verr)
+	var skip map[string]bool
+	if len(hostile) > 0 {
+		skip = make(map[string]bool, len(hostile))
+		for _, v := range hostile {
+			skip[v.Pointer] = true
+		}
+	}
+	addLeaves(r, member, verr, skip)
 }
 
 var decoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
@@ -370,20 +470,65 @@ var decoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
 // unmarshal builds the value the validator reads, as jsonschema.UnmarshalJSON does (maps, slices,
 // strings, json.Number so numbers stay exact, bools, nil), with the tokenizer the receiver
 // decodes with: twice as fast as encoding/json's reflection, which was a third of a check.
-func unmarshal(raw []byte) (any, error) {
+// Numbers past MaxNumberLength or MaxExponent, and values nested deeper than MaxCheckedDepth,
+// are read as null and returned as violations (hostile), so no check pays for them.
+func unmarshal(raw []byte, member string) (any, []Violation, error) {
 	dec := decoders.Get().(*jsontext.Decoder)
 	defer decoders.Put(dec)
 	// Duplicate names and invalid UTF-8 pass, as in the receiver's decoder (the last name wins).
 	dec.Reset(bytes.NewBuffer(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	defer dec.Reset(bytes.NewBuffer(nil))
-	v, err := readValue(dec)
+	u := unmarshaler{dec: dec, path: []step{{name: member}}}
+	v, err := u.value()
 	if err == nil && dec.PeekKind() != 0 {
 		err = errors.New("data after the JSON value")
 	}
-	return v, err
+	return v, u.hostile, err
 }
 
-func readValue(dec *jsontext.Decoder) (any, error) {
+type unmarshaler struct {
+	dec     *jsontext.Decoder
+	path    []step // from the member to the value being read
+	values  int
+	hostile []Violation
+}
+
+// step is a member's name, or an array's index (name "", formatted only for a violation).
+type step struct {
+	name  string
+	index int
+}
+
+var errTooManyValues = fmt.Errorf("more than %d values, not checked", MaxCheckedValues)
+
+// refuse records the value being read as a violation; the first MaxViolations only, since a
+// Result lists no more (each still reads as null).
+func (u *unmarshaler) refuse(keyword, message string) {
+	if len(u.hostile) == MaxViolations {
+		return
+	}
+	tokens := make([]string, len(u.path))
+	for i, s := range u.path {
+		if tokens[i] = s.name; i > 0 && s.name == "" {
+			tokens[i] = strconv.Itoa(s.index)
+		}
+	}
+	v := Violation{Pointer: jsonPointer(tokens), Keyword: keyword, Message: message}
+	if len(tokens) > 1 {
+		v.omit = tokens[:2:2]
+	}
+	u.hostile = append(u.hostile, v)
+}
+
+func (u *unmarshaler) value() (any, error) {
+	dec := u.dec
+	if u.values++; u.values > MaxCheckedValues {
+		return nil, errTooManyValues
+	}
+	if depth := len(u.path) - 1; depth >= MaxCheckedDepth && (dec.PeekKind() == '{' || dec.PeekKind() == '[') {
+		u.refuse("depth", fmt.Sprintf("nested deeper than %d levels, not checked", MaxCheckedDepth))
+		return nil, dec.SkipValue()
+	}
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
@@ -396,7 +541,11 @@ func readValue(dec *jsontext.Decoder) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if obj[name.String()], err = readValue(dec); err != nil {
+			key := name.String()
+			u.path = append(u.path, step{name: key})
+			obj[key], err = u.value()
+			u.path = u.path[:len(u.path)-1]
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -405,7 +554,9 @@ func readValue(dec *jsontext.Decoder) (any, error) {
 	case '[':
 		arr := []any{}
 		for dec.PeekKind() != ']' {
-			v, err := readValue(dec)
+			u.path = append(u.path, step{index: len(arr)})
+			v, err := u.value()
+			u.path = u.path[:len(u.path)-1]
 			if err != nil {
 				return nil, err
 			}
@@ -416,36 +567,69 @@ func readValue(dec *jsontext.Decoder) (any, error) {
 	case '"':
 		return tok.String(), nil
 	case '0':
-		return json.Number(tok.String()), nil
+		n := tok.String()
+		if problem := numberProblem(n); problem != "" {
+			u.refuse("number", problem+", not checked")
+			return nil, nil
+		}
+		return json.Number(n), nil
 	case 't', 'f':
 		return tok.Bool(), nil
 	}
 	return nil, nil // null
 }
 
-// appendLeaves flattens the error tree into its leaves, the violations a person can act on.
-func appendLeaves(out []Violation, member string, e *jsonschema.ValidationError) []Violation {
+// addLeaves flattens the error tree into its leaves, the violations a person can act on, but
+// those at a pointer in skip (already reported).
+func addLeaves(r *Result, member string, e *jsonschema.ValidationError, skip map[string]bool) {
 	if len(e.Causes) > 0 {
 		for _, c := range e.Causes {
-			out = appendLeaves(out, member, c)
+			addLeaves(r, member, c, skip)
 		}
-		return out
+		return
+	}
+	if len(r.Violations) == MaxViolations && skip == nil && !isAdditional(e) { // counted only
+		r.Total++
+		if len(e.InstanceLocation) > 0 {
+			r.addOmit(member, e.InstanceLocation[0])
+		} else {
+			r.unrepairable++
+		}
+		return
 	}
 	loc := append([]string{member}, e.InstanceLocation...)
-	v := Violation{Pointer: jsonPointer(loc), Keyword: keyword(e), Message: e.ErrorKind.LocalizedString(printer)}
+	v := Violation{Pointer: jsonPointer(loc), Keyword: keyword(e)}
 	if extra, ok := e.ErrorKind.(*kind.AdditionalProperties); ok {
 		// One violation per property, so each can be omitted on its own; sorted, since the library
 		// lists them in map order and the same event must get the same answer and headers.
 		for _, name := range slices.Sorted(slices.Values(extra.Properties)) {
+			if len(r.Violations) == MaxViolations && skip == nil { // counted only: no pointer to build
+				r.Total++
+				if len(e.InstanceLocation) == 0 {
+					r.addOmit(member, name)
+				} else {
+					r.unrepairable++
+				}
+				continue
+			}
 			v := v
 			v.Pointer = jsonPointer(append(slices.Clip(loc), name))
+			if skip[v.Pointer] {
+				continue
+			}
 			v.Message = "not allowed by additionalProperties"
 			if len(e.InstanceLocation) == 0 {
 				v.omit = []string{member, name}
 			}
-			out = append(out, v)
+			r.add(v)
 		}
-		return out
+		return
+	}
+	if skip[v.Pointer] {
+		return
+	}
+	if len(r.Violations) < MaxViolations { // a message only for those listed: they cost
+		v.Message = e.ErrorKind.LocalizedString(printer)
 	}
 	if v.Keyword == "unevaluatedProperties" || v.Keyword == "unevaluatedItems" {
 		v.Message = "not allowed by " + v.Keyword // rather than the library's "false schema"
@@ -453,7 +637,12 @@ func appendLeaves(out []Violation, member string, e *jsonschema.ValidationError)
 	if len(e.InstanceLocation) > 0 {
 		v.omit = []string{member, e.InstanceLocation[0]}
 	}
-	return append(out, v)
+	r.add(v)
+}
+
+func isAdditional(e *jsonschema.ValidationError) bool {
+	_, ok := e.ErrorKind.(*kind.AdditionalProperties)
+	return ok
 }
 
 // keyword names the schema keyword that failed. A false schema is named by where it stands
@@ -488,12 +677,13 @@ func jsonPointer(tokens []string) string {
 
 // Summary renders violations for a header or attribute: "pointer keyword" pairs, comma
 // separated, pointers in URI fragment form (RFC 6901, section 6) so no value can break a header
-// line. It carries no messages, hence no event values, and stops after max violations.
-func Summary(violations []Violation, max int) string {
+// line. It carries no messages, hence no event values, and stops after limit violations; total
+// counts those not listed too (at least len(violations)).
+func Summary(violations []Violation, total, limit int) string {
+	total = max(total, len(violations))
 	var b strings.Builder
 	for i, v := range violations {
-		if i == max {
-			fmt.Fprintf(&b, ", and %d more", len(violations)-max)
+		if i == limit {
 			break
 		}
 		if i > 0 {
@@ -502,6 +692,9 @@ func Summary(violations []Violation, max int) string {
 		b.WriteString(fragment(v.Pointer))
 		b.WriteByte(' ')
 		b.WriteString(v.Keyword)
+	}
+	if shown := min(len(violations), limit); total > shown {
+		fmt.Fprintf(&b, ", and %d more", total-shown)
 	}
 	return b.String()
 }

@@ -138,10 +138,10 @@ func TestOmissions(t *testing.T) {
 	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(ecommerce)})
 	r := p.Check(Event{Type: "track", Name: "Order Completed",
 		Properties: []byte(`{"total":"1","currency":"USD","coupon":"X","products":[{"price":"1"}]}`)})
-	paths, rest := Omissions(r.Violations)
-	want := [][]string{{"properties", "coupon"}, {"properties", "total"}, {"properties", "products"}}
-	slices.SortFunc(paths, func(a, b []string) int { return strings.Compare(strings.Join(a, "."), strings.Join(b, ".")) })
-	slices.SortFunc(want, func(a, b []string) int { return strings.Compare(strings.Join(a, "."), strings.Join(b, ".")) })
+	paths, rest, _ := r.Omissions()
+	want := [][2]string{{"properties", "coupon"}, {"properties", "total"}, {"properties", "products"}}
+	slices.SortFunc(paths, func(a, b [2]string) int { return strings.Compare(a[0]+"."+a[1], b[0]+"."+b[1]) })
+	slices.SortFunc(want, func(a, b [2]string) int { return strings.Compare(a[0]+"."+a[1], b[0]+"."+b[1]) })
 	if fmt.Sprint(paths) != fmt.Sprint(want) {
 		t.Errorf("omit %v, want %v", paths, want)
 	}
@@ -156,7 +156,7 @@ func TestSummaryEncodesPointers(t *testing.T) {
 		{Pointer: "/properties/Order Id", Keyword: "type"},
 		{Pointer: "/properties/a\r\nb", Keyword: "additionalProperties"},
 		{Pointer: "/context/ip", Keyword: "format"},
-	}, 2)
+	}, 3, 2)
 	want := "/properties/Order%20Id type, /properties/a%0D%0Ab additionalProperties, and 1 more"
 	if got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
@@ -173,10 +173,10 @@ func TestPointersEscapeNames(t *testing.T) {
 	if want := []found{{"/properties/x~1y~0z", "type"}}; r.Unplanned || !reflect.DeepEqual(violations(r), want) {
 		t.Fatalf("unplanned %v, violations %v, want %v", r.Unplanned, violations(r), want)
 	}
-	if got, want := Summary(r.Violations, 10), "/properties/x~1y~0z type"; got != want {
+	if got, want := Summary(r.Violations, r.Total, 10), "/properties/x~1y~0z type"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
-	if got, want := Summary([]Violation{{Pointer: jsonPointer([]string{"properties", "a b/c"}), Keyword: "type"}}, 10), "/properties/a%20b~1c type"; got != want {
+	if got, want := Summary([]Violation{{Pointer: jsonPointer([]string{"properties", "a b/c"}), Keyword: "type"}}, 1, 10), "/properties/a%20b~1c type"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
 }
@@ -260,6 +260,8 @@ func hostile() map[string]string {
 		"long regex":  `{"track":{"A":{"pattern":"` + strings.Repeat("a", MaxPattern+1) + `"}}}`,
 		"huge repeat": `{"track":{"A":{"pattern":"((a{1000}){1000}){1000}"}}}`,
 		"too big":     `{"$comment":"` + strings.Repeat("x", MaxBytes) + `"}`,
+		"huge number": `{"track":{"A":{"properties":{"x":{"minimum":1e999999}}}}}`,
+		"long number": `{"track":{"A":{"properties":{"x":{"enum":[` + strings.Repeat("9", MaxNumberLength+1) + `]}}}}}`,
 	}
 }
 
@@ -297,9 +299,9 @@ func TestUnmarshalMatchesTheLibrary(t *testing.T) {
 		`{"a":[1,2.50,{"b":null,"c":false}],"d":"\u00e9\n\"","e":{}}`,
 		`{"ip":"203.0.113.9","page":{"title":"Paiement – Boutique"},"n":[[],[[]]]}`,
 	} {
-		got, err := unmarshal([]byte(doc))
-		if err != nil {
-			t.Fatalf("%s: %v", doc, err)
+		got, hostile, err := unmarshal([]byte(doc), "properties")
+		if err != nil || hostile != nil {
+			t.Fatalf("%s: %v %v", doc, err, hostile)
 		}
 		want, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
 		if err != nil {
@@ -310,7 +312,7 @@ func TestUnmarshalMatchesTheLibrary(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`{`, `{"a":1}}`, `[1,]`, `{"a" 1}`} {
-		if _, err := unmarshal([]byte(bad)); err == nil {
+		if _, _, err := unmarshal([]byte(bad), "properties"); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
 	}
