@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,9 +383,10 @@ func sigHead(body []byte, signature string) string {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // TestHeldLargeBodies opens many connections that each declare a body just under the limit and
-// then send it slowly: the receiver reserves memory for what arrives, not for what is declared, so
-// a client that only knows the webhook URL can neither make it hold maxInFlight x maxBodyBytes nor
-// take limits.maxBufferedBytes from Segment's requests.
+// then send it slowly: the receiver reserves memory for what arrives, not for what is declared,
+// and answers a body that stalls 408 once its read deadline passes, so a client that only knows
+// the webhook URL can neither make it hold maxInFlight x maxBodyBytes nor take
+// limits.maxBufferedBytes from Segment's requests, even for a moment.
 func TestHeldLargeBodies(t *testing.T) {
 	target := newSink(t, "target")
 	secretVol := newVolume(t, map[string]string{"hmac": badSecret})
@@ -402,51 +404,62 @@ func TestHeldLargeBodies(t *testing.T) {
 	const conns = 200
 	rssBefore, _ := recv.memory()
 	declared := cfg.Limits.MaxBodyBytes - 1
-	var open []net.Conn
+	open := make([]net.Conn, conns)
 	defer func() {
 		for _, c := range open {
-			_ = c.Close()
+			if c != nil {
+				_ = c.Close()
+			}
 		}
 	}()
-	for range conns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		open = append(open, c)
-		// Any signature passes the pre-read check; only the body would prove it wrong.
-		h := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", strings.Repeat("0", 40),
-			"Content-Length", strconv.FormatInt(declared, 10))
-		if _, err := c.Write([]byte(h + `{"type":"track","pad":"` + strings.Repeat("x", 4096))); err != nil {
-			t.Fatal(err)
-		}
+	var wg sync.WaitGroup
+	for i := range open {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			open[i] = c
+			// A well-formed signature passes the pre-read check; only the body would prove it wrong.
+			h := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", strings.Repeat("0", 40),
+				"Content-Length", strconv.FormatInt(declared, 10))
+			if _, err := c.Write([]byte(h + `{"type":"track","pad":"` + strings.Repeat("x", 4096))); err != nil {
+				t.Error(err)
+			}
+		}()
 	}
-	// Wait until the receiver holds every request: each has reserved only what it sent.
-	deadline := time.Now().Add(30 * time.Second)
-	for recv.metric("segment_receiver_in_flight_requests") < conns {
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver holds %.0f of the %d slow requests after 30s", recv.metric("segment_receiver_in_flight_requests"), conns)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	refused := recv.metric("segment_receiver_requests_total", "code", "429")
-	inFlight := recv.metric("segment_receiver_in_flight_requests")
-	rssHeld, hwm := recv.memory()
-	heap := recv.metric("go_memstats_heap_inuse_bytes")
-	addReport("held bodies: %d connections each declaring %.1f MiB and sending 4 KiB: held %.0f, refused 429 %.0f, VmRSS %.1f -> %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
-		conns, mib(declared), inFlight, refused, mib(rssBefore), mib(rssHeld), mib(hwm), heap/(1<<20))
-	if inFlight != conns || refused != 0 {
-		t.Errorf("held %.0f and refused %.0f of %d requests, want all held: each reserves what it sent, far below maxBufferedBytes",
-			inFlight, refused, conns)
-	}
-	if growth := rssHeld - rssBefore; growth > 64<<20 || heap > 128<<20 {
-		t.Errorf("memory grew by %.1f MiB RSS (Go heap in use %.1f MiB) for %d held requests", mib(growth), heap/(1<<20), conns)
-	}
-	// Segment's requests still find room while the slow ones are held.
+	wg.Wait()
+	// Segment's request finds room while the slow ones are being read.
+	held := recv.metric("segment_receiver_reading_requests")
 	body := []byte(segmentsim.Event("beside-held", 0))
 	secretHead := head("POST", config.DefaultPath, "Content-Type", "application/json", "X-Signature", segmentsim.Sign(badSecret, body),
 		"Content-Length", strconv.Itoa(len(body)))
 	if code, msg := rawExchange(t, addr, secretHead, body); code != http.StatusOK {
-		t.Fatalf("a good request beside the held ones: %d %s", code, msg)
+		t.Fatalf("a good request beside %.0f slow ones: %d %s", held, code, msg)
+	}
+	if held == 0 {
+		t.Errorf("no slow request was being read when the good one was sent")
+	}
+	// Every slow one ends with 408 at its read deadline; none was refused for memory.
+	deadline := time.Now().Add(30 * time.Second)
+	for recv.metric("segment_receiver_requests_total", "code", "408") < conns {
+		if time.Now().After(deadline) {
+			t.Fatalf("%.0f of the %d slow requests answered 408 after 30s", recv.metric("segment_receiver_requests_total", "code", "408"), conns)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	refused := recv.metric("segment_receiver_requests_total", "code", "429")
+	_, hwm := recv.memory()
+	heap := recv.metric("go_memstats_heap_inuse_bytes")
+	addReport("held bodies: %d connections each declaring %.1f MiB and sending 4 KiB: %.0f being read beside a good request, then 408 each, refused 429 %.0f, VmRSS %.1f MiB before, VmHWM %.1f MiB, Go heap in use %.1f MiB",
+		conns, mib(declared), held, refused, mib(rssBefore), mib(hwm), heap/(1<<20))
+	if refused != 0 {
+		t.Errorf("refused %.0f of %d slow requests with 429: each reserves what it sent, far below the budget", refused, conns)
+	}
+	if growth := hwm - rssBefore; growth > 64<<20 || heap > 128<<20 {
+		t.Errorf("memory peaked %.1f MiB above the start (Go heap in use %.1f MiB) for %d slow requests", mib(growth), heap/(1<<20), conns)
 	}
 }
