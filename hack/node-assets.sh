@@ -36,7 +36,10 @@ control=(kube-controller-manager kube-scheduler kube-proxy kubectl)
 version_of() { case $1 in kubelet) echo "$KUBELET_VERSION" ;; *) echo "$KUBE_VERSION" ;; esac; }
 ok() {
   local args=(--version); [[ $1 == kubectl ]] && args=(version --client)
-  [[ -x "$dest/$1" ]] && "$dest/$1" "${args[@]}" 2>/dev/null | grep -qF "v$(version_of "$1")"
+  local out
+  # The output is read whole: grep -q would stop reading early, and under pipefail the writer's
+  # SIGPIPE would fail the check.
+  [[ -x "$dest/$1" ]] && out=$("$dest/$1" "${args[@]}" 2>/dev/null) && [[ $out == *"v$(version_of "$1")"* ]]
 }
 # Arguments name the binaries wanted (all of them by default).
 wanted=("$@")
