@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -33,6 +34,13 @@ import (
 
 var _ = Describe("Host ownership", func() {
 	ctx := context.Background()
+
+	getSWH := func(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) *segmentv1alpha1.SegmentWebhook {
+		GinkgoHelper()
+		got := &segmentv1alpha1.SegmentWebhook{}
+		Expect(k8sClient.Get(ctx, key(swh), got)).To(Succeed())
+		return got
+	}
 
 	statusURL := func(swh *segmentv1alpha1.SegmentWebhook) func() string {
 		return func() string {
@@ -115,6 +123,88 @@ var _ = Describe("Host ownership", func() {
 			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
 		getChild[networkingv1.Ingress](ctx, swh)
 		Eventually(statusURL(swh)).Should(Equal("https://" + ns + ".allowed.example.com/webhook"))
+	})
+
+	// Issue 20: a host once granted is never revoked because another team's object is older.
+	It("keeps a granted host with its owner when an older SegmentWebhook claims it later, after drift, until the owner lets go", func() {
+		nsB, b := sampleWithSecrets(ctx)
+		_, a := sampleWithSecrets(ctx)
+		host := a.Spec.Ingress.Host
+		b.Name, a.Name = "events-b", "events-a"
+		b.Spec.Ingress = nil
+		// Team B's SegmentWebhook is the older object, without an Ingress.
+		Expect(k8sClient.Create(ctx, b)).To(Succeed())
+		Eventually(func() int64 {
+			got := &segmentv1alpha1.SegmentWebhook{}
+			Expect(k8sClient.Get(ctx, key(b), got)).To(Succeed())
+			return got.Status.ObservedGeneration
+		}).Should(Equal(int64(1)))
+		// Creation timestamps have a resolution of a second: make B older beyond doubt.
+		Eventually(func() bool { return time.Since(getSWH(ctx, b).CreationTimestamp.Time) > 1100*time.Millisecond }).Should(BeTrue())
+
+		// Team A claims the host and gets its Ingress.
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Eventually(conditionOf(ctx, a, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		ingressA := getChild[networkingv1.Ingress](ctx, a)
+		Expect(getSWH(ctx, b).CreationTimestamp.Before(&getSWH(ctx, a).CreationTimestamp)).To(BeTrue())
+
+		// Team B adds the same host: A keeps it.
+		update(ctx, b, func(b *segmentv1alpha1.SegmentWebhook) {
+			b.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: host}
+		})
+		Eventually(conditionOf(ctx, b, segmentv1alpha1.ConditionHostsClaimed)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict),
+			HaveField("Message", ContainSubstring(host+"/webhook is claimed by SegmentWebhook "+a.Namespace+"/events-a"))))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, childKey(b), &networkingv1.Ingress{}))).To(BeTrue(),
+			"the newcomer must not get an Ingress for a granted host")
+		Expect(conditionOf(ctx, a, segmentv1alpha1.ConditionHostsClaimed)()).
+			To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		Consistently(func() types.UID {
+			ing := &networkingv1.Ingress{}
+			if err := k8sClient.Get(ctx, childKey(a), ing); err != nil {
+				return ""
+			}
+			return ing.UID
+		}, 3*time.Second).Should(Equal(ingressA.UID), "the owner's Ingress must stay")
+		Expect(statusURL(a)()).To(Equal("https://" + host + "/webhook"))
+		Expect(statusURL(b)()).To(BeEmpty())
+
+		// Drift: someone deletes A's Ingress. A gets it back; B still waits.
+		Expect(k8sClient.Delete(ctx, ingressA)).To(Succeed())
+		Eventually(func() types.UID {
+			ing := &networkingv1.Ingress{}
+			if err := k8sClient.Get(ctx, childKey(a), ing); err != nil {
+				return ""
+			}
+			return ing.UID
+		}).Should(And(Not(BeEmpty()), Not(Equal(ingressA.UID))), "the owner gets its Ingress back")
+		Consistently(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, childKey(b), &networkingv1.Ingress{}))
+		}, 2*time.Second).Should(BeTrue(), "the newcomer must not take the host over while the owner's Ingress is gone")
+		Expect(conditionOf(ctx, b, segmentv1alpha1.ConditionHostsClaimed)()).
+			To(haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict))
+
+		// A lets go of the host: B gets it.
+		update(ctx, a, func(a *segmentv1alpha1.SegmentWebhook) { a.Spec.Ingress.Host = "other." + host })
+		Eventually(conditionOf(ctx, b, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
+		Eventually(func() string {
+			ing := &networkingv1.Ingress{}
+			if err := k8sClient.Get(ctx, childKey(b), ing); err != nil {
+				return ""
+			}
+			return ing.Spec.Rules[0].Host
+		}).Should(Equal(host))
+		Eventually(statusURL(b)).Should(Equal("https://" + host + "/webhook"))
+		Expect(nsB).NotTo(Equal(a.Namespace))
+		// And A, which claims the host again, now waits for B.
+		update(ctx, a, func(a *segmentv1alpha1.SegmentWebhook) { a.Spec.Ingress.Host = host })
+		Eventually(conditionOf(ctx, a, segmentv1alpha1.ConditionHostsClaimed)).Should(And(
+			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict),
+			HaveField("Message", ContainSubstring(nsB+"/events-b"))))
+		Expect(conditionOf(ctx, b, segmentv1alpha1.ConditionHostsClaimed)()).
+			To(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
 	})
 
 	It("lets two SegmentWebhooks share a host on different paths", func() {
