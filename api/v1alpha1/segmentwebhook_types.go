@@ -687,6 +687,24 @@ type SegmentWebhookStatus struct {
 	// not compile.
 	// +optional
 	TrackingPlan *TrackingPlanStatus `json:"trackingPlan,omitempty"`
+	// HostClaims are the host+path pairs granted to this SegmentWebhook, with when each was
+	// granted. A granted claim belongs to it, even against an older SegmentWebhook, until its
+	// spec no longer claims it: an Ingress or HTTPRoute deleted by hand comes back.
+	// +listType=map
+	// +listMapKey=claim
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	HostClaims []HostClaim `json:"hostClaims,omitempty"`
+}
+
+// HostClaim records a host+path pair granted to a SegmentWebhook.
+type HostClaim struct {
+	// Claim is the host and path, such as "segment.example.com/webhook".
+	// +kubebuilder:validation:MaxLength=512
+	Claim string `json:"claim"`
+	// GrantedAt is when the operator first gave this SegmentWebhook the claim's Ingress or
+	// HTTPRoute; of two claims of the same host and path, the earlier grant wins.
+	GrantedAt metav1.MicroTime `json:"grantedAt"`
 }
 
 // Addressable is an in-cluster address.
