@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -55,6 +56,15 @@ const (
 	// MaxPattern bounds a regular expression's length. Go's regexp (RE2) runs in time linear in
 	// the input, so no pattern can backtrack catastrophically; the length bounds its compiled size.
 	MaxPattern = 1000
+	// MaxSchemas bounds the JSON objects (schemas, and keyword maps such as "properties") of all
+	// documents together. The compiler's time grows with the square of a document's schemas:
+	// 16,000 took seconds, 100,000 (a 1 MiB plan of empty schemas) minutes.
+	MaxSchemas = 10000
+	// MaxNumberLength bounds a number literal's characters, and MaxExponent its exponent: the
+	// compiler keeps numbers as exact fractions (big.Rat), so 1e1000000 costs a million-digit
+	// integer, 100 of them 65 MiB and seconds of CPU. float64 reaches 1.8e308.
+	MaxNumberLength = 100
+	MaxExponent     = 400
 )
 
 // Sections of a plan document, besides "$defs".
@@ -131,10 +141,11 @@ func Compile(docs []Document) (*Plan, error) {
 	slices.SortFunc(docs, func(a, b Document) int { return strings.Compare(a.Name, b.Name) })
 	p := &Plan{track: map[string]*jsonschema.Schema{}, sections: map[string]*jsonschema.Schema{}}
 	h := sha256.New()
+	schemas := 0 // over all documents
 	for _, d := range docs {
 		fmt.Fprintf(h, "%d:", len(d.Data))
 		h.Write(d.Data)
-		if err := p.compileDocument(d); err != nil {
+		if err := p.compileDocument(d, &schemas); err != nil {
 			return nil, err
 		}
 	}
@@ -146,7 +157,7 @@ func Compile(docs []Document) (*Plan, error) {
 	return p, nil
 }
 
-func (p *Plan) compileDocument(d Document) error {
+func (p *Plan) compileDocument(d Document, schemas *int) error {
 	fail := func(event string, err error) error { return &Error{Document: d.Name, Event: event, Err: err} }
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(d.Data))
 	if err != nil {
@@ -164,7 +175,7 @@ func (p *Plan) compileDocument(d Document) error {
 			return fail("", fmt.Errorf("$schema must be %s (draft 2020-12)", draft2020))
 		}
 	}
-	if err := checkBounds(doc); err != nil {
+	if err := checkBounds(doc, schemas); err != nil {
 		return fail("", err)
 	}
 	base := "plan:///" + url.PathEscape(d.Name)
@@ -221,8 +232,9 @@ func (p *Plan) compileDocument(d Document) error {
 	return nil
 }
 
-// checkBounds walks a document once and refuses what would make compiling or checking unbounded.
-func checkBounds(doc any) error {
+// checkBounds walks a document once, before the compiler sees it, and refuses what would make
+// compiling or checking unbounded. schemas counts the objects of every document so far.
+func checkBounds(doc any, schemas *int) error {
 	refs := 0
 	var walk func(v any, depth int) error
 	walk = func(v any, depth int) error {
@@ -231,6 +243,9 @@ func checkBounds(doc any) error {
 		}
 		switch v := v.(type) {
 		case map[string]any:
+			if *schemas++; *schemas > MaxSchemas {
+				return fmt.Errorf("more than %d schemas (JSON objects) in the plan", MaxSchemas)
+			}
 			for key, child := range v {
 				switch key {
 				case "$ref", "$dynamicRef":
@@ -252,10 +267,29 @@ func checkBounds(doc any) error {
 					return err
 				}
 			}
+		case json.Number:
+			return checkNumber(string(v))
 		}
 		return nil
 	}
 	return walk(doc, 0)
+}
+
+// checkNumber refuses a number literal (as written: the decoder keeps it as json.Number) longer
+// than MaxNumberLength or with an exponent beyond ±MaxExponent, whatever keyword holds it.
+func checkNumber(n string) error {
+	if len(n) > MaxNumberLength {
+		return fmt.Errorf("a number of %d characters, at most %d", len(n), MaxNumberLength)
+	}
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return nil
+	}
+	exp, err := strconv.Atoi(n[i+1:]) // "+400" and "-400" parse
+	if err != nil || exp > MaxExponent || exp < -MaxExponent {
+		return fmt.Errorf("the number %s: an exponent beyond ±%d", n, MaxExponent)
+	}
+	return nil
 }
 
 // refuseLoader loads nothing: a plan may not read files or reach the network.
