@@ -108,10 +108,10 @@ type SegmentWebhookReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile reads top to bottom: fetch the SegmentWebhook, check its Secrets and tracking plan,
-// render the children, claim their hosts, apply them, observe the receiver and its route. Status
-// is computed and written once, in the deferred summarize, from the error (or none) the steps
-// return.
+// Reconcile reads top to bottom: fetch the SegmentWebhook, report what its signature mode covers,
+// check its Secrets and tracking plan, render the children, claim their hosts, apply them, observe
+// the receiver and its route. Status is computed and written once, in the deferred summarize,
+// from the error (or none) the steps return.
 func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	swh := &segmentv1alpha1.SegmentWebhook{}
 	if err := r.Get(ctx, req.NamespacedName, swh); err != nil {
@@ -129,6 +129,7 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	original := swh.DeepCopy()
 	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
+	reportSignatureCoverage(swh)
 
 	if err := r.checkSecrets(ctx, swh); err != nil {
 		setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, false, reasonOf(err), err.Error())

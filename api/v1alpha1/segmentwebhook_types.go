@@ -173,10 +173,16 @@ type Authentication struct {
 	// BearerTokenSecretRef holds the expected bearer token for mode Bearer.
 	// +optional
 	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
-	// Signature (mode HMAC): Any accepts X-Segment-Signature over the whole body, or X-Signature
-	// over the whole body or over a batch's first element only (how Segment signs Actions
-	// batches). FullBody accepts only whole-body signatures: with Any, whoever has seen one
-	// signed batch can append forged events after its first element.
+	// Signature (mode HMAC): FullBody (recommended) accepts only signatures over the whole body:
+	// X-Segment-Signature, which Segment sends once "Use X-Segment-Signature Header" is turned on
+	// in the Actions Webhook destination, or a whole-body X-Signature. Any (the default, for
+	// Segment's legacy batch signing) also accepts an X-Signature over a batch's first element
+	// only, and so is much weaker than it looks: any one signed request ever captured (a proxy or
+	// load balancer log, a leaked request), a single event too since element 0 of
+	// [event, forged...] is exactly that event, lets whoever holds it inject any events after it,
+	// for as long as the secret is valid (Segment signs no timestamp). While a SegmentWebhook runs
+	// Any, its SignatureCoverage condition is False with reason FirstElementOnly (informational:
+	// Ready does not depend on it).
 	// +kubebuilder:validation:Enum=Any;FullBody
 	// +kubebuilder:default=Any
 	// +optional
@@ -665,7 +671,8 @@ type SegmentWebhookStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled (kstatus conventions), SecretsResolved, Available.
+	// Conditions: Ready, Reconciling and Stalled (kstatus conventions), SecretsResolved, Available,
+	// and finer ones such as HostsClaimed and SignatureCoverage.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -734,6 +741,20 @@ const (
 	ReasonDeploymentProgressing    = "DeploymentProgressing"
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	ReasonReady                    = "Ready"
+)
+
+// Signature coverage condition and reasons.
+const (
+	// ConditionSignatureCoverage is present in authentication mode HMAC. It is informational, as
+	// kstatus readers expect of a condition other than Ready, Reconciling and Stalled: False says
+	// the receiver accepts signatures that leave part of a request unsigned, not that it does not
+	// serve.
+	ConditionSignatureCoverage = "SignatureCoverage"
+
+	// ReasonFirstElementOnly: signature Any accepts an X-Signature over a batch's first element.
+	ReasonFirstElementOnly = "FirstElementOnly"
+	// ReasonFullBody: signature FullBody accepts only signatures over the whole body.
+	ReasonFullBody = "FullBody"
 )
 
 // Tracking plan condition and reasons.
