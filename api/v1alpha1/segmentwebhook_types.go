@@ -291,19 +291,32 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.format) || self.format == 'segment'",message="batch needs format segment"
 type HTTPTarget struct {
 	// URL of the endpoint, http or https, without credentials: the receiver config is a plain
-	// ConfigMap, so put them in headersFrom.
+	// ConfigMap, which the namespace's view role reads, so put them in headersFrom. A user:password@
+	// is refused, and so are query parameters named token, access_token, api_key, apikey, key,
+	// secret, password, sig or signature (in any case). This tightened in issue 20: an existing
+	// SegmentWebhook with such a URL stays as it is, and where the API server ratchets validation
+	// (Kubernetes 1.30 and later) other fields can still be changed; the URL itself, and on older
+	// clusters any update, must move the credential into headersFrom.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-+.A-Za-z0-9]*://[^/?#]*@')",message="url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom, such as an Authorization header"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(?i)[?&](token|access_token|api_key|apikey|key|secret|password|sig|signature)=')",message="url must not carry a credential in its query (token, access_token, api_key, apikey, key, secret, password, sig or signature): the receiver config is a plain ConfigMap that the namespace's view role reads; send it from a Secret with headersFrom, such as an Authorization or X-Api-Key header"
 	URL string `json:"url"`
 	// Method is POST, PUT or PATCH.
 	// +kubebuilder:validation:Enum=POST;PUT;PATCH
 	// +kubebuilder:default=POST
 	// +optional
 	Method string `json:"method,omitempty"`
-	// Headers are sent with every request as they are. Put credentials in headersFrom.
+	// Headers are sent with every request as they are; they are readable in the receiver
+	// ConfigMap by the namespace's view role. Credential headers are refused here and belong in
+	// headersFrom: Authorization, Proxy-Authorization, Cookie, X-Api-Key, and any name containing
+	// token, secret, password or api-key (in any case). This tightened in issue 20: an existing
+	// SegmentWebhook with such a header stays as it is, and where the API server ratchets
+	// validation (Kubernetes 1.30 and later) other fields can still be changed; the headers
+	// themselves, and on older clusters any update, must move the credential into headersFrom.
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule=`self.all(name, name.matches("^[A-Za-z0-9!#$%&'*+.^_\x60|~-]+$"))`,message="header names must be HTTP tokens (RFC 9110): one or more letters, digits and !#$%&'*+-.^_|~ or a backtick"
+	// +kubebuilder:validation:XValidation:rule=`self.all(name, !name.matches("(?i)^(authorization|proxy-authorization|cookie|x-api-key)$|token|secret|password|api-key"))`,message="a credential header (Authorization, Proxy-Authorization, Cookie, X-Api-Key, or a name with token, secret, password or api-key) must not be a static header: the receiver config is a plain ConfigMap that the namespace's view role reads; send it from a Secret with headersFrom"
 	// +optional
 	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 	// HeadersFrom take header values from Secret keys, such as an Authorization header.
