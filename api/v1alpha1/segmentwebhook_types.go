@@ -116,7 +116,9 @@ type SegmentWebhookSpec struct {
 	// +optional
 	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
-	// Image overrides the receiver image the operator was started with.
+	// Image overrides the receiver image the operator was started with. Whoever may edit a
+	// SegmentWebhook thus chooses what runs with the namespace's referenced Secrets mounted; the
+	// operator's --allowed-receiver-images can restrict it (ImageNotAllowed otherwise).
 	// +kubebuilder:validation:MinLength=1
 	// +optional
 	Image string `json:"image,omitempty"`
@@ -126,7 +128,9 @@ type SegmentWebhookSpec struct {
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
-	// Pod holds scheduling and metadata overrides for the receiver pods.
+	// Pod holds scheduling and metadata overrides for the receiver pods. The operator's
+	// --allow-scheduling-overrides=false refuses nodeSelector, tolerations, affinity and
+	// priorityClassName (SchedulingNotAllowed).
 	// +optional
 	Pod PodOverrides `json:"pod,omitempty"`
 
@@ -754,6 +758,11 @@ const (
 	ReasonDeploymentProgressing    = "DeploymentProgressing"
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	ReasonReady                    = "Ready"
+	// ReasonImageNotAllowed: spec.image is outside the operator's --allowed-receiver-images.
+	ReasonImageNotAllowed = "ImageNotAllowed"
+	// ReasonSchedulingNotAllowed: spec.pod sets scheduling overrides while the operator runs
+	// with --allow-scheduling-overrides=false.
+	ReasonSchedulingNotAllowed = "SchedulingNotAllowed"
 )
 
 // Signature coverage condition and reasons.
