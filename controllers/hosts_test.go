@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -51,15 +52,14 @@ var _ = Describe("Host ownership", func() {
 	}
 
 	// ownerAndLater creates two SegmentWebhooks in two namespaces and returns them in claim
-	// order: the older one, or by namespace/name when both were created in the same second.
+	// order: the first is granted its hosts before the second is created.
 	ownerAndLater := func(a, b *segmentv1alpha1.SegmentWebhook) (owner, later *segmentv1alpha1.SegmentWebhook) {
 		GinkgoHelper()
 		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Eventually(conditionOf(ctx, a, segmentv1alpha1.ConditionHostsClaimed)).
+			Should(haveReason(metav1.ConditionTrue, segmentv1alpha1.ReasonHostsClaimed))
 		Expect(k8sClient.Create(ctx, b)).To(Succeed())
-		if claimedFirst(a, b) {
-			return a, b
-		}
-		return b, a
+		return a, b
 	}
 
 	It("keeps a host+path with the SegmentWebhook that claimed it first, across namespaces", func() {
@@ -221,3 +221,38 @@ var _ = Describe("Host ownership", func() {
 		}
 	})
 })
+
+func TestPrecedes(t *testing.T) {
+	const claim = "segment.example.com/webhook"
+	at := func(sec int64) metav1.Time { return metav1.Unix(1_800_000_000+sec, 0) }
+	grant := func(sec int64, usec int) *metav1.MicroTime {
+		g := metav1.NewMicroTime(time.Unix(1_800_000_000+sec, int64(usec)*1000))
+		return &g
+	}
+	swh := func(ns string, created metav1.Time, granted *metav1.MicroTime) *segmentv1alpha1.SegmentWebhook {
+		s := &segmentv1alpha1.SegmentWebhook{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "events", CreationTimestamp: created}}
+		if granted != nil {
+			s.Status.HostClaims = []segmentv1alpha1.HostClaim{{Claim: claim, GrantedAt: *granted}}
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name        string
+		first, then *segmentv1alpha1.SegmentWebhook
+	}{
+		{"a granted claim before an older ungranted one", swh("team-a", at(100), grant(200, 0)), swh("team-b", at(0), nil)},
+		{"the earlier grant, whatever the age", swh("team-b", at(100), grant(200, 1)), swh("team-a", at(0), grant(200, 2))},
+		{"between ungranted claims, the older", swh("team-b", at(0), nil), swh("team-a", at(1), nil)},
+		{"between ungranted claims of the same second, by namespace", swh("team-a", at(0), nil), swh("team-b", at(0), nil)},
+		{"a grant of another claim does not count", swh("team-a", at(0), nil), swh("team-b", at(1), nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "a grant of another claim does not count" {
+				tc.then.Status.HostClaims = []segmentv1alpha1.HostClaim{{Claim: "other.example.com/webhook", GrantedAt: *grant(0, 0)}}
+			}
+			if !precedes(tc.first, tc.then, claim) || precedes(tc.then, tc.first, claim) {
+				t.Errorf("%s/%s should precede %s/%s", tc.first.Namespace, tc.first.Name, tc.then.Namespace, tc.then.Name)
+			}
+		})
+	}
+}
