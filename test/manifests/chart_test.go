@@ -270,7 +270,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{"--set", "watchNamespaces[0]=Not_A_Namespace"},
 		{"--set", "receiverImage.digest=latest"},
 		{"--set", "receiverPolicy.allowSchedulingOverrides=maybe"},
-		{"--set", "receiverPolicy.allowedImages[0]=a\,b"}, // one flag value: no commas in an entry
+		{"--set", `receiverPolicy.allowedImages[0]=a\,b`}, // one flag value: no commas in an entry
 		{"--set", "receiverPolicy.allowedImages[0]="},
 	} {
 		if out, err := tryRun(helm, append([]string{"template", releaseName, chartDir, kubeVersionFlag(t)}, bad...)...); err == nil {
