@@ -151,7 +151,7 @@ var _ = Describe("Host ownership", func() {
 
 		// Team B adds the same host: A keeps it.
 		update(ctx, b, func(b *segmentv1alpha1.SegmentWebhook) {
-			b.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: host}
+			b.Spec.Ingress = &segmentv1alpha1.IngressSpec{Host: host, TLSSecretName: "segment-tls"}
 		})
 		Eventually(conditionOf(ctx, b, segmentv1alpha1.ConditionHostsClaimed)).Should(And(
 			haveReason(metav1.ConditionFalse, segmentv1alpha1.ReasonHostConflict),
