@@ -20,16 +20,21 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -66,8 +71,9 @@ func ClaimedHosts(swh *segmentv1alpha1.SegmentWebhook) []string {
 	return claims
 }
 
-// claimedFirst orders SegmentWebhooks by who claimed first: the older one, then by
-// namespace/name so that two created in the same second still have one winner.
+// claimedFirst orders SegmentWebhooks by age: the older one, then by namespace/name so that two
+// created in the same second still have one winner. It decides only between claims of which
+// neither, or both at the same instant, was granted (see precedes).
 func claimedFirst(a, b *segmentv1alpha1.SegmentWebhook) bool {
 	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
@@ -76,6 +82,34 @@ func claimedFirst(a, b *segmentv1alpha1.SegmentWebhook) bool {
 		return a.Namespace < b.Namespace
 	}
 	return a.Name < b.Name
+}
+
+// grantOf is when swh was granted claim, or nil. A grant counts only while the spec still
+// claims it: the claimants of a host+path are found by their spec (ClaimedHostIndex).
+func grantOf(swh *segmentv1alpha1.SegmentWebhook, claim string) *metav1.MicroTime {
+	for i := range swh.Status.HostClaims {
+		if c := &swh.Status.HostClaims[i]; c.Claim == claim {
+			return &c.GrantedAt
+		}
+	}
+	return nil
+}
+
+// precedes reports whether a's claim to a host+path goes before b's, as Gateway API orders
+// routes by age: a granted claim before one never granted, the earlier grant first, and between
+// claims never granted the older SegmentWebhook. A granted claim is never revoked because
+// another team's object is older.
+func precedes(a, b *segmentv1alpha1.SegmentWebhook, claim string) bool {
+	ga, gb := grantOf(a, claim), grantOf(b, claim)
+	switch {
+	case ga != nil && gb == nil:
+		return true
+	case ga == nil && gb != nil:
+		return false
+	case ga != nil && !ga.Equal(gb):
+		return ga.Before(gb)
+	}
+	return claimedFirst(a, b)
 }
 
 // claimant is another SegmentWebhook claiming the host+path pair claim.
@@ -105,17 +139,48 @@ func (r *SegmentWebhookReconciler) claimants(ctx context.Context, swh *segmentv1
 	}
 }
 
-// hostOwner finds an earlier SegmentWebhook claiming one of swh's host+path pairs.
-func (r *SegmentWebhookReconciler) hostOwner(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (*segmentv1alpha1.SegmentWebhook, string, error) {
+// hostOwners finds, for each of swh's host+path pairs that another SegmentWebhook holds before
+// it, that owner (the first one found).
+func (r *SegmentWebhookReconciler) hostOwners(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook) (map[string]*segmentv1alpha1.SegmentWebhook, error) {
+	owners := map[string]*segmentv1alpha1.SegmentWebhook{}
 	for c, err := range r.claimants(ctx, swh) {
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		if c.swh.DeletionTimestamp.IsZero() && claimedFirst(c.swh, swh) {
-			return c.swh, c.claim, nil
+		if owners[c.claim] == nil && c.swh.DeletionTimestamp.IsZero() && precedes(c.swh, swh, c.claim) {
+			owners[c.claim] = c.swh
 		}
 	}
-	return nil, "", nil
+	return owners, nil
+}
+
+// conflictMessage explains who holds claim, and why.
+func conflictMessage(claim string, owner *segmentv1alpha1.SegmentWebhook) string {
+	why := "which claimed it first (created earlier, neither claim granted yet)"
+	if granted := grantOf(owner, claim); granted != nil {
+		why = "granted it at " + granted.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s is claimed by SegmentWebhook %s/%s, %s; choose another host or path, or have the owner let go",
+		claim, owner.Namespace, owner.Name, why)
+}
+
+// recordGrants keeps in status the grants of the claims swh still holds (held), in claim order,
+// and, when serve is set (its route is applied), grants from now those it holds but was never
+// granted. Grants of claims it no longer holds go.
+func recordGrants(swh *segmentv1alpha1.SegmentWebhook, held func(claim string) bool, serve bool) {
+	var grants []segmentv1alpha1.HostClaim
+	for _, claim := range ClaimedHosts(swh) {
+		if !held(claim) || slices.ContainsFunc(grants, func(g segmentv1alpha1.HostClaim) bool { return g.Claim == claim }) {
+			continue
+		}
+		if granted := grantOf(swh, claim); granted != nil {
+			grants = append(grants, segmentv1alpha1.HostClaim{Claim: claim, GrantedAt: *granted})
+		} else if serve {
+			grants = append(grants, segmentv1alpha1.HostClaim{Claim: claim, GrantedAt: metav1.NewMicroTime(time.Now().Truncate(time.Microsecond))})
+		}
+	}
+	slices.SortFunc(grants, func(a, b segmentv1alpha1.HostClaim) int { return strings.Compare(a.Claim, b.Claim) })
+	swh.Status.HostClaims = grants
 }
 
 // hostAllowed matches a host against the patterns of AllowedHostsAnnotation.
@@ -162,14 +227,16 @@ func (r *SegmentWebhookReconciler) disallowedHost(ctx context.Context, swh *segm
 }
 
 // claimHosts reports in HostsClaimed whether swh may have its host+path pairs: its Namespace
-// allows the hosts, and no other SegmentWebhook claimed them first. If not, swh's Ingress and
-// HTTPRoute are removed from the children (so deleted if they exist): its receiver runs, but
-// gets no traffic for a host that is not its own, and a stalled error says why. Only a change of
-// either SegmentWebhook (watched) or of the Namespace's annotation (seen at the next resync) can
-// resolve it.
+// allows the hosts, and no other SegmentWebhook holds them before it (see precedes). If so, the
+// claims are granted in status.hostClaims. If not, swh's Ingress and HTTPRoute are removed from
+// the children (so deleted if they exist): its receiver runs, but gets no traffic for a host that
+// is not its own, and a stalled error says why; it keeps the grants of the claims it still holds.
+// Only a change of either SegmentWebhook (watched) or of the Namespace's annotation (seen at the
+// next resync) can resolve it.
 func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv1alpha1.SegmentWebhook, children []child) error {
 	if len(ClaimedHosts(swh)) == 0 {
 		meta.RemoveStatusCondition(&swh.Status.Conditions, segmentv1alpha1.ConditionHostsClaimed)
+		swh.Status.HostClaims = nil
 		return nil
 	}
 	host, patterns, err := r.disallowedHost(ctx, swh)
@@ -178,20 +245,24 @@ func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv
 	}
 	var reason, message string
 	if host != "" {
+		// The platform team took the host away: the grants go with it.
+		swh.Status.HostClaims = nil
 		reason = segmentv1alpha1.ReasonHostNotAllowed
 		message = fmt.Sprintf("namespace %s may claim only %q (annotation %s), not %s", swh.Namespace, patterns, AllowedHostsAnnotation, host)
 	} else {
-		owner, claim, err := r.hostOwner(ctx, swh)
+		owners, err := r.hostOwners(ctx, swh)
 		if err != nil {
 			return err
 		}
-		if owner == nil {
+		recordGrants(swh, func(claim string) bool { return owners[claim] == nil }, len(owners) == 0)
+		if len(owners) == 0 {
 			setCondition(swh, segmentv1alpha1.ConditionHostsClaimed, true, segmentv1alpha1.ReasonHostsClaimed,
-				"no earlier SegmentWebhook claims these hosts")
+				"the hosts are granted to this SegmentWebhook, and no claim granted earlier holds them")
 			return nil
 		}
+		claim := slices.Sorted(maps.Keys(owners))[0]
 		reason = segmentv1alpha1.ReasonHostConflict
-		message = fmt.Sprintf("%s is claimed by SegmentWebhook %s/%s, created first; choose another host or path", claim, owner.Namespace, owner.Name)
+		message = conflictMessage(claim, owners[claim])
 	}
 	for i, c := range children {
 		switch c.live.(type) {
@@ -204,7 +275,8 @@ func (r *SegmentWebhookReconciler) claimHosts(ctx context.Context, swh *segmentv
 }
 
 // requestsForHosts enqueues the other SegmentWebhooks claiming a host+path of the one that
-// changed or went away, so a waiting one takes the host over when its owner lets go.
+// changed, was granted or let go, or went away, so a waiting one takes the host over when its
+// owner lets go.
 func (r *SegmentWebhookReconciler) requestsForHosts(ctx context.Context, obj client.Object) []reconcile.Request {
 	swh, ok := obj.(*segmentv1alpha1.SegmentWebhook)
 	if !ok {
@@ -222,4 +294,14 @@ func (r *SegmentWebhookReconciler) requestsForHosts(ctx context.Context, obj cli
 		}
 	}
 	return reqs
+}
+
+// hostClaimsChanged lets through updates that grant or let go of a host claim: those decide for
+// the other claimants of the host too.
+var hostClaimsChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*segmentv1alpha1.SegmentWebhook)
+		cur, okNew := e.ObjectNew.(*segmentv1alpha1.SegmentWebhook)
+		return okOld && okNew && !equality.Semantic.DeepEqual(old.Status.HostClaims, cur.Status.HostClaims)
+	},
 }

@@ -39,6 +39,8 @@ import (
 // ManagerOptions are the operator's settings; cmd/manager fills them from its flags.
 type ManagerOptions struct {
 	Render RenderOptions
+	// Policy restricts the receiver image and scheduling overrides SegmentWebhooks may set.
+	Policy Policy
 	// Namespaces to watch; empty watches all.
 	Namespaces []string
 	// MetricsAddr serves /metrics; "0" disables it.
@@ -118,6 +120,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctr
 		return nil, err
 	}
 	r := NewSegmentWebhookReconciler(mgr, opts.Render)
+	r.Policy = opts.Policy
 	r.namespaces = cacheOpts.DefaultNamespaces
 	r.gatewayAPI = gatewayAPI
 	if opts.MaxConcurrentReconciles > 0 {

@@ -81,6 +81,8 @@ type SegmentWebhookReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Options   RenderOptions
+	// Policy is what the platform team lets SegmentWebhooks ask for (image, scheduling).
+	Policy Policy
 	// MaxConcurrentReconciles lets large fleets of SegmentWebhooks reconcile in parallel.
 	MaxConcurrentReconciles int
 
@@ -108,10 +110,10 @@ type SegmentWebhookReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile reads top to bottom: fetch the SegmentWebhook, check its Secrets and tracking plan,
-// render the children, claim their hosts, apply them, observe the receiver and its route. Status
-// is computed and written once, in the deferred summarize, from the error (or none) the steps
-// return.
+// Reconcile reads top to bottom: fetch the SegmentWebhook, report what its signature mode covers,
+// check it against the operator's policy, its Secrets and tracking plan, render the children, claim their hosts, apply them, observe
+// the receiver and its route. Status is computed and written once, in the deferred summarize,
+// from the error (or none) the steps return.
 func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	swh := &segmentv1alpha1.SegmentWebhook{}
 	if err := r.Get(ctx, req.NamespacedName, swh); err != nil {
@@ -129,7 +131,12 @@ func (r *SegmentWebhookReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	original := swh.DeepCopy()
 	defer func() { result, retErr = r.summarize(ctx, original, swh, retErr) }()
+	reportSignatureCoverage(swh)
 
+	// What the policy refuses is not applied: a running receiver keeps its last spec.
+	if err := r.Policy.check(swh); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.checkSecrets(ctx, swh); err != nil {
 		setCondition(swh, segmentv1alpha1.ConditionSecretsResolved, false, reasonOf(err), err.Error())
 		return ctrl.Result{}, err
@@ -316,7 +323,7 @@ func (r *SegmentWebhookReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		WatchesRawSource(r.plans.source(userObjects, namespaces)).
 		// A SegmentWebhook letting go of a host lets the next claimant take it over.
 		Watches(&segmentv1alpha1.SegmentWebhook{}, handler.EnqueueRequestsFromMapFunc(r.requestsForHosts),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, hostClaimsChanged))).
 		Named("segmentwebhook").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)

@@ -105,6 +105,7 @@ var _ = BeforeSuite(func() {
 	Expect(l.Close()).To(Succeed())
 	k8sManager, err = NewManager(ctx, cfg, ManagerOptions{
 		Render:      RenderOptions{ReceiverImage: testReceiverImage},
+		Policy:      Policy{AllowedReceiverImages: testAllowedImages},
 		MetricsAddr: metricsAddr,
 		SyncPeriod:  resyncPeriod,
 	})

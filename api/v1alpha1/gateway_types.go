@@ -60,8 +60,9 @@ const (
 
 // Condition type and reasons of host ownership.
 const (
-	// ConditionHostsClaimed is True when the Namespace may claim the hosts and no earlier
-	// SegmentWebhook, in any watched namespace, claims the same host and path.
+	// ConditionHostsClaimed is True when the Namespace may claim the hosts and no other
+	// SegmentWebhook, in any watched namespace, holds the same host and path first: one granted
+	// it earlier, or, between claims never granted, an older one.
 	ConditionHostsClaimed = "HostsClaimed"
 
 	ReasonHostsClaimed = "HostsClaimed"

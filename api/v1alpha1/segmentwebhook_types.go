@@ -116,7 +116,9 @@ type SegmentWebhookSpec struct {
 	// +optional
 	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
-	// Image overrides the receiver image the operator was started with.
+	// Image overrides the receiver image the operator was started with. Whoever may edit a
+	// SegmentWebhook thus chooses what runs with the namespace's referenced Secrets mounted; the
+	// operator's --allowed-receiver-images can restrict it (ImageNotAllowed otherwise).
 	// +kubebuilder:validation:MinLength=1
 	// +optional
 	Image string `json:"image,omitempty"`
@@ -126,7 +128,9 @@ type SegmentWebhookSpec struct {
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
-	// Pod holds scheduling and metadata overrides for the receiver pods.
+	// Pod holds scheduling and metadata overrides for the receiver pods. The operator's
+	// --allow-scheduling-overrides=false refuses nodeSelector, tolerations, affinity and
+	// priorityClassName (SchedulingNotAllowed).
 	// +optional
 	Pod PodOverrides `json:"pod,omitempty"`
 
@@ -173,10 +177,16 @@ type Authentication struct {
 	// BearerTokenSecretRef holds the expected bearer token for mode Bearer.
 	// +optional
 	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
-	// Signature (mode HMAC): Any accepts X-Segment-Signature over the whole body, or X-Signature
-	// over the whole body or over a batch's first element only (how Segment signs Actions
-	// batches). FullBody accepts only whole-body signatures: with Any, whoever has seen one
-	// signed batch can append forged events after its first element.
+	// Signature (mode HMAC): FullBody (recommended) accepts only signatures over the whole body:
+	// X-Segment-Signature, which Segment sends once "Use X-Segment-Signature Header" is turned on
+	// in the Actions Webhook destination, or a whole-body X-Signature. Any (the default, for
+	// Segment's legacy batch signing) also accepts an X-Signature over a batch's first element
+	// only, and so is much weaker than it looks: any one signed request ever captured (a proxy or
+	// load balancer log, a leaked request), a single event too since element 0 of
+	// [event, forged...] is exactly that event, lets whoever holds it inject any events after it,
+	// for as long as the secret is valid (Segment signs no timestamp). While a SegmentWebhook runs
+	// Any, its SignatureCoverage condition is False with reason FirstElementOnly (informational:
+	// Ready does not depend on it).
 	// +kubebuilder:validation:Enum=Any;FullBody
 	// +kubebuilder:default=Any
 	// +optional
@@ -285,19 +295,32 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.format) || self.format == 'segment'",message="batch needs format segment"
 type HTTPTarget struct {
 	// URL of the endpoint, http or https, without credentials: the receiver config is a plain
-	// ConfigMap, so put them in headersFrom.
+	// ConfigMap, which the namespace's view role reads, so put them in headersFrom. A user:password@
+	// is refused, and so are query parameters named token, access_token, api_key, apikey, key,
+	// secret, password, sig or signature (in any case). This tightened in issue 20: an existing
+	// SegmentWebhook with such a URL stays as it is, and where the API server ratchets validation
+	// (Kubernetes 1.30 and later) other fields can still be changed; the URL itself, and on older
+	// clusters any update, must move the credential into headersFrom.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-+.A-Za-z0-9]*://[^/?#]*@')",message="url must not carry credentials (user:password@): the receiver config is a plain ConfigMap; send them from a Secret with headersFrom, such as an Authorization header"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(?i)[?&](token|access_token|api_key|apikey|key|secret|password|sig|signature)=')",message="url must not carry a credential in its query (token, access_token, api_key, apikey, key, secret, password, sig or signature): the receiver config is a plain ConfigMap that the namespace's view role reads; send it from a Secret with headersFrom, such as an Authorization or X-Api-Key header"
 	URL string `json:"url"`
 	// Method is POST, PUT or PATCH.
 	// +kubebuilder:validation:Enum=POST;PUT;PATCH
 	// +kubebuilder:default=POST
 	// +optional
 	Method string `json:"method,omitempty"`
-	// Headers are sent with every request as they are. Put credentials in headersFrom.
+	// Headers are sent with every request as they are; they are readable in the receiver
+	// ConfigMap by the namespace's view role. Credential headers are refused here and belong in
+	// headersFrom: Authorization, Proxy-Authorization, Cookie, X-Api-Key, and any name containing
+	// token, secret, password or api-key (in any case). This tightened in issue 20: an existing
+	// SegmentWebhook with such a header stays as it is, and where the API server ratchets
+	// validation (Kubernetes 1.30 and later) other fields can still be changed; the headers
+	// themselves, and on older clusters any update, must move the credential into headersFrom.
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule=`self.all(name, name.matches("^[A-Za-z0-9!#$%&'*+.^_\x60|~-]+$"))`,message="header names must be HTTP tokens (RFC 9110): one or more letters, digits and !#$%&'*+-.^_|~ or a backtick"
+	// +kubebuilder:validation:XValidation:rule=`self.all(name, !name.matches("(?i)^(authorization|proxy-authorization|cookie|x-api-key)$|token|secret|password|api-key"))`,message="a credential header (Authorization, Proxy-Authorization, Cookie, X-Api-Key, or a name with token, secret, password or api-key) must not be a static header: the receiver config is a plain ConfigMap that the namespace's view role reads; send it from a Secret with headersFrom"
 	// +optional
 	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 	// HeadersFrom take header values from Secret keys, such as an Authorization header.
@@ -665,7 +688,8 @@ type SegmentWebhookStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled (kstatus conventions), SecretsResolved, Available.
+	// Conditions: Ready, Reconciling and Stalled (kstatus conventions), SecretsResolved, Available,
+	// and finer ones such as HostsClaimed and SignatureCoverage.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -687,6 +711,24 @@ type SegmentWebhookStatus struct {
 	// not compile.
 	// +optional
 	TrackingPlan *TrackingPlanStatus `json:"trackingPlan,omitempty"`
+	// HostClaims are the host+path pairs granted to this SegmentWebhook, with when each was
+	// granted. A granted claim belongs to it, even against an older SegmentWebhook, until its
+	// spec no longer claims it: an Ingress or HTTPRoute deleted by hand comes back.
+	// +listType=map
+	// +listMapKey=claim
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	HostClaims []HostClaim `json:"hostClaims,omitempty"`
+}
+
+// HostClaim records a host+path pair granted to a SegmentWebhook.
+type HostClaim struct {
+	// Claim is the host and path, such as "segment.example.com/webhook".
+	// +kubebuilder:validation:MaxLength=512
+	Claim string `json:"claim"`
+	// GrantedAt is when the operator first gave this SegmentWebhook the claim's Ingress or
+	// HTTPRoute; of two claims of the same host and path, the earlier grant wins.
+	GrantedAt metav1.MicroTime `json:"grantedAt"`
 }
 
 // Addressable is an in-cluster address.
@@ -716,6 +758,25 @@ const (
 	ReasonDeploymentProgressing    = "DeploymentProgressing"
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	ReasonReady                    = "Ready"
+	// ReasonImageNotAllowed: spec.image is outside the operator's --allowed-receiver-images.
+	ReasonImageNotAllowed = "ImageNotAllowed"
+	// ReasonSchedulingNotAllowed: spec.pod sets scheduling overrides while the operator runs
+	// with --allow-scheduling-overrides=false.
+	ReasonSchedulingNotAllowed = "SchedulingNotAllowed"
+)
+
+// Signature coverage condition and reasons.
+const (
+	// ConditionSignatureCoverage is present in authentication mode HMAC. It is informational, as
+	// kstatus readers expect of a condition other than Ready, Reconciling and Stalled: False says
+	// the receiver accepts signatures that leave part of a request unsigned, not that it does not
+	// serve.
+	ConditionSignatureCoverage = "SignatureCoverage"
+
+	// ReasonFirstElementOnly: signature Any accepts an X-Signature over a batch's first element.
+	ReasonFirstElementOnly = "FirstElementOnly"
+	// ReasonFullBody: signature FullBody accepts only signatures over the whole body.
+	ReasonFullBody = "FullBody"
 )
 
 // Tracking plan condition and reasons.

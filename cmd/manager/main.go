@@ -58,6 +58,13 @@ func main() {
 	flag.BoolVar(&opts.LeaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&opts.Render.ReceiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Receiver image used unless a SegmentWebhook sets spec.image (env RECEIVER_IMAGE).")
+	allowedImages := flag.String("allowed-receiver-images", os.Getenv("ALLOWED_RECEIVER_IMAGES"),
+		"Comma-separated prefixes, or globs (path.Match: * does not cross a /), that a SegmentWebhook's spec.image must match; "+
+			"empty allows any image. Whoever may edit a SegmentWebhook otherwise chooses the image that runs with its namespace's Secrets. "+
+			"The --receiver-image is always allowed (env ALLOWED_RECEIVER_IMAGES).")
+	allowScheduling := flag.Bool("allow-scheduling-overrides", os.Getenv("ALLOW_SCHEDULING_OVERRIDES") != "false",
+		"Let SegmentWebhooks set spec.pod nodeSelector, tolerations, affinity and priorityClassName; false refuses them "+
+			"(SchedulingNotAllowed) (env ALLOW_SCHEDULING_OVERRIDES).")
 	flag.StringVar(&namespaces, "namespaces", os.Getenv("WATCH_NAMESPACES"),
 		"Comma-separated namespaces to watch; empty watches all (env WATCH_NAMESPACES).")
 	zapOpts := zap.Options{}
@@ -71,11 +78,9 @@ func main() {
 		os.Exit(2)
 	}
 	opts.InsecureMetrics = !*secure
-	for _, ns := range strings.Split(namespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			opts.Namespaces = append(opts.Namespaces, ns)
-		}
-	}
+	opts.Policy.AllowedReceiverImages = splitList(*allowedImages)
+	opts.Policy.DenySchedulingOverrides = !*allowScheduling
+	opts.Namespaces = splitList(namespaces)
 
 	ctx := ctrl.SetupSignalHandler()
 	mgr, err := controllers.NewManager(ctx, ctrl.GetConfigOrDie(), opts)
@@ -84,9 +89,21 @@ func main() {
 		os.Exit(1)
 	}
 	setupLog.Info("starting manager", "receiverImage", opts.Render.ReceiverImage, "namespaces", opts.Namespaces,
+		"allowedReceiverImages", opts.Policy.AllowedReceiverImages, "allowSchedulingOverrides", !opts.Policy.DenySchedulingOverrides,
 		"metrics", opts.MetricsAddr, "secureMetrics", !opts.InsecureMetrics)
 	if err := mgr.Start(ctx); err != nil {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(value string) []string {
+	var items []string
+	for _, item := range strings.Split(value, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }

@@ -29,3 +29,13 @@ func BenchmarkCheck(b *testing.B) {
 		p.Check(ev)
 	}
 }
+
+// BenchmarkCompileHostilePlan compiles (refuses) the 4.4 KB plan of 100 properties with a
+// minimum of 1e1000000: it must cost about what parsing 4.4 KB costs.
+func BenchmarkCompileHostilePlan(b *testing.B) {
+	doc := []Document{{Name: "plan.json", Data: hostileNumbers()}}
+	b.ReportAllocs()
+	for b.Loop() {
+		Compile(doc) //nolint:errcheck // the error is the point
+	}
+}

@@ -55,6 +55,14 @@ func TestChartRefusesMisconfiguration(t *testing.T) {
 		args: []string{"--set", "extraArgs[0]=--leader-elect=false"},
 		want: []string{"sets --leader-elect", "leaderElection.enabled"},
 	}, {
+		name: "extraArgs sets the receiver image allow-list",
+		args: []string{"--set", "extraArgs[0]=--allowed-receiver-images=registry.example.com/"},
+		want: []string{"sets --allowed-receiver-images", "receiverPolicy.allowedImages"},
+	}, {
+		name: "extraArgs allows scheduling overrides",
+		args: []string{"--set", "extraArgs[0]=--allow-scheduling-overrides=true"},
+		want: []string{"sets --allow-scheduling-overrides", "receiverPolicy.allowSchedulingOverrides"},
+	}, {
 		name: "extraArgs with a single dash",
 		args: []string{"--set", "extraArgs[0]=-zap-log-level=debug"},
 		want: []string{"sets --zap-log-level", "logLevel"},

@@ -214,6 +214,8 @@ func TestChartRendersAndPassesDryRun(t *testing.T) {
 		args: []string{"--values", allOnValues},
 		wantArgs: []string{
 			"--namespaces=team-growth,team-data", "--zap-log-level=debug", "--zap-encoder=json",
+			"--allowed-receiver-images=registry.example.com/platform/segment-webhook-receiver@,registry.example.com/platform/*:v*",
+			"--allow-scheduling-overrides=false",
 		},
 		wantKinds: []string{
 			"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role", "RoleBinding", "Service",
@@ -267,6 +269,9 @@ func TestChartValuesSchema(t *testing.T) {
 		{"--set", "logLevel=verbose"},
 		{"--set", "watchNamespaces[0]=Not_A_Namespace"},
 		{"--set", "receiverImage.digest=latest"},
+		{"--set", "receiverPolicy.allowSchedulingOverrides=maybe"},
+		{"--set", `receiverPolicy.allowedImages[0]=a\,b`}, // one flag value: no commas in an entry
+		{"--set", "receiverPolicy.allowedImages[0]="},
 	} {
 		if out, err := tryRun(helm, append([]string{"template", releaseName, chartDir, kubeVersionFlag(t)}, bad...)...); err == nil {
 			t.Errorf("helm template %v succeeded, want a values schema error:\n%.300s", bad, out)

@@ -91,6 +91,8 @@ receiver-image: receiverImage
 metrics-bind-address: metrics.service.port
 health-probe-bind-address: (fixed by the chart)
 namespaces: watchNamespaces
+allowed-receiver-images: receiverPolicy.allowedImages
+allow-scheduling-overrides: receiverPolicy.allowSchedulingOverrides
 zap-log-level: logLevel
 {{- end }}
 
