@@ -78,17 +78,21 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		}
 
 		By("the restricted namespace refusing what the standard forbids")
+		// A container with no security context: it may run as root and escalate.
 		bad := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: t.ns},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: sinkImage,
-				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}},
+			ObjectMeta: metav1.ObjectMeta{Name: "unhardened", Namespace: t.ns},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: sinkImage}}},
 		}
 		err = k8s.Create(ctx, bad)
 		Expect(err).To(MatchError(ContainSubstring("violates PodSecurity \"restricted")))
 
 		By("single events and a 4000-event Actions batch through status.address.url")
 		url := t.url()
-		var ids []string
+		// kube-proxy programs the Service's endpoints a moment after the pods turn Ready.
+		first := []byte(segmentsim.Event("single-first", 0))
+		Eventually(func() int { return post(url, first, segmentsim.Sign(t.secret, first)) }).
+			WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Equal(http.StatusOK))
+		ids := []string{"single-first"}
 		for i := range 20 {
 			id := fmt.Sprintf("single-%02d", i)
 			ids = append(ids, id)
@@ -110,6 +114,43 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		Expect(post(url, []byte(segmentsim.Event("forged", 0)), segmentsim.Sign("guess", []byte("x")))).
 			To(Equal(http.StatusUnauthorized))
 		step("Ready, 20 single events and a 4000-event batch", start)
+	})
+
+	It("takes a rotated secret from the mounted volume without a restart", func() {
+		start := time.Now()
+		before := t.receiverPods()
+		url := t.url()
+		body := []byte(segmentsim.Event("rotated-1", 1))
+		newSecret := "second-secret"
+
+		By("the new secret beside the old one")
+		setSecret(t, map[string]string{"current": newSecret, "previous": t.secret})
+		changed := time.Now()
+		Eventually(func() int { return post(url, body, segmentsim.Sign(newSecret, body)) }).
+			WithTimeout(90 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal(http.StatusOK))
+		accepted := time.Since(changed)
+		Expect(post(url, body, segmentsim.Sign(t.secret, body))).To(Equal(http.StatusOK), "the old secret is still accepted")
+
+		By("the old secret removed")
+		setSecret(t, map[string]string{"current": newSecret, "previous": newSecret})
+		changed = time.Now()
+		Eventually(func() int { return post(url, body, segmentsim.Sign(t.secret, body)) }).
+			WithTimeout(90 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		refused := time.Since(changed)
+		// Both replicas answer the same: the Service spreads these requests over them.
+		for range 10 {
+			Expect(post(url, body, segmentsim.Sign(t.secret, body))).To(Equal(http.StatusUnauthorized))
+			Expect(post(url, body, segmentsim.Sign(newSecret, body))).To(Equal(http.StatusOK))
+		}
+		t.secret = newSecret
+
+		after := t.receiverPods()
+		Expect(podNames(after)).To(ConsistOf(podNames(before)), "the same pods")
+		for _, p := range after {
+			Expect(p.Status.ContainerStatuses[0].RestartCount).To(BeZero())
+		}
+		rotation := fmt.Sprintf("secret rotation: new accepted after %.1fs, old refused after %.1fs", accepted.Seconds(), refused.Seconds())
+		step(rotation, start)
 	})
 
 	It("loses nothing through a rolling update, a pod deletion and a SIGKILL", func() {
@@ -156,43 +197,6 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 
 		tr.wait("rollout, delete, SIGKILL")
 		step("rolling update, pod deletion, SIGKILL under traffic", start)
-	})
-
-	It("takes a rotated secret from the mounted volume without a restart", func() {
-		start := time.Now()
-		before := t.receiverPods()
-		url := t.url()
-		body := []byte(segmentsim.Event("rotated-1", 1))
-		newSecret := "second-secret"
-
-		By("the new secret beside the old one")
-		setSecret(t, map[string]string{"current": newSecret, "previous": t.secret})
-		changed := time.Now()
-		Eventually(func() int { return post(url, body, segmentsim.Sign(newSecret, body)) }).
-			WithTimeout(90 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal(http.StatusOK))
-		accepted := time.Since(changed)
-		Expect(post(url, body, segmentsim.Sign(t.secret, body))).To(Equal(http.StatusOK), "the old secret is still accepted")
-
-		By("the old secret removed")
-		setSecret(t, map[string]string{"current": newSecret, "previous": newSecret})
-		changed = time.Now()
-		Eventually(func() int { return post(url, body, segmentsim.Sign(t.secret, body)) }).
-			WithTimeout(90 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal(http.StatusUnauthorized))
-		refused := time.Since(changed)
-		// Both replicas answer the same: the Service spreads these requests over them.
-		for range 10 {
-			Expect(post(url, body, segmentsim.Sign(t.secret, body))).To(Equal(http.StatusUnauthorized))
-			Expect(post(url, body, segmentsim.Sign(newSecret, body))).To(Equal(http.StatusOK))
-		}
-		t.secret = newSecret
-
-		after := t.receiverPods()
-		Expect(podNames(after)).To(ConsistOf(podNames(before)), "the same pods")
-		for _, p := range after {
-			Expect(p.Status.ContainerStatuses[0].RestartCount).To(BeZero())
-		}
-		rotation := fmt.Sprintf("secret rotation: new accepted after %.1fs, old refused after %.1fs", accepted.Seconds(), refused.Seconds())
-		step(rotation, start)
 	})
 
 	It("keeps serving through a helm upgrade of the operator to a new image tag", func() {
@@ -282,6 +286,7 @@ func post(url string, body []byte, signature string) int {
 	req.Header.Set("X-Signature", signature)
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
+		fmt.Fprintf(GinkgoWriter, "[e2e] POST %s: %v\n", url, err)
 		return 0
 	}
 	resp.Body.Close()
