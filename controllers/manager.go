@@ -24,6 +24,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -65,6 +66,9 @@ type ManagerOptions struct {
 	SyncPeriod time.Duration
 }
 
+// apiRetryInterval is how often a starting manager asks an API server that does not answer.
+const apiRetryInterval = 2 * time.Second
+
 // Scheme holds the types the manager reads and writes.
 func Scheme() *runtime.Scheme {
 	scheme := runtime.NewScheme()
@@ -78,7 +82,18 @@ func Scheme() *runtime.Scheme {
 // wiring used by cmd/manager, the demo and the tests.
 func NewManager(ctx context.Context, cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	cacheOpts := cache.Options{ByObject: CacheByObject()}
-	gatewayAPI, err := AddGatewayCache(cfg, cacheOpts.ByObject)
+	// The API server may be down when the manager starts (an outage also ends its leader lease,
+	// which restarts it): waiting for it here keeps the pod running, unready, instead of a crash
+	// loop whose growing back-off would delay recovery by minutes after the API server returns.
+	var gatewayAPI bool
+	err := wait.PollUntilContextCancel(ctx, apiRetryInterval, true, func(context.Context) (bool, error) {
+		var err error
+		if gatewayAPI, err = AddGatewayCache(cfg, cacheOpts.ByObject); err != nil {
+			ctrl.Log.WithName("setup").Info("waiting for the API server", "error", err.Error())
+			return false, nil
+		}
+		return true, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("discovering the Gateway API: %w", err)
 	}
