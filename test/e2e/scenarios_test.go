@@ -70,6 +70,18 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Status).To(Equal(status.CurrentStatus), "kstatus: %s", res.Message)
 
+		By("addresses pinned to the node address and loopback")
+		Expect(node.CheckAddresses()).To(Succeed())
+		n := &corev1.Node{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: cluster.NodeName}, n)).To(Succeed())
+		Expect(n.Status.Addresses).To(ContainElement(corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: cluster.NodeIP}))
+		Expect(n.Status.Addresses).To(HaveLen(2), "InternalIP and Hostname only")
+		apiServer := &discoveryv1.EndpointSliceList{}
+		Expect(k8s.List(ctx, apiServer, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"})).To(Succeed())
+		Expect(apiServer.Items).To(HaveLen(1))
+		Expect(apiServer.Items[0].Endpoints).To(HaveLen(1))
+		Expect(apiServer.Items[0].Endpoints[0].Addresses).To(Equal([]string{cluster.NodeIP}))
+
 		pods := t.receiverPods()
 		Expect(pods).To(HaveLen(2))
 		for _, p := range pods {

@@ -776,3 +776,36 @@ func (c *Cluster) ContainerPID(ctx context.Context, containerID string) (int, er
 func (c *Cluster) TagImage(ctx context.Context, src, dst string) error {
 	return run("ctr", "--address", c.containerdSocket(), "-n", "k8s.io", "images", "tag", "--force", src, dst)
 }
+
+// CheckAddresses fails when a process of the cluster listens anywhere but on loopback or the
+// node address, such as on a wildcard or the machine's own interface address.
+func (c *Cluster) CheckAddresses() error {
+	out, err := exec.Command("ss", "-Hltnp").Output()
+	if err != nil {
+		return fmt.Errorf("ss -Hltnp: %w", err)
+	}
+	ours := map[string]string{}
+	for _, p := range c.st.Procs {
+		ours[fmt.Sprintf("pid=%d,", p.Pid)] = p.Name
+	}
+	var wrong []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		for pid, name := range ours {
+			if !strings.Contains(f[5], pid) {
+				continue
+			}
+			host, _, err := net.SplitHostPort(f[3])
+			if err != nil || !(net.ParseIP(host).IsLoopback() || host == NodeIP) {
+				wrong = append(wrong, name+" on "+f[3])
+			}
+		}
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("listening beyond loopback and %s: %s", NodeIP, strings.Join(wrong, ", "))
+	}
+	return nil
+}
