@@ -219,7 +219,7 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 	It("keeps serving through a helm upgrade of the operator to a new image tag", func() {
 		start := time.Now()
 		before := podNames(t.receiverPods())
-		tr := t.startTraffic("upgrade", 600, 20*time.Second)
+		tr := t.startTraffic("upgrade", 450, 15*time.Second)
 		repo, _ := cluster.SplitImage(operator.Image)
 		newImage := repo + ":e2e-upgrade"
 		Expect(node.TagImage(ctx, operator.Image, newImage)).To(Succeed())
@@ -241,7 +241,7 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		// The only node: one receiver may go (maxUnavailable 1); its replacement cannot be
 		// scheduled on a cordoned node, so the PDB must block evicting the other.
 		out, err := node.Kubectl(ctx, "drain", cluster.NodeName, "--pod-selector=segment.webhook-operator.io/name="+t.name,
-			"--ignore-daemonsets", "--timeout=20s")
+			"--ignore-daemonsets", "--timeout=12s")
 		Expect(err).To(HaveOccurred(), "the drain cannot finish: %s", out)
 		Expect(string(out)).To(ContainSubstring("disruption budget"))
 		Expect(t.receiverPods()).NotTo(BeEmpty(), "a receiver is left running")

@@ -59,13 +59,13 @@ func Teardown(dir string, progress io.Writer) error {
 	// rest in reverse order of start.
 	for _, p := range st.Procs {
 		if p.Name == "kubelet" {
-			terminate(p.Pid, 10*time.Second)
+			terminate(p.Pid, teardownGrace)
 		}
 	}
 	killCgroupProcs()
 	killShims(filepath.Join(dir, "containerd.sock"))
 	for i := len(st.Procs) - 1; i >= 0; i-- {
-		terminate(st.Procs[i].Pid, 10*time.Second)
+		terminate(st.Procs[i].Pid, teardownGrace)
 	}
 	fail(unmountUnder(dir))
 	for _, link := range st.Links {
@@ -88,6 +88,10 @@ func Teardown(dir string, progress io.Writer) error {
 	fmt.Fprintf(progress, "[cluster] removed in %.1fs\n", time.Since(start).Seconds())
 	return errors.Join(errs...)
 }
+
+// teardownGrace is how long a component may take to stop before it is killed: nothing it would
+// finish matters once the cluster goes.
+const teardownGrace = 3 * time.Second
 
 func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
