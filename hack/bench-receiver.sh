@@ -17,7 +17,9 @@
 # Segment sees for its largest batch. Receiver logs (warnings) go to a file, summarized at the end.
 #
 # Env: DURATION (10s), BATCH_DURATION (5s), WARMUP (2s), ROUNDS (3), CONCURRENCY (32),
-#      BATCH_CONCURRENCY (4), BASE_PORT (18081), ONLY (single or batch: run only that part).
+#      BATCH_CONCURRENCY (4), BASE_PORT (18081), ONLY (single or batch: run only that part),
+#      BASE_REF (a git ref: the receiver built from it joins the single-event rotation, so a change
+#      is measured against its base in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +48,11 @@ trap cleanup EXIT
 
 echo "building..." >&2
 for cmd in receiver; do go build -o "$tmp/$cmd" ./cmd/$cmd; done
+if [[ -n ${BASE_REF:-} ]]; then
+  git worktree add -q --detach "$tmp/base-src" "$BASE_REF"
+  (cd "$tmp/base-src" && go build -o "$tmp/receiver-base" ./cmd/receiver)
+  git worktree remove --force "$tmp/base-src"
+fi
 for cmd in sink load natsjs naive kafka; do go build -o "$tmp/$cmd" ./hack/bench/$cmd; done
 printf 'bench-secret\n' >"$tmp/hmac"
 
@@ -61,7 +68,7 @@ receiver() {
  "authentication": {"mode": "HMAC", "secretFiles": ["$tmp/hmac"]},
  "validation": "Strict", "limits": {}, "delivery": {}, "targets": [$3]${4:-}}
 JSON
-  GOMEMLIMIT=256MiB GOGC=200 "$tmp/receiver" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
+  GOMEMLIMIT=256MiB GOGC=200 "${RECEIVER_BIN:-$tmp/receiver}" --config "$tmp/$name.json" --addr "127.0.0.1:$p" --metrics-addr "127.0.0.1:$m" \
     --log-level warn --drain-delay 0s 2>>"$tmp/receivers.log" &
   receiver_pid[$name]=$! receiver_url[$name]="http://127.0.0.1:$p/webhook"
   pids+=($!)
@@ -88,6 +95,7 @@ receiver kafka 5 '{"name": "kafka", "kafka": {"brokers": ["127.0.0.1:'"$kafka_po
 receiver http-plan 6 "$(http_target "$sink_port" "")" \
   ", \"trackingPlan\": {\"files\": [\"$PWD/hack/bench/trackingplan-50.json\"], \"onViolation\": \"DeadLetter\"},
  \"deadLetter\": {\"http\": {\"url\": \"http://127.0.0.1:$sink_port/dead-letters\"}}"
+[[ -n ${BASE_REF:-} ]] && RECEIVER_BIN="$tmp/receiver-base" receiver http-base 7 "$(http_target "$sink_port" "")"
 for url in "http://127.0.0.1:$sink_port/" "http://127.0.0.1:$slow_sink_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$naive_port/"; do
   "$tmp/load" -wait-for "$url"
 done
@@ -99,6 +107,7 @@ echo
 echo "Single events: concurrency $CONCURRENCY, $DURATION per row after a $WARMUP warm-up, $ROUNDS rounds in rotating order"
 "$tmp/load" -header
 contenders=(receiver naive proxy bare nats)
+[[ -n ${BASE_REF:-} ]] && contenders=(receiver base naive proxy bare nats)
 single() {
   local url pid=0
   case $1 in
@@ -107,9 +116,10 @@ single() {
     proxy) url="http://127.0.0.1:$proxy_port/webhook" pid=$proxy_pid ;;
     bare) url="http://127.0.0.1:$sink_port/webhook" pid=$sink_pid ;;
     nats) url=${receiver_url[nats]} pid=${receiver_pid[nats]} ;;
+    base) url=${receiver_url[http-base]} pid=${receiver_pid[http-base]} ;;
   esac
   local -A labels=([receiver]="receiver -> sink" [naive]="naive forwarder -> sink" [proxy]="httputil.ReverseProxy -> sink" \
-    [bare]="bare net/http 200" [nats]="receiver -> NATS JetStream")
+    [bare]="bare net/http 200" [nats]="receiver -> NATS JetStream" [base]="receiver ${BASE_REF:-} -> sink")
   "$tmp/load" -label "${labels[$1]}" -url "$url" -pid "$pid" -concurrency "$CONCURRENCY" -duration "$DURATION" -warmup "$WARMUP" |
     tee -a "$tmp/single.txt"
 }
