@@ -180,8 +180,20 @@ func (t *team) deployment() *appsv1.Deployment {
 	return d
 }
 
+// waitRolledOut waits until the Deployment has rolled out and exactly its replicas run, ready,
+// with no pod left terminating: right after a pod is deleted or killed, the Deployment's status
+// still says all is well.
 func (t *team) waitRolledOut() {
 	Expect(node.WaitDeploymentAvailable(ctx, t.ns, t.name+"-receiver", 3*time.Minute)).To(Succeed())
+	want := int(ptr.Deref(t.deployment().Spec.Replicas, 1))
+	Eventually(func() string {
+		pods := &corev1.PodList{}
+		Expect(k8s.List(ctx, pods, client.InNamespace(t.ns), client.MatchingLabels{"segment.webhook-operator.io/name": t.name})).To(Succeed())
+		if len(pods.Items) != want || countReady(pods.Items) != want {
+			return fmt.Sprintf("%d pods, %d ready, want %d", len(pods.Items), countReady(pods.Items), want)
+		}
+		return ""
+	}).WithTimeout(3 * time.Minute).Should(BeEmpty())
 }
 
 // received is what the sink has received: messageId to the number of deliveries.
