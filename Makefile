@@ -126,8 +126,8 @@ run: manifests generate ## Run the manager against the cluster in the current ku
 
 .PHONY: docker-build
 docker-build: ## Build the manager and receiver images (needs a Docker engine).
-	docker build --target manager -t $(IMG) .
-	docker build --target receiver -t $(RECEIVER_IMG) .
+	docker build --target manager --build-arg VERSION=$(VERSION) --build-arg REVISION=$(GIT_COMMIT) -t $(IMG) .
+	docker build --target receiver --build-arg VERSION=$(VERSION) --build-arg REVISION=$(GIT_COMMIT) -t $(RECEIVER_IMG) .
 
 # IMAGE_ARCH limits the images to some architectures (amd64,arm64); make e2e builds only this machine's.
 IMAGE_ARCH ?=
