@@ -5,13 +5,17 @@
 #
 #   docker build --target manager  -t ghcr.io/segment-webhook-operator/segment-webhook-operator:v0.1.0 .
 #   docker build --target receiver -t ghcr.io/segment-webhook-operator/segment-webhook-operator-receiver:v0.1.0 .
-# (make docker-build does both.) test/manifests checks this file statically.
+# (make docker-build does both, with --build-arg VERSION and REVISION for --version.)
+# test/manifests checks this file statically.
 
 ARG GO_VERSION=1.26
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS
 ARG TARGETARCH
+# What --version prints (make docker-build passes them; unset, the binaries say devel and unknown).
+ARG VERSION
+ARG REVISION
 WORKDIR /workspace
 ENV CGO_ENABLED=0 GOFLAGS=-mod=readonly
 # Modules first, so source edits reuse the download layer.
@@ -21,11 +25,13 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
+COPY internal/version/ internal/version/
 COPY receiver/ receiver/
 # The same command as 'make build'.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -o bin/manager ./cmd/manager && \
-    GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -o bin/receiver ./cmd/receiver
+    LDFLAGS="-X github.com/segment-webhook-operator/segment-webhook-operator/internal/version.Version=${VERSION} -X github.com/segment-webhook-operator/segment-webhook-operator/internal/version.Commit=${REVISION}" && \
+    GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags "$LDFLAGS" -o bin/manager ./cmd/manager && \
+    GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags "$LDFLAGS" -o bin/receiver ./cmd/receiver
 
 FROM gcr.io/distroless/static:nonroot AS receiver
 LABEL org.opencontainers.image.title="segment-webhook-receiver" \

@@ -53,7 +53,7 @@ func CacheByObject() map[client.Object]cache.ByObject {
 // cache (dropUnread).
 func managedOnly() cache.ByObject {
 	return cache.ByObject{
-		Label:     labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "segment-webhook-operator"}),
+		Label:     labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": managedBy}),
 		Transform: dropUnread,
 	}
 }

@@ -72,6 +72,10 @@ func ChildName(swh *segmentv1alpha1.SegmentWebhook) string { return swh.Name + "
 // application would otherwise have its children pruned as that application's strays.
 const NameLabel = "segment.webhook-operator.io/name"
 
+// managedBy is the app.kubernetes.io/part-of and managed-by label value of every child; the
+// manager's cache selects on it (managedOnly).
+const managedBy = "segment-webhook-operator"
+
 // selectorLabels select the receiver pods of one SegmentWebhook; they never change, because a
 // Deployment's selector is immutable (see keepLiveSelector for Deployments made before).
 func selectorLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
@@ -85,8 +89,8 @@ func selectorLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
 func childLabels(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
 	l := selectorLabels(swh)
 	l["app.kubernetes.io/component"] = "receiver"
-	l["app.kubernetes.io/part-of"] = "segment-webhook-operator"
-	l["app.kubernetes.io/managed-by"] = "segment-webhook-operator"
+	l["app.kubernetes.io/part-of"] = managedBy
+	l["app.kubernetes.io/managed-by"] = managedBy
 	return l
 }
 
@@ -331,10 +335,10 @@ func receiverContainerSpec(swh *segmentv1alpha1.SegmentWebhook, image string, mo
 	if swh.Spec.Resources != nil {
 		resources = *swh.Spec.Resources.DeepCopy()
 	}
-	probe := func(path string, period int32) *corev1.Probe {
+	probe := func(probePath string, period int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{
-				HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(httpPortName)},
+				HTTPGet: &corev1.HTTPGetAction{Path: probePath, Port: intstr.FromString(httpPortName)},
 			},
 			PeriodSeconds: period,
 		}
@@ -391,22 +395,24 @@ func secretVolumeName(i int) string { return fmt.Sprintf("secret-%d", i) }
 // podVolumes returns the receiver pod's volumes and the container's mounts of them: the config
 // and, per referenced Secret, only the referenced keys, each under secretsMountPath/<Secret name>.
 func podVolumes(swh *segmentv1alpha1.SegmentWebhook) ([]corev1.Volume, []corev1.VolumeMount) {
-	volumes := []corev1.Volume{{
+	secrets := swh.Spec.SecretNames()
+	volumes := append(make([]corev1.Volume, 0, 1+len(secrets)), corev1.Volume{
 		Name: configVolume,
 		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: ChildName(swh)},
 			DefaultMode:          ptr.To(int32(0o444)),
 		}},
-	}}
-	mounts := []corev1.VolumeMount{{Name: configVolume, MountPath: configMountPath, ReadOnly: true}}
+	})
+	mounts := append(make([]corev1.VolumeMount, 0, 1+len(secrets)),
+		corev1.VolumeMount{Name: configVolume, MountPath: configMountPath, ReadOnly: true})
 	keys := map[string][]string{}
 	for _, ref := range swh.Spec.SecretKeyRefs() {
 		if !slices.Contains(keys[ref.Name], ref.Key) {
 			keys[ref.Name] = append(keys[ref.Name], ref.Key)
 		}
 	}
-	for i, name := range swh.Spec.SecretNames() {
-		var items []corev1.KeyToPath
+	for i, name := range secrets {
+		items := make([]corev1.KeyToPath, 0, len(keys[name]))
 		for _, key := range keys[name] {
 			items = append(items, corev1.KeyToPath{Key: key, Path: key})
 		}

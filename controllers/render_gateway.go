@@ -50,7 +50,7 @@ func newHTTPRoute(swh *segmentv1alpha1.SegmentWebhook) *gatewayv1.HTTPRoute {
 				BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
 					BackendObjectReference: gatewayv1.BackendObjectReference{
 						Name: gatewayv1.ObjectName(ChildName(swh)),
-						Port: ptr.To(gatewayv1.PortNumber(swh.Spec.Service.Port)),
+						Port: ptr.To(swh.Spec.Service.Port),
 					},
 				}}},
 			}},

@@ -80,7 +80,7 @@ var _ = Describe("Secret rotation", func() {
 		runCtx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- server.Run(runCtx) }()
-		DeferCleanup(func() { stop(); <-done })
+		DeferCleanup(func() { stop(); Expect(<-done).To(Succeed()) })
 
 		post := func(secret string) int {
 			body := []byte(`{"type":"identify","userId":"u1","messageId":"m-` + secret + `","timestamp":"2026-11-28T21:00:00Z"}`)

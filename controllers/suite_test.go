@@ -30,6 +30,7 @@ import (
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -110,7 +111,7 @@ var _ = BeforeSuite(func() {
 		SyncPeriod:  resyncPeriod,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(k8sManager.GetScheme().Recognizes(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"))).To(BeTrue())
+	Expect(k8sManager.GetScheme().Recognizes(schema.GroupVersion(gatewayv1.GroupVersion).WithKind("HTTPRoute"))).To(BeTrue())
 	gatewayCache := map[client.Object]cache.ByObject{}
 	served, err := AddGatewayCache(cfg, gatewayCache)
 	Expect(err).NotTo(HaveOccurred())

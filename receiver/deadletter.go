@@ -106,7 +106,7 @@ func malformedLetter(source string, body []byte, verr *validationError) Event {
 
 // deadLetters wraps the invalid events and the refused ones.
 func deadLetters(source string, invalid []invalidEvent, refused []refusal) []Event {
-	var letters []Event
+	letters := make([]Event, 0, len(invalid)+len(refused))
 	for _, ie := range invalid {
 		reason := ReasonInvalid
 		if ie.violations != nil {

@@ -117,8 +117,9 @@ func targetIdentity(t config.Target) string {
 
 // identities lists the target identities a config uses.
 func identities(cfg *config.Config) []string {
-	var ids []string
-	for _, t := range cfg.AllTargets() {
+	all := cfg.AllTargets()
+	ids := make([]string, 0, len(all))
+	for _, t := range all {
 		ids = append(ids, targetIdentity(*t.Target))
 	}
 	return ids

@@ -169,7 +169,7 @@ func FuzzMalformedLetter(f *testing.F) {
 			if err := json.Unmarshal(e.Event, &encoded); err != nil {
 				t.Fatalf("base64 event %s is not a string", e.Event)
 			}
-			want, got = body, nil
+			want = body
 			var err error
 			if got, err = base64.StdEncoding.DecodeString(encoded); err != nil {
 				t.Fatal(err)

@@ -86,7 +86,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"target"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "dead_lettered_events_total",
-			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation), refused (a required target refused them for good), tracking-plan (broke the tracking plan) or malformed (a whole body that holds no usable event).",
+			Help: "Events the dead-letter target accepted, by reason: invalid (failed validation), refused (a required target refused them for good), " +
+				"tracking-plan (broke the tracking plan) or malformed (a whole body that holds no usable event).",
 		}, []string{"reason"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "config_reloads_total",

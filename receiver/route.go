@@ -160,8 +160,8 @@ func dropPaths(obj []byte, paths *pathNode) ([]byte, bool, error) {
 			}
 		}
 		end := int(dec.InputOffset())
-		switch {
-		case node == nil: // kept
+		switch node {
+		case nil: // kept
 			if out != nil {
 				if kept > 0 {
 					out = append(out, ',')

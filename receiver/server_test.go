@@ -567,7 +567,7 @@ func TestHotReloadMidTraffic(t *testing.T) {
 					firstFailure.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					failed.Add(1)
@@ -758,8 +758,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-func mustRequest(t testing.TB, method, url string) *http.Request {
-	req, err := http.NewRequest(method, url, nil)
+func mustRequest(t testing.TB, method, target string) *http.Request {
+	req, err := http.NewRequest(method, target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

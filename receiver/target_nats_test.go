@@ -55,9 +55,9 @@ func natsURL(s *server.Server) string {
 }
 
 // natsClient connects the test itself, to create the stream and read what reached it.
-func natsClient(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+func natsClient(t testing.TB, addr string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +119,8 @@ func msgIDCounts(t testing.TB, js jetstream.JetStream) map[string]int {
 	return counts
 }
 
-func natsTargetTo(name, url string) config.Target {
-	return config.Target{Name: name, NATS: &config.NATSTarget{URLs: []string{url}, Subject: "segment.{type}", Stream: testStream}}
+func natsTargetTo(name, addr string) config.Target {
+	return config.Target{Name: name, NATS: &config.NATSTarget{URLs: []string{addr}, Subject: "segment.{type}", Stream: testStream}}
 }
 
 func TestNATSTargetPublishesToJetStream(t *testing.T) {
@@ -269,12 +269,12 @@ func TestNATSJetStreamDedupesSegmentRetries(t *testing.T) {
 func TestNATSServerRestartLosesNothing(t *testing.T) {
 	store := t.TempDir()
 	srv := startNATS(t, -1, store)
-	url := natsURL(srv)
+	addr := natsURL(srv)
 	port := srv.Addr().(*net.TCPAddr).Port
-	createStream(t, natsClient(t, url))
+	createStream(t, natsClient(t, addr))
 
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
-	cfg := testConfig(secretVol, natsTargetTo("stream", url))
+	cfg := testConfig(secretVol, natsTargetTo("stream", addr))
 	const budget = time.Second
 	cfg.Delivery.Budget = config.D(budget)
 	h := startHarness(t, secretVol, cfg)
@@ -350,7 +350,7 @@ func TestNATSServerRestartLosesNothing(t *testing.T) {
 		eventually(t, 10*time.Second, "the retry of "+id+" to be accepted", func() bool { return send(id) == 200 })
 	}
 
-	counts := msgIDCounts(t, natsClient(t, url))
+	counts := msgIDCounts(t, natsClient(t, addr))
 	for id := range status {
 		if counts[id] != 1 {
 			t.Errorf("%s is in the stream %d times, want exactly once", id, counts[id])
@@ -371,10 +371,10 @@ func TestNATSDownAtStartup(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	addr := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	secretVol := newVolume(t, map[string]string{"hmac": testSecret})
-	cfg := testConfig(secretVol, natsTargetTo("stream", url))
+	cfg := testConfig(secretVol, natsTargetTo("stream", addr))
 	cfg.Delivery.Budget = config.D(500 * time.Millisecond)
 	start := time.Now()
 	h := startHarness(t, secretVol, cfg)

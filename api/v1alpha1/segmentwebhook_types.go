@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -825,7 +826,10 @@ type SegmentWebhookList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&SegmentWebhook{}, &SegmentWebhookList{})
+	SchemeBuilder.Register(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &SegmentWebhook{}, &SegmentWebhookList{})
+		return nil
+	})
 }
 
 // WebhookPath is the path Segment posts to and the receiver serves: the Ingress's or the

@@ -38,6 +38,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	segmentv1alpha1 "github.com/segment-webhook-operator/segment-webhook-operator/api/v1alpha1"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/version"
 )
 
 func main() {
@@ -68,16 +69,25 @@ type cli struct {
 func newRootCommand(out, errOut io.Writer) *cobra.Command {
 	c := &cli{flags: genericclioptions.NewConfigFlags(true), out: out, err: errOut}
 	root := &cobra.Command{
-		Use:           "kubectl-swh",
-		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl swh"},
-		Short:         "Check a SegmentWebhook from the terminal: send a signed Segment request, show its status",
+		Use:         "kubectl-swh",
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl swh"},
+		Short:       "Check a SegmentWebhook from the terminal: send a signed Segment request, show its status",
+		// --version, and the version subcommand, print "kubectl swh version <version> (commit …)".
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
 	c.flags.AddFlags(root.PersistentFlags())
-	root.AddCommand(newSendCommand(c), newStatusCommand(c))
+	root.AddCommand(newSendCommand(c), newStatusCommand(c), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, git commit and Go version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "kubectl swh version "+version.Get().String())
+		},
+	})
 	return root
 }
 

@@ -126,7 +126,12 @@ func runMain(m *testing.M) int {
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "the manager stopped with", err)
+		}
+	}()
 	return m.Run()
 }
 
@@ -345,7 +350,7 @@ func TestSendHMAC(t *testing.T) {
 		t.Errorf("status.url %q for a receiver reachable only inside the cluster", swh.Status.URL)
 	}
 	// A signed request over plain http is refused there, with the port-forward to use instead.
-	out, err = kubectlSWH(t, "send", "events", "-n", ns)
+	_, err = kubectlSWH(t, "send", "events", "-n", ns)
 	if err == nil {
 		t.Fatal("sending a signed request over http to the in-cluster URL succeeded")
 	}

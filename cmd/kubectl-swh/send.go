@@ -88,7 +88,8 @@ func (c *cli) send(ctx context.Context, name string, o sendOptions) error {
 	if err != nil {
 		return err
 	}
-	auth, how, err := authFor(ctx, cl, swh, header, o.kind == "batch")
+	batch := o.kind == "batch"
+	auth, how, err := authFor(ctx, cl, swh, header, batch)
 	if err != nil {
 		return err
 	}
@@ -103,13 +104,13 @@ func (c *cli) send(ctx context.Context, name string, o sendOptions) error {
 	if err != nil {
 		return err
 	}
-	req, err := segmentsend.NewRequest(events, o.kind == "batch", auth)
+	req, err := segmentsend.NewRequest(events, batch, auth)
 	if err != nil {
 		return err
 	}
 
 	what := fmt.Sprintf("one %s event", o.kind)
-	if o.kind == "batch" {
+	if batch {
 		what = fmt.Sprintf("an Actions batch of %d events (a JSON array)", len(events))
 	}
 	c.printf("%s %s\n", req.Method, target)
@@ -224,14 +225,14 @@ func secretValue(ctx context.Context, cl client.Client, ns string, ref segmentv1
 	}
 	v, ok := s.Data[ref.Key]
 	if !ok {
-		return nil, fmt.Errorf("Secret %s/%s has no key %q", ns, ref.Name, ref.Key)
+		return nil, fmt.Errorf("no key %q in Secret %s/%s", ref.Key, ns, ref.Name)
 	}
 	text, cut := strings.CutSuffix(string(v), "\n")
 	if cut {
 		text, _ = strings.CutSuffix(text, "\r")
 	}
 	if text == "" {
-		return nil, fmt.Errorf("Secret %s/%s key %q is empty", ns, ref.Name, ref.Key)
+		return nil, fmt.Errorf("key %q of Secret %s/%s is empty", ref.Key, ns, ref.Name)
 	}
 	return []byte(text), nil
 }
@@ -382,7 +383,7 @@ func routes(swh *segmentv1alpha1.SegmentWebhook, events [][]byte) []route {
 	for i, e := range events {
 		_ = json.Unmarshal(e, &parsed[i])
 	}
-	var out []route
+	out := make([]route, 0, len(swh.Spec.Targets))
 	for _, t := range swh.Spec.Targets {
 		r := route{target: t.Name, kind: targetKind(t), optional: t.Optional, of: len(events)}
 		filter := controllers.ReceiverFilter(t.Filter)

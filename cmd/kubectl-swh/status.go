@@ -19,7 +19,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -280,7 +280,7 @@ func recentEvents(ctx context.Context, cl client.Client, swh *segmentv1alpha1.Se
 			out = append(out, e)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return eventTime(out[i]).Time.Before(eventTime(out[j]).Time) })
+	slices.SortStableFunc(out, func(a, b eventsv1.Event) int { return eventTime(a).Compare(eventTime(b).Time) })
 	if len(out) > lastEvents {
 		out = out[len(out)-lastEvents:]
 	}

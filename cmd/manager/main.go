@@ -19,6 +19,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/controllers"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/version"
 )
 
 // defaultGCPercent replaces Go's default GOGC of 100 unless GOGC is set. The manager's heap is
@@ -67,9 +69,14 @@ func main() {
 			"(SchedulingNotAllowed) (env ALLOW_SCHEDULING_OVERRIDES).")
 	flag.StringVar(&namespaces, "namespaces", os.Getenv("WATCH_NAMESPACES"),
 		"Comma-separated namespaces to watch; empty watches all (env WATCH_NAMESPACES).")
+	showVersion := flag.Bool("version", false, "Print the version, git commit and Go version, and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Line("manager"))
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 

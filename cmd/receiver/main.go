@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/version"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -21,11 +22,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run is main without the process: tests call it with their own context and arguments.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("receiver", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configPath := flags.String("config", filepath.Join(config.DefaultConfigDirectory, config.FileName), "path of the receiver config file")
@@ -34,8 +35,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
 	addr := flags.String("addr", "", "listen address for the webhook, overriding the config port (for local runs)")
 	metricsAddr := flags.String("metrics-addr", "", "listen address for metrics, overriding the config metrics port")
+	showVersion := flags.Bool("version", false, "print the version, git commit and Go version, and exit")
 	if err := flags.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("receiver"))
+		return 0
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

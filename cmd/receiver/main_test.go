@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +36,7 @@ func TestDoesNotLinkClientGo(t *testing.T) {
 func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--log-level", "loud"}, {"--no-such-flag"}} {
 		var stderr bytes.Buffer
-		if code := run(context.Background(), args, &stderr); code != 2 {
+		if code := run(context.Background(), args, io.Discard, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
@@ -63,7 +64,7 @@ func TestRunExitsCleanlyOnCancel(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--config", path, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-			"--drain-delay", "0s", "--shutdown-timeout", "5s", "--log-level", "debug"}, &stderr)
+			"--drain-delay", "0s", "--shutdown-timeout", "5s", "--log-level", "debug"}, io.Discard, &stderr)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), "receiver listening") {

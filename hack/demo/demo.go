@@ -28,7 +28,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,7 +104,7 @@ func (d *demo) linef(format string, args ...any) {
 
 // expect records one check: a failed one fails the demo at the end, but the demo goes on so
 // the output shows everything.
-func (d *demo) expect(ok bool, format string, args ...any) bool {
+func (d *demo) expect(ok bool, format string, args ...any) {
 	d.checks++
 	msg := fmt.Sprintf(format, args...)
 	if ok {
@@ -114,7 +113,6 @@ func (d *demo) expect(ok bool, format string, args ...any) bool {
 		fmt.Fprintf(d.out, "      ✗ %s\n", msg)
 		d.failed = append(d.failed, msg)
 	}
-	return ok
 }
 
 // progress prints a line every few seconds while a long action runs.
@@ -186,6 +184,8 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 // cleanup stops everything, newest first; it is safe to call twice.
+//
+//nolint:errcheck // it waits for the processes it stops; their exit status is the stop's
 func (d *demo) cleanup() {
 	if d.receiver != nil && d.receiver.Process != nil {
 		_ = d.receiver.Process.Signal(syscall.SIGTERM)
@@ -438,8 +438,8 @@ func (d *demo) showChildren(ctx context.Context) error {
 		}
 		return nil
 	})
-	sort.Slice(events.Items, func(i, j int) bool {
-		return events.Items[i].CreationTimestamp.Before(&events.Items[j].CreationTimestamp)
+	slices.SortFunc(events.Items, func(a, b eventsv1.Event) int {
+		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
 	d.linef("Events (kubectl events -n %s):", demoNamespace)
 	for _, e := range events.Items {
@@ -677,7 +677,7 @@ func (d *demo) rewrite(v any, at string, mountPaths []string, rewrites *[]string
 		for k := range v {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for _, k := range keys {
 			v[k] = d.rewrite(v[k], joinPath(at, k), mountPaths, rewrites)
 		}

@@ -27,7 +27,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -68,11 +67,11 @@ func event(typ string, fields map[string]any) []byte {
 	return b
 }
 
-// exchange sends one request as Segment would (one event, or a batch), signed with secret, prints
+// exchange sends one request as Segment would (one event per request), signed with secret, prints
 // the answer and what the sink got, and checks the code.
-func (d *demo) exchange(ctx context.Context, title string, events [][]byte, batch bool, secret string, wantCode int) (*segmentsend.Response, []received, error) {
+func (d *demo) exchange(ctx context.Context, title string, events [][]byte, secret string, wantCode int) (*segmentsend.Response, []received, error) {
 	before := d.sink.count()
-	resp, err := d.send(ctx, events, batch, secret)
+	resp, err := d.send(ctx, events, false, secret)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,11 +169,11 @@ func describe(r received) string {
 }
 
 func targets(got []received) []string {
-	var out []string
+	out := make([]string, 0, len(got))
 	for _, r := range got {
 		out = append(out, r.target)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -216,7 +215,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 	if order == nil {
 		return errors.New("warehouse did not receive the event of a)")
 	}
-	_, got, err = d.exchange(ctx, "c) the event of a) again, byte for byte, as a Segment retry would send it:", [][]byte{order}, false, secret, http.StatusOK)
+	_, got, err = d.exchange(ctx, "c) the event of a) again, byte for byte, as a Segment retry would send it:", [][]byte{order}, secret, http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -224,7 +223,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// d. A wrong secret.
 	stray := event("track", map[string]any{"event": "Order Completed"})
-	_, got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", [][]byte{stray}, false, "not-the-secret", http.StatusUnauthorized)
+	_, got, err = d.exchange(ctx, "d) an event signed with the wrong secret:", [][]byte{stray}, "not-the-secret", http.StatusUnauthorized)
 	if err != nil {
 		return err
 	}
@@ -232,7 +231,7 @@ func (d *demo) sendEvents(ctx context.Context) error {
 
 	// e. A track event without its event name: a permanent error, Segment does not retry 400.
 	invalid := event("track", map[string]any{"properties": map[string]any{"revenue": 1}})
-	_, got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", [][]byte{invalid}, false, secret, http.StatusBadRequest)
+	_, got, err = d.exchange(ctx, "e) a signed but invalid event (track without \"event\"):", [][]byte{invalid}, secret, http.StatusBadRequest)
 	if err != nil {
 		return err
 	}
@@ -288,7 +287,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 	}
 	for _, s := range []struct{ name, secret string }{{"old", d.oldSecret}, {"new", rotatedSecret}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), [][]byte{e}, false, s.secret, http.StatusOK); err != nil {
+		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, during rotation:", s.name), [][]byte{e}, s.secret, http.StatusOK); err != nil {
 			return err
 		}
 	}
@@ -311,7 +310,7 @@ func (d *demo) rotateSecret(ctx context.Context) error {
 		code         int
 	}{{"old", d.oldSecret, http.StatusUnauthorized}, {"new", rotatedSecret, http.StatusOK}} {
 		e := event("track", map[string]any{"event": "Order Completed"})
-		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), [][]byte{e}, false, s.secret, s.code); err != nil {
+		if _, _, err := d.exchange(ctx, fmt.Sprintf("an event signed with the %s secret, after rotation:", s.name), [][]byte{e}, s.secret, s.code); err != nil {
 			return err
 		}
 	}

@@ -89,7 +89,7 @@ func (d *demo) enforceTrackingPlan(ctx context.Context) error {
 		}
 		d.linef("spec.trackingPlan.onViolation = %s; the receiver reloaded", action)
 		resp, got, err := d.exchange(ctx, fmt.Sprintf("%s: Order Completed with total as a string and an unplanned coupon:", action),
-			[][]byte{violating()}, false, secret, http.StatusOK)
+			[][]byte{violating()}, secret, http.StatusOK)
 		if err != nil {
 			return err
 		}

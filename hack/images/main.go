@@ -121,9 +121,9 @@ func build(args []string) error {
 		for _, img := range images {
 			pkgs = append(pkgs, img.pkg)
 		}
-		// The command of 'make build', for the target platform; one go build for the three
-		// binaries shares their packages' compilation.
-		cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", dir + "/"}, pkgs...)...)
+		// The command of 'make build', for the target platform, stamped with the image's version
+		// and revision (--version); one go build for the binaries shares their packages' compilation.
+		cmd := exec.Command("go", append([]string{"build", "-trimpath", "-ldflags", ldflags(meta), "-o", dir + "/"}, pkgs...)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -181,6 +181,12 @@ func build(args []string) error {
 	}
 	fmt.Printf("images built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
+}
+
+// ldflags stamps a binary's --version with the image's version and revision, as make build does.
+func ldflags(m imagebuild.Meta) string {
+	const pkg = "github.com/segment-webhook-operator/segment-webhook-operator/internal/version"
+	return "-X " + pkg + ".Version=" + m.Version + " -X " + pkg + ".Commit=" + m.Revision
 }
 
 // metadata fills in the revision and the creation time from git where they are not given.

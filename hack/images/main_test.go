@@ -56,6 +56,16 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
+// The image binaries' --version says the image's version and revision, stamped as make build does.
+func TestLdflags(t *testing.T) {
+	got := ldflags(imagebuild.Meta{Version: "0.1.0", Revision: "abc-dirty"})
+	want := "-X github.com/segment-webhook-operator/segment-webhook-operator/internal/version.Version=0.1.0 " +
+		"-X github.com/segment-webhook-operator/segment-webhook-operator/internal/version.Commit=abc-dirty"
+	if got != want {
+		t.Errorf("ldflags: %q, want %q", got, want)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		nil,

@@ -512,7 +512,7 @@ var errTooManyValues = fmt.Errorf("more than %d values, not checked", MaxChecked
 
 // refuse records the value being read as a violation; the first MaxViolations only, since a
 // Result lists no more (each still reads as null).
-func (u *unmarshaler) refuse(keyword, message string) {
+func (u *unmarshaler) refuse(keyword, msg string) {
 	if len(u.hostile) == MaxViolations {
 		return
 	}
@@ -522,7 +522,7 @@ func (u *unmarshaler) refuse(keyword, message string) {
 			tokens[i] = strconv.Itoa(s.index)
 		}
 	}
-	v := Violation{Pointer: jsonPointer(tokens), Keyword: keyword, Message: message}
+	v := Violation{Pointer: jsonPointer(tokens), Keyword: keyword, Message: msg}
 	if len(tokens) > 1 {
 		v.omit = tokens[:2:2]
 	}

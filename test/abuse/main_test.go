@@ -232,16 +232,15 @@ func (s *sink) has(id string) bool {
 
 // row is one case's line of the table printed after the run.
 type row struct {
-	name                    string
-	attack                  string
-	attackRate              float64 // per second
-	success                 float64 // share of the sender's requests acknowledged, in %
-	firstTry                float64 // share acknowledged at the first attempt, in %
-	p99                     time.Duration
-	peakRSS                 uint64
-	cpu                     time.Duration
-	duration                time.Duration
-	events, eventsAtTheSink int
+	name       string
+	attack     string
+	attackRate float64 // per second
+	success    float64 // share of the sender's requests acknowledged, in %
+	firstTry   float64 // share acknowledged at the first attempt, in %
+	p99        time.Duration
+	peakRSS    uint64
+	cpu        time.Duration
+	duration   time.Duration
 }
 
 var table struct {

@@ -234,9 +234,9 @@ func (t *team) startTraffic(prefix string, events int, pace time.Duration) *traf
 
 // report is what a sender saw and what reached the sink.
 type report struct {
-	name                                                      string
-	events, requests, acked, attempts, c2xx, c5xx, c429, nets int64
-	lost, duplicates                                          int
+	name                                               string
+	events, requests, attempts, c2xx, c5xx, c429, nets int64
+	lost, duplicates                                   int
 }
 
 func (r report) String() string {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -399,7 +398,7 @@ func runScenario(t *testing.T, sc scenario, sz sizes, scfg segmentsim.Config, se
 	for name := range snap {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	var dupCells []string
 	for _, name := range names {
 		dupes := 0

@@ -33,7 +33,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -212,7 +211,7 @@ func (c *cluster) refs(t *testing.T, objs []*unstructured.Unstructured, defaultN
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	slices.SortFunc(out, func(a, b ref) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
 

@@ -101,11 +101,11 @@ func TestDockerfile(t *testing.T) {
 	for _, s := range stages {
 		byName[s.name] = s
 	}
-	// The Makefile's build commands, which the image build must repeat.
-	makeBuild := regexp.MustCompile(`(?m)^\tCGO_ENABLED=0 go build -trimpath -o (bin/\w+) (\./cmd/\w+)$`).
+	// The Makefile's build commands, which the image build must repeat, version stamp included.
+	makeBuild := regexp.MustCompile(`(?m)^\tCGO_ENABLED=0 go build -trimpath -ldflags "\$\(LDFLAGS\)" -o (bin/\w+) (\./cmd/\w+)$`).
 		FindAllStringSubmatch(string(readFile(t, "Makefile")), -1)
 	if len(makeBuild) != 2 {
-		t.Fatalf("the Makefile build target should build two binaries with CGO_ENABLED=0 -trimpath, found %v", makeBuild)
+		t.Fatalf("the Makefile build target should build two binaries with CGO_ENABLED=0 -trimpath -ldflags \"$(LDFLAGS)\", found %v", makeBuild)
 	}
 
 	for _, target := range []string{"manager", "receiver"} {
@@ -170,7 +170,7 @@ func checkBuild(t *testing.T, s stage, target, binary string, makeBuild [][]stri
 		if pkg != "./cmd/"+target {
 			t.Errorf("Makefile builds %s from %s, want ./cmd/%s", out, pkg, target)
 		}
-		re := regexp.MustCompile(`go build -trimpath -o ` + regexp.QuoteMeta(out) + ` ` + regexp.QuoteMeta(pkg) + `(\s|$)`)
+		re := regexp.MustCompile(`go build -trimpath -ldflags "\$\{?LDFLAGS\}?" -o ` + regexp.QuoteMeta(out) + ` ` + regexp.QuoteMeta(pkg) + `(\s|$)`)
 		var built bool
 		for _, r := range instruction(s, "RUN") {
 			if re.MatchString(r) {
@@ -181,7 +181,7 @@ func checkBuild(t *testing.T, s stage, target, binary string, makeBuild [][]stri
 			}
 		}
 		if !built {
-			t.Errorf("stage %s does not run 'go build -trimpath -o %s %s' like 'make build'", s.name, out, pkg)
+			t.Errorf("stage %s does not run 'go build -trimpath -ldflags \"$LDFLAGS\" -o %s %s' like 'make build'", s.name, out, pkg)
 		}
 	}
 	if !found {

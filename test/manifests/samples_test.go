@@ -70,12 +70,12 @@ func secretRefs(v any) []string {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, child := range v {
-			switch {
-			case k == "secretKeyRef" || k == "bearerTokenSecretRef":
+			switch k {
+			case "secretKeyRef", "bearerTokenSecretRef":
 				if m, ok := child.(map[string]any); ok {
 					out = append(out, m["name"].(string)+"/"+m["key"].(string))
 				}
-			case k == "secretRefs":
+			case "secretRefs":
 				for _, r := range child.([]any) {
 					m := r.(map[string]any)
 					out = append(out, m["name"].(string)+"/"+m["key"].(string))

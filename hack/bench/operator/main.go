@@ -456,6 +456,7 @@ type managerProcess struct {
 	logPath string
 }
 
+//nolint:errcheck // it waits for the process it stops; the exit status is the stop's
 func (m *managerProcess) stop() {
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -599,7 +600,7 @@ func cpuTimes(manager int) cpuTime {
 
 // since describes the CPU time used since start, and how many cores that kept busy during d.
 func (use cpuTime) since(start cpuTime, d time.Duration) string {
-	var parts []string
+	parts := make([]string, 0, len(cpuRoles))
 	var total float64
 	for _, role := range cpuRoles {
 		used := use[role] - start[role]

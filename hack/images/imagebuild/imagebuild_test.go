@@ -227,7 +227,7 @@ func TestImageConfig(t *testing.T) {
 				if cf.OS != "linux" || cf.Architecture != want.Architecture || cf.Variant != want.Variant {
 					t.Errorf("config platform %s/%s/%s, want %v", cf.OS, cf.Architecture, cf.Variant, want)
 				}
-				if !cf.Created.Time.Equal(testMeta.Created) {
+				if !cf.Created.Equal(testMeta.Created) {
 					t.Errorf("created %v, want %v", cf.Created, testMeta.Created)
 				}
 				if c.User != s.User || c.WorkingDir != "/" || !slices.Equal(c.Entrypoint, []string{"/" + s.Binary}) || c.Cmd != nil {
@@ -283,7 +283,7 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content := func(name string) []byte {
+	content := func(file string) []byte {
 		t.Helper()
 		layers, _ := imgs[1].Layers()
 		for _, l := range layers {
@@ -299,7 +299,7 @@ func TestFiles(t *testing.T) {
 				} else if err != nil {
 					t.Fatal(err)
 				}
-				if "/"+strings.TrimSuffix(hdr.Name, "/") == name {
+				if "/"+strings.TrimSuffix(hdr.Name, "/") == file {
 					b, err := io.ReadAll(tr)
 					rc.Close()
 					if err != nil {
@@ -310,7 +310,7 @@ func TestFiles(t *testing.T) {
 			}
 			rc.Close()
 		}
-		t.Fatalf("%s not in the image", name)
+		t.Fatalf("%s not in the image", file)
 		return nil
 	}
 
@@ -319,7 +319,7 @@ func TestFiles(t *testing.T) {
 		mode     int64
 		uid, gid int
 	}
-	for name, w := range map[string]want{
+	for file, w := range map[string]want{
 		"/receiver":                            {tar.TypeReg, 0o755, 0, 0},
 		"/etc/passwd":                          {tar.TypeReg, 0o644, 0, 0},
 		"/etc/group":                           {tar.TypeReg, 0o644, 0, 0},
@@ -334,23 +334,23 @@ func TestFiles(t *testing.T) {
 		"/home/nonroot":                        {tar.TypeDir, 0o700, 65532, 65532},
 		"/usr/share/zoneinfo/America/New_York": {tar.TypeReg, 0o644, 0, 0},
 	} {
-		h, ok := files[name]
+		h, ok := files[file]
 		if !ok {
-			t.Errorf("%s missing", name)
+			t.Errorf("%s missing", file)
 			continue
 		}
 		if h.Typeflag != w.typ || h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid {
 			t.Errorf("%s: type %c mode %o owner %d:%d, want type %c mode %o owner %d:%d",
-				name, h.Typeflag, h.Mode, h.Uid, h.Gid, w.typ, w.mode, w.uid, w.gid)
+				file, h.Typeflag, h.Mode, h.Uid, h.Gid, w.typ, w.mode, w.uid, w.gid)
 		}
 	}
-	for name, h := range files {
+	for file, h := range files {
 		wantTime := BaseTime
-		if name == "/receiver" {
+		if file == "/receiver" {
 			wantTime = testMeta.Created
 		}
 		if !h.ModTime.Equal(wantTime) || h.Uname != "" || h.Gname != "" || len(h.PAXRecords) != 0 {
-			t.Errorf("%s: time %v uname %q gname %q pax %v, want time %v and nothing else", name, h.ModTime, h.Uname, h.Gname, h.PAXRecords, wantTime)
+			t.Errorf("%s: time %v uname %q gname %q pax %v, want time %v and nothing else", file, h.ModTime, h.Uname, h.Gname, h.PAXRecords, wantTime)
 		}
 	}
 	if got := string(content("/receiver")); got != "\x7fELF fake receiver for arm64" {

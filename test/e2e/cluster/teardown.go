@@ -18,6 +18,7 @@ package cluster
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -188,7 +189,7 @@ func unmountUnder(dir string) error {
 			points = append(points, mp)
 		}
 	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	slices.SortFunc(points, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
 	var errs []error
 	for _, mp := range points {
 		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
