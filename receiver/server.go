@@ -85,6 +85,7 @@ type Server struct {
 	draining   atomic.Bool
 	inFlight   atomic.Int64        // requests authenticated and being delivered
 	readers    *readingPool        // requests whose bodies are being read, not yet authenticated
+	conns      *connTracker        // the webhook listener's open connections, capped
 	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
 	bodyBudget int64               // the semaphore's size: limits.maxBufferedBytes of the first config loaded
 	background sync.WaitGroup      // optional-target deliveries still running
@@ -163,6 +164,9 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		MaxHeaderBytes:    start.Limits.MaxHeaderBytes,
 		ErrorLog:          errorLog,
 	}
+	// Connections cost memory whatever they do; past the cap, the one waiting longest goes.
+	s.conns = newConnTracker(maxConnections(start.Limits.MaxInFlight), s.metrics)
+	s.httpServer.ConnState = s.conns.connState
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.metricsListener = netutil.LimitListener(s.metricsListener, metricsLimits.conns)
