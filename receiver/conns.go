@@ -23,37 +23,48 @@ func maxConnections(maxInFlight int) int {
 	return max(minConnections, connectionsPerSlot*maxInFlight)
 }
 
-// Why a connection was closed to make room (label reason of connections_closed_total).
+// Why a connection was closed to make room (label reason of connections_closed_for_room_total).
 const (
-	closedIdle = "idle" // waiting for its next request
-	closedNew  = "new"  // no complete request yet, and no idle connection to close instead
-	closedFull = "full" // the newcomer itself: every open connection had a request in progress
+	closedClosing = "closing" // answered and about to close (see Server.closeAfter)
+	closedIdle    = "idle"    // waiting for its next request
+	closedNew     = "new"     // no complete request yet
+	closedFull    = "full"    // the newcomer itself: every open connection had a request in progress
 )
+
+// connKey holds a request's net.Conn in its context (http.Server.ConnContext).
+type connKey struct{}
 
 // connTracker caps the open connections of an http.Server through its ConnState hook. Instead of
 // blocking Accept when full, which would leave Segment's new connections in the kernel's backlog
-// behind connections that do nothing, a newcomer past the cap closes a connection that waits
-// without a request in progress: the one idle longest between requests (a client reopens it when
-// it needs it), else the oldest still without complete request headers (a slow or silent client;
-// a newcomer is spared for as long as idle ones remain). Connections serving a request are never
-// closed; when every one is, the newcomer is closed instead (Segment retries). Under pressure the
-// idle timeout is thus as short as the cap makes it, and connections that hold on doing nothing
-// push out one another.
+// behind connections that do nothing, a newcomer past the cap closes another connection:
+//
+//   - first one already answered that only waits out net/http's half second before closing (a
+//     refusal that left its body unread: 408, 413, 429...), the oldest first. Such refusals come
+//     as fast as a hostile client reconnects, so these would otherwise fill the cap;
+//   - else the connection that has waited longest without a request in progress: idle between
+//     requests (its client reopens one when it needs it), or new without complete request
+//     headers (a slow or silent client). A keep-alive connection in use, such as Segment's,
+//     waits milliseconds between requests and is the last to go.
+//
+// Connections serving a request are never closed; when every one is, the newcomer is closed
+// instead (Segment retries). Under pressure the idle timeout is thus as short as the cap makes
+// it, and connections that hold on doing nothing push out one another.
 type connTracker struct {
 	max    int
 	open   prometheus.Gauge
 	closed *prometheus.CounterVec
 
-	mu    sync.Mutex
-	conns map[net.Conn]*trackedConn
-	idle  connList // between requests, the longest idle first
-	fresh connList // no complete request yet, the oldest first
+	mu      sync.Mutex
+	conns   map[net.Conn]*trackedConn
+	closing connList // answered, closing: the oldest first
+	waiting connList // new or idle: the longest waiting first
 }
 
 type trackedConn struct {
 	conn       net.Conn
 	prev, next *trackedConn
-	list       *connList // the list it waits in; nil while it serves a request
+	list       *connList      // nil while it serves a request
+	state      http.ConnState // StateNew, StateIdle or StateActive
 }
 
 type connList struct{ head, tail *trackedConn }
@@ -72,27 +83,28 @@ func (t *connTracker) connState(c net.Conn, state http.ConnState) {
 	case http.StateNew:
 		for len(t.conns) >= t.max {
 			switch {
-			case t.idle.head != nil:
-				t.evict(t.idle.head, closedIdle)
-			case t.fresh.head != nil:
-				t.evict(t.fresh.head, closedNew)
+			case t.closing.head != nil:
+				t.evict(t.closing.head, closedClosing)
+			case t.waiting.head != nil && t.waiting.head.state == http.StateNew:
+				t.evict(t.waiting.head, closedNew)
+			case t.waiting.head != nil:
+				t.evict(t.waiting.head, closedIdle)
 			default:
 				t.closed.WithLabelValues(closedFull).Inc()
 				_ = c.Close()
 				return
 			}
 		}
-		tc := &trackedConn{conn: c}
+		tc := &trackedConn{conn: c, state: state}
 		t.conns[c] = tc
-		t.fresh.push(tc)
-	case http.StateActive:
-		if tc := t.conns[c]; tc != nil {
+		t.waiting.push(tc)
+	case http.StateActive, http.StateIdle:
+		if tc := t.conns[c]; tc != nil && tc.list != &t.closing {
 			tc.unlink()
-		}
-	case http.StateIdle:
-		if tc := t.conns[c]; tc != nil {
-			tc.unlink()
-			t.idle.push(tc)
+			tc.state = state
+			if state == http.StateIdle {
+				t.waiting.push(tc)
+			}
 		}
 	case http.StateHijacked, http.StateClosed:
 		if tc := t.conns[c]; tc != nil {
@@ -103,8 +115,18 @@ func (t *connTracker) connState(c net.Conn, state http.ConnState) {
 	t.open.Set(float64(len(t.conns)))
 }
 
-// evict closes a waiting connection; net/http's goroutine for it then ends (its StateClosed finds
-// it gone).
+// markClosing marks c as answered and closing once its answer is written.
+func (t *connTracker) markClosing(c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tc := t.conns[c]; tc != nil && tc.list != &t.closing {
+		tc.unlink()
+		t.closing.push(tc)
+	}
+}
+
+// evict closes a connection; net/http's goroutine for it then ends (its StateClosed finds it
+// gone).
 func (t *connTracker) evict(tc *trackedConn, reason string) {
 	tc.unlink()
 	delete(t.conns, tc.conn)

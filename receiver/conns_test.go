@@ -129,9 +129,12 @@ func TestIdleConnectionsAreCapped(t *testing.T) {
 			}
 		}
 	})
-	if failed > 0 {
+	// A connection of the flood may be closed before its request is read, when as many newer
+	// ones as the cap arrive first (its goroutine not yet scheduled): the flood's own loss.
+	if failed > idle/20 {
 		t.Errorf("%d of %d connections could not make their one request", failed, idle)
 	}
+	t.Logf("%d of the flood's connections were closed before their request was read", failed)
 
 	// The server's side of the connections: at most the cap (with slack for the ones closing).
 	var open int
@@ -156,11 +159,10 @@ func TestIdleConnectionsAreCapped(t *testing.T) {
 	if got := h.metric("segment_receiver_open_connections"); got > float64(connCap) {
 		t.Errorf("open_connections = %v, want at most %d", got, connCap)
 	}
-	if got := h.metric("segment_receiver_connections_closed_for_room_total", "reason", closedIdle); got < float64(idle-connCap) {
-		t.Errorf("connections_closed_for_room_total{reason=idle} = %v, want at least %d", got, idle-connCap)
-	}
-	if got := h.metric("segment_receiver_connections_closed_for_room_total", "reason", closedNew); got != 0 {
-		t.Errorf("connections_closed_for_room_total{reason=new} = %v, want 0: idle ones go first", got)
+	closed := h.metric("segment_receiver_connections_closed_for_room_total", "reason", closedIdle) +
+		h.metric("segment_receiver_connections_closed_for_room_total", "reason", closedNew)
+	if closed < float64(idle-connCap) {
+		t.Errorf("connections_closed_for_room_total = %v, want at least %d", closed, idle-connCap)
 	}
 
 	// A new connection is accepted at once and served.
@@ -190,12 +192,12 @@ func TestIdleConnectionsAreCapped(t *testing.T) {
 	}
 }
 
-// The tracker closes the connection idle longest, else the oldest new one, never one serving a
-// request; when every connection serves one, the newcomer is closed.
+// The tracker closes a connection answered and closing first, else the one waiting longest, new
+// or idle, never one serving a request; when every connection serves one, the newcomer is closed.
 func TestConnTrackerEvictsTheLongestWaiting(t *testing.T) {
 	m := newMetrics(prometheus.NewRegistry())
 	tr := newConnTracker(3, m)
-	conns := make([]*fakeConn, 7)
+	conns := make([]*fakeConn, 8)
 	for i := range conns {
 		conns[i] = &fakeConn{}
 	}
@@ -214,15 +216,15 @@ func TestConnTrackerEvictsTheLongestWaiting(t *testing.T) {
 	tr.connState(conns[0], http.StateActive)
 	tr.connState(conns[0], http.StateIdle)
 	tr.connState(conns[1], http.StateActive)
-	tr.connState(conns[1], http.StateIdle) // idle after 0
-	tr.connState(conns[3], http.StateNew)  // full: 0, idle longest, goes before 2, new and older
-	want[0] = true
-	check("an idle connection")
-	tr.connState(conns[0], http.StateClosed) // net/http's goroutine ends: counted once
-	tr.connState(conns[1], http.StateActive)
-	tr.connState(conns[4], http.StateNew) // none idle: 2, the oldest new one, goes
+	tr.connState(conns[1], http.StateIdle) // waiting: 2 (new), 0 (idle), 1 (idle)
+	tr.connState(conns[3], http.StateNew)  // full: 2, waiting longest, goes
 	want[2] = true
 	check("a new connection")
+	tr.connState(conns[2], http.StateClosed) // net/http's goroutine ends: counted once
+	tr.connState(conns[1], http.StateActive)
+	tr.connState(conns[4], http.StateNew) // 0, idle, waiting longer than 3, new, goes
+	want[0] = true
+	check("an idle connection")
 	tr.connState(conns[3], http.StateActive)
 	tr.connState(conns[4], http.StateActive)
 	tr.connState(conns[5], http.StateNew) // every connection serves a request: the newcomer goes
@@ -231,10 +233,16 @@ func TestConnTrackerEvictsTheLongestWaiting(t *testing.T) {
 	tr.connState(conns[1], http.StateClosed)
 	tr.connState(conns[6], http.StateNew) // room again
 	check("room")
+	tr.markClosing(conns[4]) // answered, net/http waits before closing
+	tr.connState(conns[6], http.StateActive)
+	tr.connState(conns[6], http.StateIdle)
+	tr.connState(conns[7], http.StateNew) // 4, closing, goes before 6, idle
+	want[4] = true
+	check("a closing connection")
 	if got := len(tr.conns); got != 3 {
 		t.Errorf("%d connections tracked, want 3", got)
 	}
-	for reason, want := range map[string]float64{closedIdle: 1, closedNew: 1, closedFull: 1} {
+	for reason, want := range map[string]float64{closedClosing: 1, closedIdle: 1, closedNew: 1, closedFull: 1} {
 		if got := counterValue(t, m.connectionsClosed.WithLabelValues(reason)); got != want {
 			t.Errorf("connections_closed_for_room_total{reason=%s} = %v, want %v", reason, got, want)
 		}
