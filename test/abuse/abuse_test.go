@@ -58,8 +58,16 @@ func TestAbuse(t *testing.T) {
 		idle = int(fds) - 2000
 		fmt.Printf("abuse: the fd limit is %d; idle keep-alive connections scaled down from 10000 to %d\n", fds, idle)
 	}
+	overCap := 3 * 4 * config.DefaultMaxInFlight // three times the receiver's connection cap
+	if need := uint64(overCap + 2000); fds < need {
+		overCap = int(fds) - 2000
+	}
 	cases := []abuseCase{
 		{name: "slow headers+bodies", attack: "1000 conns, 1 B / 500 ms, reconnecting", attackFn: slowConnections(1000)},
+		// Past the connection cap the receiver closes the connections that wait longest, the
+		// sender's new ones among them now and then: it retries (first tries drop), memory stays
+		// low (234 MiB before the cap).
+		{name: "slow conns 3x the cap", attack: fmt.Sprintf("%d conns, 1 B / 500 ms, reconnecting", overCap), attackFn: slowConnections(overCap)},
 		// The receiver keeps at most 4 x maxInFlight (1,024) connections, about 20 KB each, closing
 		// the longest idle: 10,000 idle ones held 216 MiB before that cap, about 64 MiB with it.
 		{name: "idle keep-alive", attack: fmt.Sprintf("%d idle conns after one request", idle), attackFn: idleConnections(idle),
