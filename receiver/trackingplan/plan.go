@@ -226,8 +226,11 @@ func (p *Plan) compileDocument(d Document) error {
 		// searches linearly, are not the place). Should that copy fail to compile, the events
 		// are compiled one by one, as written, for the authoritative answer and an error that
 		// names the event.
+		// A document that names the place (say in a $ref, which would then resolve) takes the
+		// slow way.
 		defs, _ := root["$defs"].(map[string]any)
-		if _, taken := defs[eventsDef]; len(names) > 1 && !taken && (defs != nil || root["$defs"] == nil) {
+		named := bytes.Contains(d.Data, []byte("track-events"))
+		if len(names) > 1 && !named && (defs != nil || root["$defs"] == nil) {
 			aliased, aliasedDefs := maps.Clone(root), maps.Clone(defs)
 			if aliasedDefs == nil {
 				aliasedDefs = map[string]any{}

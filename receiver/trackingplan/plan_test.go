@@ -317,3 +317,22 @@ func TestUnmarshalMatchesTheLibrary(t *testing.T) {
 		}
 	}
 }
+
+// A plan cannot reach the place Compile puts its events in $defs for compiling them at once: a
+// $ref to it does not resolve, as in a plan compiled event by event.
+func TestCompileKeepsItsEventsDefPrivate(t *testing.T) {
+	for _, ref := range []string{"#/$defs/segment-webhook-operator:track-events/$defs/B", "#/$defs/segment-webhook-operator%3Atrack-events/$defs/B"} {
+		doc := `{"track":{"A":{"$ref":"` + ref + `"},"B":{"type":"string"}}}`
+		if _, err := Compile([]Document{{Name: "plan.json", Data: []byte(doc)}}); err == nil {
+			t.Errorf("%s resolved", ref)
+		}
+	}
+	// Anchors, and pointers into track, resolve as written.
+	doc := `{"$defs":{"s":{"$anchor":"str","type":"string"}},"track":{"A":{"properties":{"x":{"$ref":"#str"}}},"B":{"$ref":"#/track/A"},"C":{"properties":{"y":{"$anchor":"num","type":"number"}}},"D":{"$ref":"#/track/C"},"E":{"properties":{"z":{"$ref":"#num"}}}}}`
+	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(doc)})
+	for name, props := range map[string]string{"A": `{"x":1}`, "B": `{"x":1}`, "D": `{"y":"1"}`, "E": `{"z":"1"}`} {
+		if r := p.Check(Event{Type: SectionTrack, Name: name, Properties: []byte(props)}); r.Total != 1 || r.Violations[0].Keyword != "type" {
+			t.Errorf("%s %s: %+v, want a type violation", name, props, r.Violations)
+		}
+	}
+}
