@@ -88,8 +88,11 @@ demo-build: $(LOCALBIN)
 
 # Each target runs FUZZTIME in turn, one worker (FUZZPARALLEL) so the machine stays usable. New
 # failing inputs land in the package's testdata/fuzz/<Target>/ and fail `go test` until fixed.
+# Each new interesting input is minimized for at most FUZZMINIMIZETIME (Go's default, 60s, would
+# take most of a short run).
 FUZZTIME ?= 1m
 FUZZPARALLEL ?= 1
+FUZZMINIMIZETIME ?= 5s
 FUZZ_TARGETS = ./receiver:FuzzWebhook ./receiver:FuzzDecodeEvents ./receiver:FuzzVerifySignature \
 	./receiver:FuzzDropField ./receiver:FuzzMalformedLetter ./receiver/trackingplan:FuzzCompile
 
@@ -98,7 +101,7 @@ fuzz: ## Fuzz the receiver's body path and the tracking-plan compiler, FUZZTIME 
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz: $$name ($$pkg) for $(FUZZTIME)"; \
-		go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) || exit 1; \
+		go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZPARALLEL) || exit 1; \
 	done
 
 ##@ Benchmarks
