@@ -142,3 +142,36 @@ func TestCompileIsLinear(t *testing.T) {
 		t.Errorf("the last event's check: %+v", r.Violations)
 	}
 }
+
+// Patterns are bounded by their size once repetitions are unrolled, each and all of a plan's
+// together; event values checked as regexes are bounded each, parsed rather than compiled, and
+// cost the plan nothing.
+func TestPatternSizesAreBounded(t *testing.T) {
+	patterns := func(n int) []byte {
+		props := make([]string, n)
+		for i := range props {
+			props[i] = fmt.Sprintf(`"p%d":{"pattern":"(%03d){960}"}`, i, i) // 4,800 each
+		}
+		return []byte(`{"track":{"A":{"properties":{` + strings.Join(props, ",") + `}}}}`)
+	}
+	fit := MaxPlanPatternSize / (2 * 4800) // each compiled twice
+	if _, err := Compile([]Document{{Name: "plan.json", Data: patterns(fit)}}); err != nil {
+		t.Errorf("%d patterns of 4,800: %v", fit, err)
+	}
+	_, err := Compile([]Document{{Name: "plan.json", Data: patterns(fit + 1)}})
+	if err == nil || !strings.Contains(err.Error(), "together") {
+		t.Errorf("%d patterns of 4,800: %v, want refused", fit+1, err)
+	}
+	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(`{"track":{"A":{"properties":{"r":{"type":"array","items":{"format":"regex"}}}}}}`)})
+	values := `["((0000000)0){1000}","^a+$"` + strings.Repeat(`,"(000){960}"`, 100) + `]`
+	for range 2 { // the same answer each time: no budget is spent
+		allocated := allocatedBytes()
+		r := p.Check(Event{Type: SectionTrack, Name: "A", Properties: []byte(`{"r":` + values + `}`)})
+		if r.Total != 1 || r.Violations[0].Pointer != "/properties/r/0" || r.Violations[0].Keyword != "format" {
+			t.Fatalf("violations %+v, want one format violation at /properties/r/0", r.Violations)
+		}
+		if allocated = allocatedBytes() - allocated; allocated > 4<<20 {
+			t.Errorf("102 values checked as regexes allocated %d KiB, want them parsed, not compiled", allocated>>10)
+		}
+	}
+}

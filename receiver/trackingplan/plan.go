@@ -28,10 +28,12 @@ import (
 	"maps"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -55,8 +57,18 @@ const (
 	// MaxEnum bounds the values of one "enum", which each event is compared with one by one.
 	MaxEnum = 1000
 	// MaxPattern bounds a regular expression's length. Go's regexp (RE2) runs in time linear in
-	// the input, so no pattern can backtrack catastrophically; the length bounds its compiled size.
+	// the input, so no pattern can backtrack catastrophically.
 	MaxPattern = 1000
+	// MaxPatternSize bounds a regular expression's size once its repetitions are unrolled (about
+	// its compiled instructions, see patternSize): 48 bytes of ((0000000)0){1000} compile to
+	// 10,000 and allocate 5 MB. It applies to "pattern" and "patternProperties" in plans, and to
+	// event values checked against "format": "regex".
+	MaxPatternSize = 5000
+	// MaxPlanPatternSize bounds the sizes of all the patterns a plan compiles together, so that
+	// a plan of many patterns holds about 10 MiB of compiled programs at most (40 bytes an
+	// instruction). The library compiles each pattern twice (once to check the plan against
+	// the metaschema), so this is twice the size of what the plan keeps.
+	MaxPlanPatternSize = 500_000
 	// MaxNumberLength and MaxExponent bound a number, in a plan or an event: the validator reads
 	// numbers as big.Rat, whose cost grows with the digits and the exponent (1e999999 takes 80 ms
 	// and 4 MB; past 1e1000000 it fails, and the validator panics). JavaScript numbers, all
@@ -120,6 +132,7 @@ type Document struct {
 type Plan struct {
 	track    map[string]*jsonschema.Schema // by event name
 	sections map[string]*jsonschema.Schema // identify, group, page, screen, context
+	patterns *patternBudget                // the regexp engine of the plan's schemas
 	// Events is the number of planned track events.
 	Events int
 	// Hash identifies the plan's content: the documents' bytes in the order of their names, so
@@ -157,6 +170,9 @@ func Compile(docs []Document) (*Plan, error) {
 	docs = slices.Clone(docs)
 	slices.SortFunc(docs, func(a, b Document) int { return strings.Compare(a.Name, b.Name) })
 	p := &Plan{track: map[string]*jsonschema.Schema{}, sections: map[string]*jsonschema.Schema{}}
+	p.patterns = &patternBudget{left: MaxPlanPatternSize}
+	p.patterns.compiling.Store(true)
+	defer p.patterns.compiling.Store(false)
 	h := sha256.New()
 	for _, d := range docs {
 		fmt.Fprintf(h, "%d:", len(d.Data))
@@ -237,14 +253,16 @@ func (p *Plan) compileDocument(d Document) error {
 			}
 			aliasedDefs[eventsDef] = map[string]any{"$defs": events}
 			aliased["$defs"] = aliasedDefs
-			if track, sections, ok := compileSchemas(base, aliased, names); ok {
+			left := p.patterns.left
+			if track, sections, ok := compileSchemas(base, aliased, names, p.patterns); ok {
 				maps.Copy(p.track, track)
 				maps.Copy(p.sections, sections)
 				return nil
 			}
+			p.patterns.left = left // compiled again below
 		}
 	}
-	track, sections, err := compileSchemasOneByOne(base, doc, names, fail)
+	track, sections, err := compileSchemasOneByOne(base, doc, names, fail, p.patterns)
 	if err != nil {
 		return err
 	}
@@ -257,11 +275,11 @@ func (p *Plan) compileDocument(d Document) error {
 var planSections = []string{SectionIdentify, SectionGroup, SectionPage, SectionScreen, SectionContext}
 
 // newPlanCompiler is a compiler holding the document doc at base, and nothing else.
-func newPlanCompiler(base string, doc any) (*jsonschema.Compiler, error) {
+func newPlanCompiler(base string, doc any, patterns *patternBudget) (*jsonschema.Compiler, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.UseLoader(refuseLoader{})
-	c.UseRegexpEngine(boundedRegexp)
+	c.UseRegexpEngine(patterns.compile)
 	// A tracking plan's "format": "date-time" is meant to be enforced.
 	c.AssertFormat()
 	return c, c.AddResource(base, doc)
@@ -272,8 +290,8 @@ const eventsDef = "segment-webhook-operator:track-events"
 
 // compileSchemas compiles the track events names, found at $defs/<eventsDef>/$defs/<name> of the
 // document root, and its sections; ok is false on any error.
-func compileSchemas(base string, root map[string]any, names []string) (track, sections map[string]*jsonschema.Schema, ok bool) {
-	c, err := newPlanCompiler(base, root)
+func compileSchemas(base string, root map[string]any, names []string, patterns *patternBudget) (track, sections map[string]*jsonschema.Schema, ok bool) {
+	c, err := newPlanCompiler(base, root, patterns)
 	if err != nil {
 		return nil, nil, false
 	}
@@ -295,8 +313,8 @@ func compileSchemas(base string, root map[string]any, names []string) (track, se
 
 // compileSchemasOneByOne compiles the track events names and the sections of doc, each at its
 // own location; an error names the first event or section that does not compile.
-func compileSchemasOneByOne(base string, doc any, names []string, fail func(event string, err error) error) (track, sections map[string]*jsonschema.Schema, err error) {
-	c, err := newPlanCompiler(base, doc)
+func compileSchemasOneByOne(base string, doc any, names []string, fail func(event string, err error) error, patterns *patternBudget) (track, sections map[string]*jsonschema.Schema, err error) {
+	c, err := newPlanCompiler(base, doc, patterns)
 	if err != nil {
 		return nil, nil, fail("", err)
 	}
@@ -387,13 +405,79 @@ func (refuseLoader) Load(u string) (any, error) {
 	return nil, fmt.Errorf("%s: a plan's $ref must stay within its own document", u)
 }
 
-// boundedRegexp is the library's default engine, Go's regexp (RE2, linear time), with a bound on
-// the pattern's length.
-func boundedRegexp(s string) (jsonschema.Regexp, error) {
+// patternBudget is a plan's regexp engine: the library's default, Go's regexp (RE2, linear time),
+// with bounds on each pattern (MaxPattern, MaxPatternSize) and, while the plan compiles, on all
+// of them together (MaxPlanPatternSize). Once compiled, the plan calls it only to check event
+// values under "format": "regex", which need only be valid: those are parsed, not compiled
+// (compiling a value of MaxPatternSize allocates 700 KB).
+type patternBudget struct {
+	left      int // while compiling only
+	compiling atomic.Bool
+}
+
+func (b *patternBudget) compile(s string) (jsonschema.Regexp, error) {
 	if len(s) > MaxPattern {
 		return nil, fmt.Errorf("a pattern of %d bytes, at most %d", len(s), MaxPattern)
 	}
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	n := patternSize(re)
+	if n > MaxPatternSize {
+		return nil, fmt.Errorf("a pattern of size %d once its repetitions are unrolled, at most %d", n, MaxPatternSize)
+	}
+	if !b.compiling.Load() {
+		return &parsedRegexp{pattern: s}, nil
+	}
+	if n > b.left {
+		return nil, fmt.Errorf("the plan's patterns are larger than %d together, once their repetitions are unrolled", MaxPlanPatternSize)
+	}
+	b.left -= n
 	return regexp.Compile(s)
+}
+
+// parsedRegexp is a pattern known to be valid and within the bounds, compiled only if it is ever
+// matched (a format check only asks whether it is valid).
+type parsedRegexp struct {
+	pattern string
+	once    sync.Once
+	re      *regexp.Regexp
+}
+
+func (r *parsedRegexp) String() string { return r.pattern }
+
+func (r *parsedRegexp) MatchString(s string) bool {
+	r.once.Do(func() { r.re = regexp.MustCompile(r.pattern) })
+	return r.re.MatchString(s)
+}
+
+// patternSize estimates the instructions re compiles to, repetitions unrolled, without unrolling
+// them (parsing keeps x{1000} as one node); it saturates past MaxPatternSize.
+func patternSize(re *syntax.Regexp) int {
+	n := 1
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = max(1, len(re.Rune))
+	case syntax.OpConcat, syntax.OpAlternate:
+		n = len(re.Sub)
+		for _, sub := range re.Sub {
+			n += patternSize(sub)
+		}
+	case syntax.OpCapture:
+		n = 2 + patternSize(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = 1 + patternSize(re.Sub[0])
+	case syntax.OpRepeat:
+		// x{n,m} unrolls to m copies of x, m-n of them optional (one more instruction each);
+		// x{n,} to n copies and a star.
+		copies, optional := re.Max, re.Max-re.Min
+		if re.Max < 0 {
+			copies, optional = re.Min+1, 1
+		}
+		n = patternSize(re.Sub[0])*max(copies, 1) + optional
+	}
+	return min(n, MaxPatternSize+1)
 }
 
 // Violation is one way an event breaks its plan.

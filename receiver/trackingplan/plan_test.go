@@ -259,6 +259,8 @@ func hostile() map[string]string {
 		"deep":        `{"track":{"A":` + strings.Repeat(`{"not":`, MaxDepth) + `{}` + strings.Repeat(`}`, MaxDepth) + `}}`,
 		"long regex":  `{"track":{"A":{"pattern":"` + strings.Repeat("a", MaxPattern+1) + `"}}}`,
 		"huge repeat": `{"track":{"A":{"pattern":"((a{1000}){1000}){1000}"}}}`,
+		"repeat size": `{"track":{"A":{"pattern":"((0000000)0){1000}"}}}`, // FuzzCompile: 48 bytes, 5 MB
+		"nested size": `{"track":{"A":{"patternProperties":{"(a{70}){70}":{}}}}}`,
 		"too big":     `{"$comment":"` + strings.Repeat("x", MaxBytes) + `"}`,
 		"huge number": `{"track":{"A":{"properties":{"x":{"minimum":1e999999}}}}}`,
 		"long number": `{"track":{"A":{"properties":{"x":{"enum":[` + strings.Repeat("9", MaxNumberLength+1) + `]}}}}}`,
