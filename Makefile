@@ -92,6 +92,26 @@ demo-build: $(LOCALBIN)
 	@go build -o $(LOCALBIN)/demo ./hack/demo
 	@CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/receiver ./cmd/kubectl-swh
 
+##@ Fuzzing
+
+# Each target runs FUZZTIME in turn, one worker (FUZZPARALLEL) so the machine stays usable. New
+# failing inputs land in the package's testdata/fuzz/<Target>/ and fail `go test` until fixed.
+# Each new interesting input is minimized for at most FUZZMINIMIZETIME (Go's default, 60s, would
+# take most of a short run).
+FUZZTIME ?= 1m
+FUZZPARALLEL ?= 1
+FUZZMINIMIZETIME ?= 5s
+FUZZ_TARGETS = ./receiver:FuzzWebhook ./receiver:FuzzDecodeEvents ./receiver:FuzzVerifySignature \
+	./receiver:FuzzDropField ./receiver:FuzzMalformedLetter ./receiver/trackingplan:FuzzCompile
+
+.PHONY: fuzz
+fuzz: ## Fuzz the receiver's body path and the tracking-plan compiler, FUZZTIME (1m) per target.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz: $$name ($$pkg) for $(FUZZTIME)"; \
+		go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZPARALLEL) || exit 1; \
+	done
+
 ##@ Benchmarks
 
 .PHONY: bench-receiver

@@ -20,6 +20,8 @@ type metrics struct {
 	signatureFailures prometheus.Counter
 	inFlight          prometheus.Gauge
 	reading           prometheus.Gauge
+	openConnections   prometheus.Gauge
+	connectionsClosed *prometheus.CounterVec
 	deliveries        *prometheus.CounterVec
 	deliveryFailures  *prometheus.CounterVec
 	attempts          *prometheus.CounterVec
@@ -59,6 +61,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "reading_requests",
 			Help: "Webhook requests whose bodies are being read now, before their signature can be verified.",
 		}),
+		openConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "open_connections",
+			Help: "Connections open on the webhook listener (at most 4 x maxInFlight, at least 64).",
+		}),
+		connectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "connections_closed_for_room_total",
+			Help: "Webhook connections closed because the connection cap was reached, by reason: closing (answered, waiting out the delay before closing), idle (the longest waiting for its next request), new (the longest without a complete request) or full (the newcomer itself, every connection serving a request).",
+		}, []string{"reason"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "target_deliveries_total",
 			Help: "Events a target accepted.",
@@ -106,7 +116,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Track events whose name the tracking plan does not know (forwarded or blocked as unplannedEvents says).",
 		}),
 	}
-	reg.MustRegister(m.planViolations, m.planUnplanned)
+	reg.MustRegister(m.planViolations, m.planUnplanned, m.openConnections, m.connectionsClosed)
+	for _, reason := range []string{closedClosing, closedIdle, closedNew, closedFull} {
+		m.connectionsClosed.WithLabelValues(reason)
+	}
 	reg.MustRegister(m.requests, m.events, m.signatureFailures, m.inFlight, m.reading, m.deliveries,
 		m.deliveryFailures, m.attempts, m.attemptDuration, m.dedupeHits, m.optionalSkipped, m.deadLettered, m.configReloads, m.ready)
 	// Pre-create the reload series so "no failures yet" reads as 0, not as absent.

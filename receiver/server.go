@@ -85,6 +85,7 @@ type Server struct {
 	draining   atomic.Bool
 	inFlight   atomic.Int64        // requests authenticated and being delivered
 	readers    *readingPool        // requests whose bodies are being read, not yet authenticated
+	conns      *connTracker        // the webhook listener's open connections, capped
 	bodies     *semaphore.Weighted // bytes of request bodies, decoded events and background deliveries held at once
 	bodyBudget int64               // the semaphore's size: limits.maxBufferedBytes of the first config loaded
 	background sync.WaitGroup      // optional-target deliveries still running
@@ -162,6 +163,12 @@ func NewServer(configPath string, opts Options) (*Server, error) {
 		IdleTimeout:       start.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    start.Limits.MaxHeaderBytes,
 		ErrorLog:          errorLog,
+	}
+	// Connections cost memory whatever they do; past the cap, the one waiting longest goes.
+	s.conns = newConnTracker(maxConnections(start.Limits.MaxInFlight), s.metrics)
+	s.httpServer.ConnState = s.conns.connState
+	s.httpServer.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -348,21 +355,21 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 
 	if !p.auth.precheck(r.Header) {
 		s.metrics.signatureFailures.Inc()
-		closeUnread(w, r)
+		s.closeUnread(w, r)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
 		return http.StatusUnauthorized, 0, "credentials missing or wrong"
 	}
 
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "application/json" {
-		closeUnread(w, r)
+		s.closeUnread(w, r)
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "content type must be application/json"})
 		return http.StatusUnsupportedMediaType, 0, "content type"
 	}
 
 	limit := cfg.Limits.MaxBodyBytes
 	if r.ContentLength > limit {
-		return s.tooLarge(w, limit), 0, "content length"
+		return s.tooLarge(w, r, limit), 0, "content length"
 	}
 	// Until the body is read its signature cannot be checked: the read holds a reading slot and
 	// the readers' share of memory, not a delivery slot (see readingPool). The body's memory is
@@ -373,7 +380,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 	}
 	br := newBodyReader(w, start, readEnd)
 	if !s.readers.admit(br, cfg.Limits.MaxInFlight) {
-		closeUnread(w, r)
+		s.closeUnread(w, r)
 		return overloaded(w), 0, "reading slots"
 	}
 	body, reserved, err := s.readBody(w, r, limit, br, readingShare(s.bodyBudget, limit))
@@ -383,12 +390,12 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, p *pipelin
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return s.tooLarge(w, limit), 0, "body size"
+			return s.tooLarge(w, r, limit), 0, "body size"
 		case errors.Is(err, errOverBudget), errors.Is(err, errReadingFull):
-			w.Header().Set("Connection", "close") // the rest of the body is not read
+			s.closeAfter(w, r) // the rest of the body is not read
 			return overloaded(w), 0, "buffered bytes limit"
 		case errors.Is(err, errEvicted), errors.Is(err, os.ErrDeadlineExceeded):
-			w.Header().Set("Connection", "close")
+			s.closeAfter(w, r)
 			writeJSON(w, http.StatusRequestTimeout, errorBody{Error: "body too slow"})
 			return http.StatusRequestTimeout, 0, "body too slow"
 		}
@@ -602,15 +609,25 @@ func deliveryTimeout(budget time.Duration) time.Duration {
 
 // closeUnread closes the connection after a refusal that leaves the body unread: net/http would
 // otherwise read what is left of it first, as slowly as the client sends it.
-func closeUnread(w http.ResponseWriter, r *http.Request) {
+func (s *Server) closeUnread(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
-		w.Header().Set("Connection", "close")
+		s.closeAfter(w, r)
 	}
 }
 
-func (s *Server) tooLarge(w http.ResponseWriter, limit int64) int {
-	// The rest of the body is not read, so the connection cannot be reused.
+// closeAfter closes the connection once the answer is written. With the body unread, net/http
+// then waits half a second before closing, so that the client reads the answer before a reset;
+// meanwhile the connection is the first the connection cap closes to make room (connTracker).
+func (s *Server) closeAfter(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Connection", "close")
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.conns.markClosing(c)
+	}
+}
+
+func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request, limit int64) int {
+	// The rest of the body is not read, so the connection cannot be reused.
+	s.closeAfter(w, r)
 	writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "body too large", Limit: limit})
 	return http.StatusRequestEntityTooLarge
 }

@@ -229,7 +229,8 @@ type Limits struct {
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 	MaxEvents    int   `json:"maxEvents,omitempty"`
 	// MaxInFlight authenticated requests at once, and as many bodies being read before their
-	// signature is checked; more are answered 429 so Segment backs off.
+	// signature is checked; more are answered 429 so Segment backs off. The webhook port keeps
+	// at most 4 times as many connections open (at least 64), closing the longest idle past that.
 	MaxInFlight int `json:"maxInFlight,omitempty"`
 	// MaxBufferedBytes bounds the memory requests hold at once (bodies, decoded events, what
 	// targets hold to deliver them, optional-target deliveries still running), so that maxInFlight

@@ -1,12 +1,24 @@
 package trackingplan
 
 import (
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
-// FuzzCompile feeds arbitrary plan documents to Compile. Whatever it accepts must check events
-// without panicking; hostile plans (deep $ref chains, huge enums, backtracking or oversized
-// regexes, deep nesting) are seeds, and must stay refused or bounded.
+// allocatedBytes is what the process has allocated on the heap so far (no stop-the-world, unlike
+// runtime.ReadMemStats); the fuzzer runs one input at a time per worker process.
+func allocatedBytes() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// FuzzCompile feeds arbitrary plan documents to Compile. Whatever the document, Compile must not
+// panic, must finish within a second and allocate at most 4 MiB plus 1 KiB per byte of it
+// (realistic plans take about 150 B per byte); whatever it accepts must check events without
+// panicking. Hostile plans (deep $ref chains, huge enums, backtracking or oversized regexes, deep
+// nesting) are seeds, and must stay refused or bounded.
 func FuzzCompile(f *testing.F) {
 	f.Add([]byte(ecommerce))
 	for name, doc := range hostile() {
@@ -27,7 +39,15 @@ func FuzzCompile(f *testing.F) {
 		{Type: "alias", Context: []byte(`null`)},
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
+		allocated, start := allocatedBytes(), time.Now()
 		p, err := Compile([]Document{{Name: "plan.json", Data: doc}})
+		took, allocated := time.Since(start), allocatedBytes()-allocated
+		if took > time.Second {
+			t.Fatalf("Compile of %d bytes took %s", len(doc), took)
+		}
+		if limit := uint64(4<<20 + 1024*len(doc)); allocated > limit {
+			t.Fatalf("Compile of %d bytes allocated %d bytes, over %d", len(doc), allocated, limit)
+		}
 		if err != nil {
 			return
 		}

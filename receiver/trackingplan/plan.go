@@ -25,12 +25,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -54,12 +57,24 @@ const (
 	// MaxEnum bounds the values of one "enum", which each event is compared with one by one.
 	MaxEnum = 1000
 	// MaxPattern bounds a regular expression's length. Go's regexp (RE2) runs in time linear in
-	// the input, so no pattern can backtrack catastrophically; the length bounds its compiled size.
+	// the input, so no pattern can backtrack catastrophically.
 	MaxPattern = 1000
 	// MaxSchemas bounds the JSON objects (schemas, and keyword maps such as "properties") of all
-	// documents together. The compiler's time grows with the square of a document's schemas:
-	// 16,000 took seconds, 100,000 (a 1 MiB plan of empty schemas) minutes.
-	MaxSchemas = 10000
+	// documents together, and MaxMembers the members of one object: the compiler's time grows
+	// with the square of an object's members (9,000 empty properties of one event took 0.7 s,
+	// 40,000 took 13 s), and linearly with the events, which are compiled together.
+	MaxSchemas = 100_000
+	MaxMembers = 5000
+	// MaxPatternSize bounds a regular expression's size once its repetitions are unrolled (about
+	// its compiled instructions, see patternSize): 48 bytes of ((0000000)0){1000} compile to
+	// 10,000 and allocate 5 MB. It applies to "pattern" and "patternProperties" in plans, and to
+	// event values checked against "format": "regex".
+	MaxPatternSize = 5000
+	// MaxPlanPatternSize bounds the sizes of all the patterns a plan compiles together, so that
+	// a plan of many patterns holds about 10 MiB of compiled programs at most (40 bytes an
+	// instruction). The library compiles each pattern twice (once to check the plan against
+	// the metaschema), so this is twice the size of what the plan keeps.
+	MaxPlanPatternSize = 500_000
 	// MaxNumberLength and MaxExponent bound a number, in a plan or an event: the validator reads
 	// numbers as big.Rat, whose cost grows with the digits and the exponent (1e999999 takes 80 ms
 	// and 4 MB; past 1e1000000 it fails, and the validator panics). JavaScript numbers, all
@@ -123,6 +138,7 @@ type Document struct {
 type Plan struct {
 	track    map[string]*jsonschema.Schema // by event name
 	sections map[string]*jsonschema.Schema // identify, group, page, screen, context
+	patterns *patternBudget                // the regexp engine of the plan's schemas
 	// Events is the number of planned track events.
 	Events int
 	// Hash identifies the plan's content: the documents' bytes in the order of their names, so
@@ -160,6 +176,9 @@ func Compile(docs []Document) (*Plan, error) {
 	docs = slices.Clone(docs)
 	slices.SortFunc(docs, func(a, b Document) int { return strings.Compare(a.Name, b.Name) })
 	p := &Plan{track: map[string]*jsonschema.Schema{}, sections: map[string]*jsonschema.Schema{}}
+	p.patterns = &patternBudget{left: MaxPlanPatternSize}
+	p.patterns.compiling.Store(true)
+	defer p.patterns.compiling.Store(false)
 	h := sha256.New()
 	schemas := 0 // over all documents
 	for _, d := range docs {
@@ -198,33 +217,19 @@ func (p *Plan) compileDocument(d Document, schemas *int) error {
 	if err := checkBounds(doc, schemas); err != nil {
 		return fail("", err)
 	}
-	base := "plan:///" + url.PathEscape(d.Name)
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(refuseLoader{})
-	c.UseRegexpEngine(boundedRegexp)
-	// A tracking plan's "format": "date-time" is meant to be enforced.
-	c.AssertFormat()
-	if err := c.AddResource(base, doc); err != nil {
-		return fail("", err)
-	}
-	compile := func(event string, tokens ...string) (*jsonschema.Schema, error) {
-		s, err := c.Compile(base + "#" + fragment(jsonPointer(tokens)))
-		if err != nil {
-			return nil, fail(event, err)
+	for _, section := range planSections {
+		if _, ok := root[section]; ok && p.sections[section] != nil {
+			return fail(section, errors.New("planned in more than one document"))
 		}
-		return s, nil
 	}
+	base := "plan:///" + url.PathEscape(d.Name)
+	var names []string
 	if track, ok := root[SectionTrack]; ok {
 		events, ok := track.(map[string]any)
 		if !ok {
 			return fail(SectionTrack, errors.New("must be an object mapping event names to schemas"))
 		}
-		names := make([]string, 0, len(events))
-		for name := range events {
-			names = append(names, name)
-		}
-		slices.Sort(names)
+		names = slices.Sorted(maps.Keys(events))
 		for _, name := range names {
 			event := SectionTrack + "/" + name
 			if name == "" {
@@ -233,23 +238,116 @@ func (p *Plan) compileDocument(d Document, schemas *int) error {
 			if _, dup := p.track[name]; dup {
 				return fail(event, errors.New("planned in more than one document"))
 			}
-			if p.track[name], err = compile(event, SectionTrack, name); err != nil {
-				return err
+		}
+		// The library clones its bookkeeping of a document (every location compiled so far) for
+		// each location it has not seen as a subschema, so compiling the events one by one, at
+		// track/<name>, costs time and memory quadratic in the plan (449 KB of 2,000 events: 8 s
+		// and 1.7 GiB). Events that are subschemas of the document are seen at once: the same
+		// document, its track events also under $defs (at a name the plan does not use), so
+		// that $ref pointers and anchors resolve as before; $defs are not compiled unless used
+		// (the root's own keywords, which would compile all of them in one queue the library
+		// searches linearly, are not the place). Should that copy fail to compile, the events
+		// are compiled one by one, as written, for the authoritative answer and an error that
+		// names the event.
+		// A document that names the place (say in a $ref, which would then resolve) takes the
+		// slow way.
+		defs, _ := root["$defs"].(map[string]any)
+		named := bytes.Contains(d.Data, []byte("track-events"))
+		if len(names) > 1 && !named && (defs != nil || root["$defs"] == nil) {
+			aliased, aliasedDefs := maps.Clone(root), maps.Clone(defs)
+			if aliasedDefs == nil {
+				aliasedDefs = map[string]any{}
+			}
+			aliasedDefs[eventsDef] = map[string]any{"$defs": events}
+			aliased["$defs"] = aliasedDefs
+			left := p.patterns.left
+			if track, sections, ok := compileSchemas(base, aliased, names, p.patterns); ok {
+				maps.Copy(p.track, track)
+				maps.Copy(p.sections, sections)
+				return nil
+			}
+			p.patterns.left = left // compiled again below
+		}
+	}
+	track, sections, err := compileSchemasOneByOne(base, doc, names, fail, p.patterns)
+	if err != nil {
+		return err
+	}
+	maps.Copy(p.track, track)
+	maps.Copy(p.sections, sections)
+	return nil
+}
+
+// planSections are the sections a plan document may hold besides track, checked in this order.
+var planSections = []string{SectionIdentify, SectionGroup, SectionPage, SectionScreen, SectionContext}
+
+// newPlanCompiler is a compiler holding the document doc at base, and nothing else.
+func newPlanCompiler(base string, doc any, patterns *patternBudget) (*jsonschema.Compiler, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(refuseLoader{})
+	c.UseRegexpEngine(patterns.compile)
+	// A tracking plan's "format": "date-time" is meant to be enforced.
+	c.AssertFormat()
+	return c, c.AddResource(base, doc)
+}
+
+// eventsDef is where compileSchemas finds the track events in $defs.
+const eventsDef = "segment-webhook-operator:track-events"
+
+// compileSchemas compiles the track events names, found at $defs/<eventsDef>/$defs/<name> of the
+// document root, and its sections; ok is false on any error.
+func compileSchemas(base string, root map[string]any, names []string, patterns *patternBudget) (track, sections map[string]*jsonschema.Schema, ok bool) {
+	c, err := newPlanCompiler(base, root, patterns)
+	if err != nil {
+		return nil, nil, false
+	}
+	track, sections = map[string]*jsonschema.Schema{}, map[string]*jsonschema.Schema{}
+	for _, name := range names {
+		if track[name], err = c.Compile(base + "#" + fragment(jsonPointer([]string{"$defs", eventsDef, "$defs", name}))); err != nil {
+			return nil, nil, false
+		}
+	}
+	for _, section := range planSections {
+		if _, ok := root[section]; ok {
+			if sections[section], err = c.Compile(base + "#" + fragment(jsonPointer([]string{section}))); err != nil {
+				return nil, nil, false
 			}
 		}
 	}
-	for _, section := range []string{SectionIdentify, SectionGroup, SectionPage, SectionScreen, SectionContext} {
+	return track, sections, true
+}
+
+// compileSchemasOneByOne compiles the track events names and the sections of doc, each at its
+// own location; an error names the first event or section that does not compile.
+func compileSchemasOneByOne(base string, doc any, names []string, fail func(event string, err error) error, patterns *patternBudget) (track, sections map[string]*jsonschema.Schema, err error) {
+	c, err := newPlanCompiler(base, doc, patterns)
+	if err != nil {
+		return nil, nil, fail("", err)
+	}
+	compile := func(event string, tokens ...string) (*jsonschema.Schema, error) {
+		s, err := c.Compile(base + "#" + fragment(jsonPointer(tokens)))
+		if err != nil {
+			return nil, fail(event, err)
+		}
+		return s, nil
+	}
+	track, sections = map[string]*jsonschema.Schema{}, map[string]*jsonschema.Schema{}
+	for _, name := range names {
+		if track[name], err = compile(SectionTrack+"/"+name, SectionTrack, name); err != nil {
+			return nil, nil, err
+		}
+	}
+	root := doc.(map[string]any)
+	for _, section := range planSections {
 		if _, ok := root[section]; !ok {
 			continue
 		}
-		if p.sections[section] != nil {
-			return fail(section, errors.New("planned in more than one document"))
-		}
-		if p.sections[section], err = compile(section, section); err != nil {
-			return err
+		if sections[section], err = compile(section, section); err != nil {
+			return nil, nil, err
 		}
 	}
-	return nil
+	return track, sections, nil
 }
 
 // checkBounds walks a document once, before the compiler sees it, and refuses what would make
@@ -265,6 +363,9 @@ func checkBounds(doc any, schemas *int) error {
 		case map[string]any:
 			if *schemas++; *schemas > MaxSchemas {
 				return fmt.Errorf("more than %d schemas (JSON objects) in the plan", MaxSchemas)
+			}
+			if len(v) > MaxMembers {
+				return fmt.Errorf("an object of %d members, more than %d in one of its schemas", len(v), MaxMembers)
 			}
 			for key, child := range v {
 				switch key {
@@ -318,13 +419,79 @@ func (refuseLoader) Load(u string) (any, error) {
 	return nil, fmt.Errorf("%s: a plan's $ref must stay within its own document", u)
 }
 
-// boundedRegexp is the library's default engine, Go's regexp (RE2, linear time), with a bound on
-// the pattern's length.
-func boundedRegexp(s string) (jsonschema.Regexp, error) {
+// patternBudget is a plan's regexp engine: the library's default, Go's regexp (RE2, linear time),
+// with bounds on each pattern (MaxPattern, MaxPatternSize) and, while the plan compiles, on all
+// of them together (MaxPlanPatternSize). Once compiled, the plan calls it only to check event
+// values under "format": "regex", which need only be valid: those are parsed, not compiled
+// (compiling a value of MaxPatternSize allocates 700 KB).
+type patternBudget struct {
+	left      int // while compiling only
+	compiling atomic.Bool
+}
+
+func (b *patternBudget) compile(s string) (jsonschema.Regexp, error) {
 	if len(s) > MaxPattern {
 		return nil, fmt.Errorf("a pattern of %d bytes, at most %d", len(s), MaxPattern)
 	}
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	n := patternSize(re)
+	if n > MaxPatternSize {
+		return nil, fmt.Errorf("a pattern of size %d once its repetitions are unrolled, at most %d", n, MaxPatternSize)
+	}
+	if !b.compiling.Load() {
+		return &parsedRegexp{pattern: s}, nil
+	}
+	if n > b.left {
+		return nil, fmt.Errorf("the plan's patterns are larger than %d together, once their repetitions are unrolled", MaxPlanPatternSize)
+	}
+	b.left -= n
 	return regexp.Compile(s)
+}
+
+// parsedRegexp is a pattern known to be valid and within the bounds, compiled only if it is ever
+// matched (a format check only asks whether it is valid).
+type parsedRegexp struct {
+	pattern string
+	once    sync.Once
+	re      *regexp.Regexp
+}
+
+func (r *parsedRegexp) String() string { return r.pattern }
+
+func (r *parsedRegexp) MatchString(s string) bool {
+	r.once.Do(func() { r.re = regexp.MustCompile(r.pattern) })
+	return r.re.MatchString(s)
+}
+
+// patternSize estimates the instructions re compiles to, repetitions unrolled, without unrolling
+// them (parsing keeps x{1000} as one node); it saturates past MaxPatternSize.
+func patternSize(re *syntax.Regexp) int {
+	n := 1
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = max(1, len(re.Rune))
+	case syntax.OpConcat, syntax.OpAlternate:
+		n = len(re.Sub)
+		for _, sub := range re.Sub {
+			n += patternSize(sub)
+		}
+	case syntax.OpCapture:
+		n = 2 + patternSize(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = 1 + patternSize(re.Sub[0])
+	case syntax.OpRepeat:
+		// x{n,m} unrolls to m copies of x, m-n of them optional (one more instruction each);
+		// x{n,} to n copies and a star.
+		copies, optional := re.Max, re.Max-re.Min
+		if re.Max < 0 {
+			copies, optional = re.Min+1, 1
+		}
+		n = patternSize(re.Sub[0])*max(copies, 1) + optional
+	}
+	return min(n, MaxPatternSize+1)
 }
 
 // Violation is one way an event breaks its plan.

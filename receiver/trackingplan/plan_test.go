@@ -260,6 +260,8 @@ func hostile() map[string]string {
 		"deep":        `{"track":{"A":` + strings.Repeat(`{"not":`, MaxDepth) + `{}` + strings.Repeat(`}`, MaxDepth) + `}}`,
 		"long regex":  `{"track":{"A":{"pattern":"` + strings.Repeat("a", MaxPattern+1) + `"}}}`,
 		"huge repeat": `{"track":{"A":{"pattern":"((a{1000}){1000}){1000}"}}}`,
+		"repeat size": `{"track":{"A":{"pattern":"((0000000)0){1000}"}}}`, // FuzzCompile: 48 bytes, 5 MB
+		"nested size": `{"track":{"A":{"patternProperties":{"(a{70}){70}":{}}}}}`,
 		"too big":     `{"$comment":"` + strings.Repeat("x", MaxBytes) + `"}`,
 		"huge number": `{"track":{"A":{"properties":{"x":{"minimum":1e999999}}}}}`,
 		"long number": `{"track":{"A":{"properties":{"x":{"enum":[` + strings.Repeat("9", MaxNumberLength+1) + `]}}}}}`,
@@ -368,20 +370,55 @@ func TestCompileAcceptsOrdinaryNumbers(t *testing.T) {
 		`"d":{"exclusiveMinimum":1E-300},"e":{"enum":[0, -0.5, 12345678901234567890]}}}}}`)})
 }
 
-// A plan of more schemas than the bound is refused before compiling: each costs the compiler
-// memory, and the operator compiles every team's plan.
+// A plan of more schemas than the bounds is refused before compiling: each costs the compiler
+// memory, the members of one object time growing with their square, and the operator compiles
+// every team's plan.
 func TestCompileRefusesTooManySchemas(t *testing.T) {
-	var b strings.Builder
-	b.WriteString(`{"track":{"A":{"properties":{`)
-	for i := range 20_001 {
-		if i > 0 {
-			b.WriteByte(',')
+	members := func(b *strings.Builder, n int) {
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(b, `"%x":{}`, i)
 		}
-		fmt.Fprintf(&b, `"%x":{}`, i)
 	}
-	b.WriteString(`}}}}`)
-	_, err := Compile([]Document{{Name: "plan.json", Data: []byte(b.String())}})
-	if err == nil || !strings.Contains(err.Error(), "schemas") {
-		t.Fatalf("error %v, want too many schemas", err)
+	var one, all strings.Builder
+	one.WriteString(`{"track":{"A":{"properties":{`)
+	members(&one, MaxMembers+1)
+	one.WriteString(`}}}}`)
+	all.WriteString(`{"$defs":{`)
+	for i := range 100 {
+		if i > 0 {
+			all.WriteByte(',')
+		}
+		fmt.Fprintf(&all, `"d%d":{"$defs":{`, i)
+		members(&all, MaxSchemas/100)
+		all.WriteString(`}}`)
+	}
+	all.WriteString(`}}`)
+	for name, plan := range map[string]string{"one object": one.String(), "in all": all.String()} {
+		_, err := Compile([]Document{{Name: "plan.json", Data: []byte(plan)}})
+		if err == nil || !strings.Contains(err.Error(), "schemas") {
+			t.Errorf("%s (%d bytes): error %v, want too many schemas", name, len(plan), err)
+		}
+	}
+}
+
+// A plan cannot reach the place Compile puts its events in $defs for compiling them at once: a
+// $ref to it does not resolve, as in a plan compiled event by event.
+func TestCompileKeepsItsEventsDefPrivate(t *testing.T) {
+	for _, ref := range []string{"#/$defs/segment-webhook-operator:track-events/$defs/B", "#/$defs/segment-webhook-operator%3Atrack-events/$defs/B"} {
+		doc := `{"track":{"A":{"$ref":"` + ref + `"},"B":{"type":"string"}}}`
+		if _, err := Compile([]Document{{Name: "plan.json", Data: []byte(doc)}}); err == nil {
+			t.Errorf("%s resolved", ref)
+		}
+	}
+	// Anchors, and pointers into track, resolve as written.
+	doc := `{"$defs":{"s":{"$anchor":"str","type":"string"}},"track":{"A":{"properties":{"x":{"$ref":"#str"}}},"B":{"$ref":"#/track/A"},"C":{"properties":{"y":{"$anchor":"num","type":"number"}}},"D":{"$ref":"#/track/C"},"E":{"properties":{"z":{"$ref":"#num"}}}}}`
+	p := mustCompile(t, Document{Name: "plan.json", Data: []byte(doc)})
+	for name, props := range map[string]string{"A": `{"x":1}`, "B": `{"x":1}`, "D": `{"y":"1"}`, "E": `{"z":"1"}`} {
+		if r := p.Check(Event{Type: SectionTrack, Name: name, Properties: []byte(props)}); r.Total != 1 || r.Violations[0].Keyword != "type" {
+			t.Errorf("%s %s: %+v, want a type violation", name, props, r.Violations)
+		}
 	}
 }

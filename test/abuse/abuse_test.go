@@ -40,6 +40,7 @@ type abuseCase struct {
 	configure    func(cfg *config.Config, files map[string]string)
 	attackFn     func(ctx context.Context, e *env) (attacks int, must []string)
 	after        func(e *env)
+	maxPeakRSS   uint64 // the case's own bound on the receiver's peak RSS; 0: the memory limit
 }
 
 // duration of each case's attack, and the sender's events over it.
@@ -57,9 +58,20 @@ func TestAbuse(t *testing.T) {
 		idle = int(fds) - 2000
 		fmt.Printf("abuse: the fd limit is %d; idle keep-alive connections scaled down from 10000 to %d\n", fds, idle)
 	}
+	overCap := 3 * 4 * config.DefaultMaxInFlight // three times the receiver's connection cap
+	if need := uint64(overCap + 2000); fds < need {
+		overCap = int(fds) - 2000
+	}
 	cases := []abuseCase{
 		{name: "slow headers+bodies", attack: "1000 conns, 1 B / 500 ms, reconnecting", attackFn: slowConnections(1000)},
-		{name: "idle keep-alive", attack: fmt.Sprintf("%d idle conns after one request", idle), attackFn: idleConnections(idle)},
+		// Past the connection cap the receiver closes the connections that wait longest, the
+		// sender's new ones among them now and then: it retries (first tries drop), memory stays
+		// low (234 MiB before the cap).
+		{name: "slow conns 3x the cap", attack: fmt.Sprintf("%d conns, 1 B / 500 ms, reconnecting", overCap), attackFn: slowConnections(overCap)},
+		// The receiver keeps at most 4 x maxInFlight (1,024) connections, about 20 KB each, closing
+		// the longest idle: 10,000 idle ones held 216 MiB before that cap, about 64 MiB with it.
+		{name: "idle keep-alive", attack: fmt.Sprintf("%d idle conns after one request", idle), attackFn: idleConnections(idle),
+			maxPeakRSS: 96 << 20},
 		{name: "3M members dropFields", attack: "signed 16 MiB events, 3 M members each",
 			configure: func(cfg *config.Config, _ map[string]string) {
 				cfg.Targets[0].DropFields = []string{"context.ip", "traits.email"}
@@ -174,6 +186,8 @@ func runCase(t *testing.T, c abuseCase) {
 	}
 	if r.peakRSS >= memoryLimit {
 		t.Errorf("the receiver's peak RSS %.1f MiB reached its memory limit %d MiB", float64(r.peakRSS)/(1<<20), memoryLimit>>20)
+	} else if c.maxPeakRSS > 0 && r.peakRSS > c.maxPeakRSS {
+		t.Errorf("the receiver's peak RSS %.1f MiB is over this case's bound of %d MiB", float64(r.peakRSS)/(1<<20), c.maxPeakRSS>>20)
 	}
 	if c.after != nil && e.recv.metric("segment_receiver_config_reloads_total", "result", "failure") < 1 {
 		t.Errorf("the hostile plan was not refused")
@@ -270,7 +284,8 @@ func slowConnections(n int) func(ctx context.Context, e *env) (int, []string) {
 	}
 }
 
-// idleConnections opens n keep-alive connections, each makes one request, and they stay idle.
+// idleConnections opens n keep-alive connections, each makes one request, and they stay idle (or
+// are closed by the receiver).
 func idleConnections(n int) func(ctx context.Context, e *env) (int, []string) {
 	return func(ctx context.Context, e *env) (int, []string) {
 		var mu sync.Mutex
@@ -310,6 +325,11 @@ func idleConnections(n int) func(ctx context.Context, e *env) (int, []string) {
 		}
 		close(next)
 		wg.Wait()
+		// The receiver closed the longest idle ones to stay within its connection cap.
+		maxConns := 4 * config.DefaultMaxInFlight
+		if held := e.recv.metric("segment_receiver_open_connections"); held > float64(maxConns) {
+			e.t.Errorf("the receiver holds %v connections after %d idle ones, want at most %d", held, len(open), maxConns)
+		}
 		<-ctx.Done()
 		return len(open), nil
 	}
