@@ -67,7 +67,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		connectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "connections_closed_for_room_total",
-			Help: "Webhook connections closed because the connection cap was reached, by reason: closing (answered, waiting out the delay before closing), idle (the longest waiting for its next request), new (the longest without a complete request) or full (the newcomer itself, every connection serving a request).",
+			Help: "Webhook connections closed because the connection cap was reached, by reason: " +
+				"closing (answered, waiting out the delay before closing), idle (the longest waiting for its next request), " +
+				"new (the longest without a complete request) or full (the newcomer itself, every connection serving a request).",
 		}, []string{"reason"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "target_deliveries_total",

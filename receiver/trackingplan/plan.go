@@ -102,6 +102,9 @@ const (
 	CheckMemoryFactor = 96
 )
 
+// keyDefs holds a document's shared schemas.
+const keyDefs = "$defs"
+
 // Sections of a plan document, besides "$defs".
 const (
 	SectionTrack    = "track"
@@ -122,7 +125,7 @@ var sectionObject = map[string]string{
 }
 
 // documentKeys are the members a plan document may have; anything else is a typo.
-var documentKeys = []string{"$schema", "$comment", "description", "$defs",
+var documentKeys = []string{"$schema", "$comment", "description", keyDefs,
 	SectionTrack, SectionIdentify, SectionGroup, SectionPage, SectionScreen, SectionContext}
 
 // draft2020 is the only "$schema" a document may name.
@@ -251,15 +254,15 @@ func (p *Plan) compileDocument(d Document, schemas *int) error {
 		// names the event.
 		// A document that names the place (say in a $ref, which would then resolve) takes the
 		// slow way.
-		defs, _ := root["$defs"].(map[string]any)
+		defs, _ := root[keyDefs].(map[string]any)
 		named := bytes.Contains(d.Data, []byte("track-events"))
-		if len(names) > 1 && !named && (defs != nil || root["$defs"] == nil) {
+		if len(names) > 1 && !named && (defs != nil || root[keyDefs] == nil) {
 			aliased, aliasedDefs := maps.Clone(root), maps.Clone(defs)
 			if aliasedDefs == nil {
 				aliasedDefs = map[string]any{}
 			}
-			aliasedDefs[eventsDef] = map[string]any{"$defs": events}
-			aliased["$defs"] = aliasedDefs
+			aliasedDefs[eventsDef] = map[string]any{keyDefs: events}
+			aliased[keyDefs] = aliasedDefs
 			left := p.patterns.left
 			if track, sections, ok := compileSchemas(base, aliased, names, p.patterns); ok {
 				maps.Copy(p.track, track)
@@ -304,7 +307,7 @@ func compileSchemas(base string, root map[string]any, names []string, patterns *
 	}
 	track, sections = map[string]*jsonschema.Schema{}, map[string]*jsonschema.Schema{}
 	for _, name := range names {
-		if track[name], err = c.Compile(base + "#" + fragment(jsonPointer([]string{"$defs", eventsDef, "$defs", name}))); err != nil {
+		if track[name], err = c.Compile(base + "#" + fragment(jsonPointer([]string{keyDefs, eventsDef, keyDefs, name}))); err != nil {
 			return nil, nil, false
 		}
 	}
