@@ -222,7 +222,7 @@ var _ = Describe("a SegmentWebhook on a real node", Ordered, func() {
 		tr := t.startTraffic("upgrade", 450, 15*time.Second)
 		repo, _ := cluster.SplitImage(operator.Image)
 		newImage := repo + ":e2e-upgrade"
-		Expect(node.TagImage(ctx, operator.Image, newImage)).To(Succeed())
+		Expect(node.TagImage(operator.Image, newImage)).To(Succeed())
 		args := append([]string{"upgrade", operator.Release, operator.Chart, "--namespace", operator.Namespace,
 			"--reuse-values", "--wait", "--timeout", "3m"}, operator.HelmArgs(newImage)...)
 		_, err := node.Helm(ctx, operator.Helm, args...)

@@ -338,7 +338,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, "etcd", c.st.EtcdURL+"/health", nil)
+	return c.waitEtcd(ctx)
 }
 
 func (c *Cluster) startAPIServer(ctx context.Context) error {
@@ -592,7 +592,7 @@ func (c *Cluster) StartControlPlane(ctx context.Context) error {
 		}
 		switch name {
 		case "etcd":
-			if err := c.waitHTTP(ctx, "etcd", c.st.EtcdURL+"/health", nil); err != nil {
+			if err := c.waitEtcd(ctx); err != nil {
 				return err
 			}
 		case "kube-apiserver":
@@ -683,18 +683,16 @@ func (c *Cluster) exited() string {
 	return ""
 }
 
-func (c *Cluster) waitHTTP(ctx context.Context, what, url string, client *http.Client) error {
-	if client == nil {
-		client = &http.Client{Timeout: 2 * time.Second}
-	}
-	return c.poll(ctx, what, 30*time.Second, func() error {
-		resp, err := client.Get(url)
+func (c *Cluster) waitEtcd(ctx context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return c.poll(ctx, "etcd", 30*time.Second, func() error {
+		resp, err := client.Get(c.st.EtcdURL + "/health")
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
+			return fmt.Errorf("etcd /health: %s", resp.Status)
 		}
 		return nil
 	})
@@ -773,7 +771,7 @@ func (c *Cluster) ContainerPID(ctx context.Context, containerID string) (int, er
 }
 
 // TagImage gives an imported image another name, as a registry would serve a new tag.
-func (c *Cluster) TagImage(ctx context.Context, src, dst string) error {
+func (c *Cluster) TagImage(src, dst string) error {
 	return run("ctr", "--address", c.containerdSocket(), "-n", "k8s.io", "images", "tag", "--force", src, dst)
 }
 
