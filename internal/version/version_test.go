@@ -71,9 +71,6 @@ func TestString(t *testing.T) {
 // TestStampedBinaries builds the three commands as make build does, with the version and commit
 // stamped by -ldflags -X, and runs each with --version.
 func TestStampedBinaries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the manager, the receiver and kubectl-swh")
-	}
 	const pkg = "github.com/segment-webhook-operator/segment-webhook-operator/internal/version"
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-trimpath", "-o", dir+string(filepath.Separator),
