@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -473,11 +474,33 @@ func newIngress(swh *segmentv1alpha1.SegmentWebhook) *networkingv1.Ingress {
 			}},
 		},
 	}
-	ing.Annotations = in.Annotations
+	ing.Annotations = ingressAnnotations(swh)
 	if in.TLSSecretName != "" {
 		ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{in.Host}, SecretName: in.TLSSecretName}}
 	}
 	return ing
+}
+
+// nginxBodySizeAnnotation is ingress-nginx's request body limit. Its default, 1m, is far below
+// what a receiver accepts, and the 413 it answers larger batches with is not retried by Segment.
+const nginxBodySizeAnnotation = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+// ingressAnnotations are spec.ingress.annotations and, for an ingress-nginx class, a body limit
+// equal to the receiver's (limits.maxBodyBytes) unless the spec sets one.
+func ingressAnnotations(swh *segmentv1alpha1.SegmentWebhook) map[string]string {
+	in := swh.Spec.Ingress
+	if in.ClassName == nil || !strings.Contains(*in.ClassName, "nginx") {
+		return in.Annotations
+	}
+	if _, set := in.Annotations[nginxBodySizeAnnotation]; set {
+		return in.Annotations
+	}
+	annotations := maps.Clone(in.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[nginxBodySizeAnnotation] = strconv.FormatInt(cmp.Or(swh.Spec.Limits.MaxBodyBytes, config.DefaultMaxBodyBytes), 10)
+	return annotations
 }
 
 // newHorizontalPodAutoscaler renders the HPA, or nil when spec.autoscaling is not set.

@@ -19,6 +19,7 @@ package controllers
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -288,5 +289,35 @@ func TestURLs(t *testing.T) {
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "lb.example.com"}}
 	if got := publicURL(swh, false, svc); got != "http://lb.example.com/webhook" {
 		t.Errorf("LoadBalancer hostname: %s", got)
+	}
+}
+
+// An ingress-nginx class gets a body limit equal to the receiver's: its default (1m) would answer
+// Segment's larger batches 413, which Segment does not retry. A limit set in the spec wins, and
+// other classes get none.
+func TestIngressNginxBodySize(t *testing.T) {
+	swh := defaultedWebhook()
+	swh.Spec.Ingress.ClassName = ptr.To("nginx")
+	swh.Spec.Ingress.Annotations = map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}
+	ing := newIngress(swh)
+	if got := ing.Annotations[nginxBodySizeAnnotation]; got != strconv.Itoa(config.DefaultMaxBodyBytes) {
+		t.Errorf("default limits: %s = %q, want %d", nginxBodySizeAnnotation, got, config.DefaultMaxBodyBytes)
+	}
+	if ing.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" || len(swh.Spec.Ingress.Annotations) != 1 {
+		t.Errorf("the spec's annotations are kept and not changed: %v, spec %v", ing.Annotations, swh.Spec.Ingress.Annotations)
+	}
+
+	swh.Spec.Limits.MaxBodyBytes = 4 << 20
+	if got := newIngress(swh).Annotations[nginxBodySizeAnnotation]; got != "4194304" {
+		t.Errorf("maxBodyBytes 4 MiB: %q", got)
+	}
+	swh.Spec.Ingress.Annotations[nginxBodySizeAnnotation] = "8m"
+	if got := newIngress(swh).Annotations[nginxBodySizeAnnotation]; got != "8m" {
+		t.Errorf("the spec's own limit: %q, want 8m", got)
+	}
+	swh.Spec.Ingress.ClassName = ptr.To("alb")
+	delete(swh.Spec.Ingress.Annotations, nginxBodySizeAnnotation)
+	if _, set := newIngress(swh).Annotations[nginxBodySizeAnnotation]; set {
+		t.Error("an ALB Ingress got an ingress-nginx annotation")
 	}
 }
