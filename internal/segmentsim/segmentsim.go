@@ -79,7 +79,8 @@ func MakeRequests(prefix string, n int, rng *rand.Rand) []Request {
 	return reqs
 }
 
-// Event renders a valid (Strict) Segment event of a type chosen by i.
+// Event renders a valid (Strict) Segment event of a type chosen by i, compact as JSON.stringify
+// writes it: non-ASCII text (page and screen names) stays raw UTF-8.
 func Event(id string, i int) string {
 	ts := `"timestamp":"2026-01-02T03:04:05.678Z"`
 	switch i % 6 {
@@ -88,13 +89,13 @@ func Event(id string, i int) string {
 	case 1:
 		return fmt.Sprintf(`{"type":"identify","anonymousId":"a-%d","messageId":%q,%s,"traits":{"email":"user%d@example.com"}}`, i, id, ts, i)
 	case 2:
-		return fmt.Sprintf(`{"type":"page","userId":"u-%d","name":"Home","messageId":%q,"properties":{"path":"/"}}`, i%97, id)
+		return fmt.Sprintf(`{"type":"page","userId":"u-%d","name":"Accueil – café ☕","messageId":%q,"properties":{"path":"/"}}`, i%97, id)
 	case 3:
 		return fmt.Sprintf(`{"type":"group","userId":"u-%d","groupId":"g-%d","messageId":%q,"traits":{"plan":"pro"}}`, i%97, i%7, id)
 	case 4:
 		return fmt.Sprintf(`{"type":"alias","previousId":"a-%d","userId":"u-%d","messageId":%q,%s}`, i, i%97, id, ts)
 	default:
-		return fmt.Sprintf(`{"type":"screen","anonymousId":"a-%d","name":"Cart","messageId":%q,"context":{"locale":"en-US"}}`, i, id)
+		return fmt.Sprintf(`{"type":"screen","anonymousId":"a-%d","name":"Warenkorb (Größe M) 購入","messageId":%q,"context":{"locale":"en-US"}}`, i, id)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/kubevolume"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/receiverbin"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/syncbuf"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -32,23 +32,15 @@ const memoryLimit = 256 << 20
 func long() bool { return os.Getenv("ABUSE_LONG") == "1" }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "abuse-receiver-")
+	bin, remove, err := receiverbin.Build("abuse-receiver-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	receiverBin = filepath.Join(dir, "receiver")
-	build := exec.Command("go", "build", "-o", receiverBin,
-		"github.com/segment-webhook-operator/segment-webhook-operator/cmd/receiver")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the receiver:", err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	receiverBin = bin
 	code := m.Run()
 	printTable()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/kubevolume"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/procstat"
+	"github.com/segment-webhook-operator/segment-webhook-operator/internal/receiverbin"
 	"github.com/segment-webhook-operator/segment-webhook-operator/internal/syncbuf"
 	"github.com/segment-webhook-operator/segment-webhook-operator/receiver/config"
 )
@@ -54,27 +54,19 @@ func long() bool { return *longFlag || os.Getenv("FAULT_LONG") == "1" }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "fault-receiver-")
+	bin, remove, err := receiverbin.Build("fault-receiver-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	receiverBin = filepath.Join(dir, "receiver")
-	build := exec.Command("go", "build", "-o", receiverBin,
-		"github.com/segment-webhook-operator/segment-webhook-operator/cmd/receiver")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the receiver:", err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	receiverBin = bin
 	code := m.Run()
 	report.Lock()
 	for _, l := range report.lines {
 		fmt.Println(l)
 	}
 	report.Unlock()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 
